@@ -1,0 +1,63 @@
+"""Reading and writing checkpoints safely.
+
+Writes go to a temporary file in the same folder and are renamed, so a kill never leaves a torn file.
+Reads use ``weights_only=True``: a checkpoint that carries pickled code is refused.
+"""
+import os
+import tempfile
+
+import torch
+
+from sr_kd.errors import SRKDError
+
+
+def atomic_save(obj, path):
+    """torch.save to ``path`` through a temporary file and an atomic rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path, map_location='cpu'):
+    """torch.load with weights_only=True; user errors become one-line SRKDError."""
+    if not os.path.isfile(path):
+        raise SRKDError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here is a bad file, said in one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
+            raise SRKDError(f'{path} is not a plain weights file (it carries pickled code); refusing to load it') from e
+        raise SRKDError(f'cannot read checkpoint {path}: {msg}') from e
+
+
+def extract_state_dict(ckpt, param_key=None):
+    """The state_dict inside a checkpoint: BasicSR's {'params': ...}/{'params_ema': ...} or a plain one.
+
+    The 'module.' prefix of DataParallel checkpoints (the official IMDN files) is stripped.
+    """
+    if not isinstance(ckpt, dict):
+        raise SRKDError('checkpoint does not hold a state_dict')
+    if param_key:
+        if param_key not in ckpt:
+            raise SRKDError(f'checkpoint has no key {param_key!r}; it has: {", ".join(map(str, ckpt))}')
+        ckpt = ckpt[param_key]
+    elif not any(torch.is_tensor(v) for v in ckpt.values()):
+        for key in ('params_ema', 'params', 'state_dict', 'model'):
+            if isinstance(ckpt.get(key), dict):
+                ckpt = ckpt[key]
+                break
+    sd = {(k[7:] if k.startswith('module.') else k): v for k, v in ckpt.items()}
+    if not sd or not all(torch.is_tensor(v) for v in sd.values()):
+        raise SRKDError('checkpoint does not hold a state_dict of tensors')
+    return sd

@@ -1,0 +1,224 @@
+"""Everything needed to run basicsr 1.4.2 on today's torch/torchvision/numpy, in one place.
+
+Imported by ``sr_kd/__init__.py`` before anything imports basicsr. Each repair names the breakage it
+fixes (see ../shared/DESIGN.md, "Compatibility layer"). Nothing else in the project patches basicsr.
+"""
+import importlib
+import os
+import sys
+import types
+
+import torch
+
+_applied = False
+
+
+def _torchvision_works():
+    try:
+        import torchvision  # noqa: F401
+        import torchvision.utils  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001 - a missing or broken (CUDA-only) torchvision: use the stand-in
+        for name in [m for m in sys.modules if m == 'torchvision' or m.startswith('torchvision.')]:
+            del sys.modules[name]
+        return False
+
+
+def _unavailable(what):
+    def fail(*args, **kwargs):
+        raise RuntimeError(f'{what} needs a working torchvision, which is not installed '
+                           '(sr_kd does not use it; install a torchvision that matches your torch)')
+    return fail
+
+
+def _make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False, pad_value=0.0):
+    """torchvision.utils.make_grid for what basicsr's tensor2img calls it with (a 4-D batch)."""
+    if isinstance(tensor, (list, tuple)):
+        tensor = torch.stack(tensor)
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(0)
+    if normalize:
+        lo, hi = value_range if value_range is not None else (float(tensor.min()), float(tensor.max()))
+        tensor = (tensor.clamp(lo, hi) - lo) / max(hi - lo, 1e-5)
+    n, c, h, w = tensor.shape
+    if n == 1:
+        return tensor[0]
+    xmaps = min(nrow, n)
+    ymaps = (n + xmaps - 1) // xmaps
+    hp, wp = h + padding, w + padding
+    grid = tensor.new_full((c, hp * ymaps + padding, wp * xmaps + padding), pad_value)
+    for k in range(n):
+        y, x = divmod(k, xmaps)
+        grid[:, y * hp + padding:y * hp + padding + h, x * wp + padding:x * wp + padding + w] = tensor[k]
+    return grid
+
+
+def _normalize(tensor, mean, std, inplace=False):
+    t = tensor if inplace else tensor.clone()
+    mean = torch.as_tensor(mean, dtype=t.dtype, device=t.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=t.dtype, device=t.device).view(-1, 1, 1)
+    return t.sub_(mean).div_(std)
+
+
+def _rgb_to_grayscale(img, num_output_channels=1):
+    r, g, b = img.unbind(dim=-3)
+    gray = (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(dim=-3)
+    return gray.expand(img.shape[:-3] + (num_output_channels,) + img.shape[-2:]) if num_output_channels == 3 else gray
+
+
+def _install_torchvision_standin():
+    """Repair 1: basicsr imports torchvision in data, utils and archs; give it the few names it needs."""
+    tv = types.ModuleType('torchvision')
+    tv.__version__ = '0.0.0+sr_kd_standin'
+    tv.__path__ = []
+    utils = types.ModuleType('torchvision.utils')
+    utils.make_grid = _make_grid
+    transforms = types.ModuleType('torchvision.transforms')
+    transforms.__path__ = []
+    functional = types.ModuleType('torchvision.transforms.functional')
+    functional.normalize = _normalize
+    functional.rgb_to_grayscale = _rgb_to_grayscale
+    transforms.functional = functional
+    models = types.ModuleType('torchvision.models')
+    models.__path__ = []
+    vgg = types.ModuleType('torchvision.models.vgg')
+    vgg.__getattr__ = lambda name: _unavailable('VGG perceptual loss')
+    models.vgg = vgg
+    models.inception_v3 = _unavailable('FID (Inception)')
+    ops = types.ModuleType('torchvision.ops')
+    ops.deform_conv2d = _unavailable('deformable convolution (DCN)')
+    for name, mod in {'torchvision': tv, 'torchvision.utils': utils, 'torchvision.transforms': transforms,
+                      'torchvision.transforms.functional': functional,
+                      'torchvision.transforms.functional_tensor': functional, 'torchvision.models': models,
+                      'torchvision.models.vgg': vgg, 'torchvision.ops': ops}.items():
+        sys.modules[name] = mod
+        if name != 'torchvision':
+            setattr(tv, name.split('.')[1], sys.modules['torchvision.' + name.split('.')[1]])
+
+
+def _alias_functional_tensor():
+    """Repair 1 with a working torchvision: functional_tensor was removed in torchvision 0.17."""
+    try:
+        importlib.import_module('torchvision.transforms.functional_tensor')
+    except ImportError:
+        sys.modules['torchvision.transforms.functional_tensor'] = importlib.import_module(
+            'torchvision.transforms.functional')
+
+
+def _patch_resume():
+    """Repair 2: resume states load on the actual device, found in the experiment folder."""
+    import basicsr.train as bt
+    from basicsr.utils import scandir
+    from basicsr.utils import check_resume
+
+    def load_resume_state(opt):
+        path = None
+        if opt['auto_resume']:
+            state_dir = os.path.join(opt['root_path'], 'experiments', opt['name'], 'training_states')
+            if os.path.isdir(state_dir):
+                iters = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='state', recursive=False)
+                         if v.split('.state')[0].isdigit()]
+                if iters:
+                    path = os.path.join(state_dir, f'{max(iters)}.state')
+                    opt['path']['resume_state'] = path
+        elif opt['path'].get('resume_state'):
+            path = opt['path']['resume_state']
+        if path is None:
+            return None
+        from sr_kd.checkpoint import load_checkpoint
+        device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else 'cpu'
+        state = load_checkpoint(path, map_location=device)
+        check_resume(opt, state['iter'])
+        return state
+
+    bt.load_resume_state = load_resume_state
+
+
+def _patch_jpeg_quality():
+    """Repair 3: OpenCV 4.14+ rejects a float JPEG quality in add_jpg_compression."""
+    from basicsr.data import degradations
+    original = degradations.add_jpg_compression
+
+    def add_jpg_compression(img, quality=90):
+        return original(img, int(quality))
+
+    degradations.add_jpg_compression = add_jpg_compression
+
+
+def _patch_distributed():
+    """Repair 4: CPU distributed training (gloo, no cuda.set_device) and DDP without device_ids on CPU."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from basicsr.models import base_model
+    from basicsr.utils import dist_util
+
+    original_init = dist_util._init_dist_pytorch
+
+    def _init_dist_pytorch(backend, **kwargs):
+        if not torch.cuda.is_available():
+            dist.init_process_group(backend='gloo', **kwargs)
+        else:
+            original_init(backend, **kwargs)
+
+    dist_util._init_dist_pytorch = _init_dist_pytorch
+
+    def model_to_device(self, net):
+        net = net.to(self.device)
+        if self.opt['dist']:
+            find_unused = self.opt.get('find_unused_parameters', False)
+            ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused)
+        elif self.opt['num_gpu'] > 1:
+            net = torch.nn.DataParallel(net)
+        return net
+
+    base_model.BaseModel.model_to_device = model_to_device
+
+
+def _patch_atomic_saves():
+    """Checkpoints and training states are written to a temporary file and renamed (never torn)."""
+    from basicsr.models import base_model
+    from basicsr.utils.dist_util import master_only
+
+    from sr_kd.checkpoint import atomic_save
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        current_iter = 'latest' if current_iter == -1 else current_iter
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        save_dict = {}
+        for net_, key in zip(nets, keys):
+            sd = self.get_bare_model(net_).state_dict()
+            save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in sd.items()}
+        atomic_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter,
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        state.update(self.extra_training_state() if hasattr(self, 'extra_training_state') else {})
+        atomic_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    base_model.BaseModel.save_network = save_network
+    base_model.BaseModel.save_training_state = save_training_state
+
+
+def apply():
+    """Apply every repair once; safe to call again."""
+    global _applied
+    if _applied:
+        return
+    if _torchvision_works():
+        _alias_functional_tensor()
+    else:
+        _install_torchvision_standin()
+    _patch_resume()
+    _patch_jpeg_quality()
+    _patch_distributed()
+    _patch_atomic_saves()
+    _applied = True

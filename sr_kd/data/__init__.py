@@ -1,0 +1,1 @@
+"""Registered on import by sr_kd/__init__."""

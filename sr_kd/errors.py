@@ -1,0 +1,28 @@
+"""The project's error for mistakes a user can make (bad option file, missing file, wrong checkpoint).
+
+Entry points catch it, print its one-line message and exit with status 2, without a traceback.
+Programming errors keep raising normally.
+"""
+import sys
+from contextlib import contextmanager
+
+
+class SRKDError(Exception):
+    """A user-facing error: its message is one line that says what to fix."""
+
+
+def close_matches(name, choices, n=3):
+    """' (did you mean: a, b?)' for a misspelt name, or '' when nothing is close."""
+    import difflib
+    hits = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.5)
+    return f" (did you mean: {', '.join(hits)}?)" if hits else ''
+
+
+@contextmanager
+def exit_on_user_error(prog='sr_kd'):
+    """Turn SRKDError (and a YAML syntax error) into one line on stderr and exit status 2."""
+    try:
+        yield
+    except SRKDError as e:
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        sys.exit(2)
