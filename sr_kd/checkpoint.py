@@ -61,3 +61,13 @@ def extract_state_dict(ckpt, param_key=None):
     if not sd or not all(torch.is_tensor(v) for v in sd.values()):
         raise SRKDError('checkpoint does not hold a state_dict of tensors')
     return sd
+
+
+def atomic_write_text(path, text):
+    """Write a text file through a temporary name and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,32 @@
+"""``sr-kd eval``: a checkpoint's PSNR/SSIM on an HR folder, with LR from a folder or made by MATLAB bicubic."""
+import json
+
+
+def add_arguments(p):
+    p.add_argument('--model', required=True, help='checkpoint (.pth); the architecture is read from its keys')
+    p.add_argument('--hr', required=True, help='folder of HR images')
+    p.add_argument('--lr', help='folder of LR images (EDSR names, e.g. babyx4.png); default: made from HR '
+                                'with MATLAB-compatible bicubic')
+    p.add_argument('--scale', type=int, required=True, choices=range(1, 9), metavar='S')
+    p.add_argument('--param-key', default=None, help="key inside the checkpoint (default: params_ema, params or none)")
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--json', help='write the per-image and mean results here')
+
+
+def run(args):
+    import sys
+
+    from sr_kd.archs.detect import load_model
+    from sr_kd.evaluate import evaluate
+
+    model, arch = load_model(args.model, args.param_key, args.device, expect_scale=args.scale)
+    res = evaluate(model, arch, args.hr, args.scale, args.lr, args.device, progress=sys.stderr.isatty())
+    width = max(len(r['name']) for r in res['images'] + [{'name': 'mean'}])
+    print(f'{"image":<{width}}  {"PSNR":>8}  {"SSIM":>7}')
+    for r in res['images']:
+        print(f'{r["name"]:<{width}}  {r["psnr"]:8.4f}  {r["ssim"]:7.4f}')
+    print(f'{"mean":<{width}}  {res["mean"]["psnr"]:8.4f}  {res["mean"]["ssim"]:7.4f}')
+    if args.json:
+        from sr_kd.checkpoint import atomic_write_text
+        atomic_write_text(args.json, json.dumps(res, indent=2))
+    return 0
