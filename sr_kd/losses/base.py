@@ -1,0 +1,64 @@
+"""The contract every distillation term follows, so the model can sum any list of them.
+
+A term receives one ``DistillInputs`` per step: the tapped student/teacher features of each
+``distill.pairs`` entry (shallow to deep), both SR outputs, and the batch. Terms that need matching
+channels own their connectors (``setup`` builds them from the features' shapes, before training);
+their parameters are trained with the student and saved in the checkpoint.
+"""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DistillInputs:
+    feats_s: List[torch.Tensor]          # student tap outputs, one per pair (N, Cs, H, W)
+    feats_t: List[torch.Tensor]          # teacher tap outputs, same order (N, Ct, H, W), no grad
+    sr_s: torch.Tensor                   # student SR output
+    sr_t: torch.Tensor                   # teacher SR output, no grad
+    lq: torch.Tensor                     # the LR input batch
+    gt: Optional[torch.Tensor] = None    # the HR batch
+    inputs_s: Optional[List[torch.Tensor]] = None  # tapped modules' inputs, when a term sets needs_inputs
+    inputs_t: Optional[List[torch.Tensor]] = None
+    student: Optional[nn.Module] = None  # the student network, for terms that run it again (Sobolev)
+
+
+class DistillLoss(nn.Module):
+    """Base of every distillation term: ``forward`` returns ``loss_weight * compute(inputs)``.
+
+    Class attributes a term may set:
+      min_batch     the smallest batch the method is defined for (relational losses need 2);
+      needs_inputs  the term wants each tapped module's input too (pre-activation features);
+      uses_features False for terms on SR outputs only (then ``distill.pairs`` may be empty).
+    """
+
+    min_batch = 1
+    needs_inputs = False
+    uses_features = True
+
+    def __init__(self, loss_weight=1.0):
+        super().__init__()
+        self.loss_weight = float(loss_weight)
+
+    def setup(self, s_shapes, t_shapes):
+        """Build connectors from the tapped shapes: lists of (C, H, W) per pair. Called once, before training."""
+
+    def compute(self, d: DistillInputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, d: DistillInputs) -> torch.Tensor:
+        return self.compute(d) * self.loss_weight
+
+
+def level_weights(weights, n):
+    """Per-level weights as a list of n floats (one number or None means equal weights of 1)."""
+    if weights is None:
+        return [1.0] * n
+    if isinstance(weights, (int, float)):
+        return [float(weights)] * n
+    if len(weights) != n:
+        from sr_kd.errors import SRKDError
+        raise SRKDError(f'level_weights has {len(weights)} entries but distill.pairs has {n}')
+    return [float(w) for w in weights]
