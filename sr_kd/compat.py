@@ -71,6 +71,7 @@ def _install_torchvision_standin():
     tv = types.ModuleType('torchvision')
     tv.__version__ = '0.0.0+sr_kd_standin'
     tv.__path__ = []
+    tv.__file__ = __file__
     utils = types.ModuleType('torchvision.utils')
     utils.make_grid = _make_grid
     transforms = types.ModuleType('torchvision.transforms')
@@ -82,7 +83,12 @@ def _install_torchvision_standin():
     models = types.ModuleType('torchvision.models')
     models.__path__ = []
     vgg = types.ModuleType('torchvision.models.vgg')
-    vgg.__getattr__ = lambda name: _unavailable('VGG perceptual loss')
+    def _vgg_attr(name):
+        if name.startswith('__'):  # keep inspect/dynamo's module scans working
+            raise AttributeError(name)
+        return _unavailable('VGG perceptual loss')
+
+    vgg.__getattr__ = _vgg_attr
     models.vgg = vgg
     models.inception_v3 = _unavailable('FID (Inception)')
     ops = types.ModuleType('torchvision.ops')
@@ -125,6 +131,9 @@ def _patch_resume():
             path = opt['path']['resume_state']
         if path is None:
             return None
+        # The teacher is never saved with the student: keep loading it from its own path on resume.
+        ignore = opt['path'].get('ignore_resume_networks') or []
+        opt['path']['ignore_resume_networks'] = list(ignore) + ['network_t']
         from sr_kd.checkpoint import load_checkpoint
         device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else 'cpu'
         state = load_checkpoint(path, map_location=device)

@@ -1,1 +1,2 @@
-"""Registered on import by sr_kd/__init__."""
+"""Datasets registered in BasicSR's DATASET_REGISTRY."""
+from sr_kd.data.hr_dataset import HROnlyDataset  # noqa: F401

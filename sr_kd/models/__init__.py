@@ -1,1 +1,2 @@
-"""Registered on import by sr_kd/__init__."""
+"""BasicSR models registered in MODEL_REGISTRY."""
+from sr_kd.models.srkd_model import SRKDModel  # noqa: F401

@@ -7,6 +7,7 @@ height first when equal) and, for uint8 input, rounds and saturates to uint8 aft
 module does exactly that; float input is resized in float64 without rounding.
 """
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -18,6 +19,7 @@ def _cubic(x):
             (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
 
 
+@lru_cache(maxsize=256)
 def resize_matrix(in_len, out_len, scale, antialias=True):
     """The (out_len, in_len) float64 matrix of MATLAB's ``contributions`` with symmetric edges folded in."""
     kernel_width = 4.0
@@ -35,12 +37,15 @@ def resize_matrix(in_len, out_len, scale, antialias=True):
     src = mirror[(idx.astype(np.int64) - 1) % (2 * in_len)]
     mat = np.zeros((out_len, in_len), dtype=np.float64)
     np.add.at(mat, (np.repeat(np.arange(out_len), taps), src.ravel()), w.ravel())
+    mat.setflags(write=False)  # shared through the cache
     return mat
 
 
 def _pass(img, mat, axis, as_uint8):
-    out = np.tensordot(mat, img, axes=([1], [axis]))
-    out = np.moveaxis(out, 0, axis)
+    if axis == 0:
+        out = np.einsum('oi,i...->o...', mat, img, optimize=True)
+    else:
+        out = np.einsum('oi,hi...->ho...', mat, img, optimize=True)
     if as_uint8:
         out = np.clip(np.floor(out + 0.5), 0, 255)  # MATLAB rounds half away from zero (values >= 0)
     return out

@@ -1,0 +1,121 @@
+"""HR-only SR dataset: LR made on the fly with the project's MATLAB-exact bicubic.
+
+Training: a random LR-aligned crop, flips and 90-degree rotations (basicsr's ``augment``). The LR patch
+is computed from the HR window plus a margin of 3 LR pixels (wider than the bicubic kernel), so it equals
+the same crop of the whole image's LR, with no border artefacts. Validation: whole images, HR cropped to
+a multiple of the scale. Images smaller than the crop are skipped (counted in the log) or refused, and
+corrupt images are skipped with a warning or stop the run, as the options say.
+"""
+import random
+
+import numpy as np
+import torch
+from torch.utils import data
+
+from basicsr.data.transforms import augment
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import DATASET_REGISTRY
+
+from sr_kd.data.image_source import image_size, list_hr_images, read_rgb_uint8
+from sr_kd.errors import SRKDError
+from sr_kd.ops.matlab_resize import bicubic_lr, imresize
+
+_MARGIN = 3  # LR pixels; the x4 antialiased bicubic reaches 2 LR pixels away
+
+
+def lr_crop(hr, scale, top, left, lq_size, margin=_MARGIN):
+    """(LR patch, HR patch) at LR position (top, left), the LR equal to a crop of the whole image's LR."""
+    lh, lw = hr.shape[0] // scale, hr.shape[1] // scale
+    t0, l0 = max(top - margin, 0), max(left - margin, 0)
+    t1, l1 = min(top + lq_size + margin, lh), min(left + lq_size + margin, lw)
+    window = imresize(hr[t0 * scale:t1 * scale, l0 * scale:l1 * scale], 1.0 / scale)
+    lq = window[top - t0:top - t0 + lq_size, left - l0:left - l0 + lq_size]
+    gt = hr[top * scale:(top + lq_size) * scale, left * scale:(left + lq_size) * scale]
+    return lq, gt
+
+
+def to_tensor(img):
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+@DATASET_REGISTRY.register()
+class HROnlyDataset(data.Dataset):
+    """Options: dataroot_gt (folder or ``skimage``), images (optional name list), scale, phase,
+    gt_size (train HR crop), use_hflip, use_rot, small_images ('skip' | 'error'),
+    corrupt_images ('skip' | 'error'), cache (keep decoded images in memory, default true)."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.scale = int(opt['scale'])
+        self.train = opt.get('phase', 'train') == 'train'
+        self.gt_size = int(opt.get('gt_size', 0) or 0) if self.train else 0
+        self.on_corrupt = opt.get('corrupt_images', 'skip')
+        on_small = opt.get('small_images', 'skip')
+        for key, val in (('corrupt_images', self.on_corrupt), ('small_images', on_small)):
+            if val not in ('skip', 'error'):
+                raise SRKDError(f"dataset {opt.get('name')}: {key} must be 'skip' or 'error', not {val!r}")
+        if self.train and (self.gt_size <= 0 or self.gt_size % self.scale):
+            raise SRKDError(f'gt_size must be a positive multiple of scale {self.scale}, got {self.gt_size}')
+        logger = get_root_logger()
+        paths, small, corrupt = [], [], []
+        for p in list_hr_images(opt['dataroot_gt'], opt.get('images')):
+            try:
+                w, h = image_size(p)
+            except SRKDError as e:
+                if self.on_corrupt == 'error':
+                    raise
+                corrupt.append(p)
+                logger.warning(f'skipping unreadable image: {e}')
+                continue
+            if min(w, h) < max(self.gt_size, self.scale):
+                if on_small == 'error':
+                    raise SRKDError(f'{p} is {w}x{h}, smaller than the crop gt_size={self.gt_size} '
+                                    "(set small_images: skip to leave such images out)")
+                small.append(p)
+                continue
+            paths.append(p)
+        if small:
+            logger.info(f'{opt.get("name")}: skipped {len(small)} images smaller than {self.gt_size}px')
+        if not paths:
+            raise SRKDError(f'no usable images in {opt["dataroot_gt"]} ({len(small)} smaller than '
+                            f'gt_size={self.gt_size}, {len(corrupt)} unreadable)')
+        self.paths = paths
+        self.cache = {} if opt.get('cache', True) else None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def _load(self, index):
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        img = read_rgb_uint8(self.paths[index])
+        if self.cache is not None:
+            self.cache[index] = img
+        return img
+
+    def _load_or_skip(self, index):
+        for _ in range(len(self.paths)):
+            try:
+                return index, self._load(index)
+            except SRKDError as e:
+                if self.on_corrupt == 'error':
+                    raise
+                get_root_logger().warning(f'skipping unreadable image: {e}')
+                index = (index + 1) % len(self.paths)
+        raise SRKDError('every image of the training set is unreadable')
+
+    def __getitem__(self, index):
+        index, hr = self._load_or_skip(index)
+        s = self.scale
+        if self.train:
+            lq_size = self.gt_size // s
+            lh, lw = hr.shape[0] // s, hr.shape[1] // s
+            top, left = random.randint(0, lh - lq_size), random.randint(0, lw - lq_size)
+            lq, gt = lr_crop(hr, s, top, left, lq_size)
+            lq, gt = augment([lq.copy(), gt.copy()], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        else:
+            gt = hr[:hr.shape[0] - hr.shape[0] % s, :hr.shape[1] - hr.shape[1] % s]
+            lq = bicubic_lr(gt, s)
+        path = self.paths[index]
+        return {'lq': to_tensor(lq), 'gt': to_tensor(gt), 'lq_path': path, 'gt_path': path}

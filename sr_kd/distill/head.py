@@ -1,0 +1,59 @@
+"""The list of distillation terms an option file asks for, as one module.
+
+One module so that the terms' connectors are trained by the same optimizer as the student, wrapped in
+DistributedDataParallel with it, saved with the checkpoint and restored on resume.
+"""
+from torch import nn
+
+from basicsr.losses import build_loss
+
+from sr_kd.errors import SRKDError
+
+
+def build_terms(term_opts):
+    """(names, terms) from ``train.distill_opts``; each name is logged as ``l_<name>``."""
+    names, terms = [], []
+    for i, opt in enumerate(term_opts or []):
+        opt = dict(opt)
+        name = str(opt.pop('name', opt['type'].replace('Loss', '').lower()))
+        if name in names or name in ('pix', 'percep', 'style', 'total'):
+            raise SRKDError(f'distill_opts[{i}]: the name {name!r} is already used; give each term its own name')
+        try:
+            term = build_loss(opt)
+        except TypeError as e:
+            raise SRKDError(f'distill_opts[{i}] ({opt["type"]}): {e}') from e
+        names.append(name)
+        terms.append(term)
+    return names, terms
+
+
+class DistillHead(nn.Module):
+    """Holds the terms; ``forward(inputs)`` returns their weighted losses in order."""
+
+    def __init__(self, names, terms):
+        super().__init__()
+        self.names = list(names)
+        self.terms = nn.ModuleList(terms)
+
+    @property
+    def needs_inputs(self):
+        return any(t.needs_inputs for t in self.terms)
+
+    @property
+    def uses_features(self):
+        return any(t.uses_features for t in self.terms)
+
+    def has_parameters(self):
+        return any(p.requires_grad for p in self.parameters())
+
+    def setup(self, s_shapes, t_shapes, batch_size):
+        for name, term in zip(self.names, self.terms):
+            if batch_size < term.min_batch:
+                raise SRKDError(f'l_{name} ({type(term).__name__}) compares samples within a batch and needs '
+                                f'batch_size_per_gpu >= {term.min_batch}, got {batch_size}')
+            if term.uses_features and not s_shapes:
+                raise SRKDError(f'l_{name} ({type(term).__name__}) distills features: list them in distill.pairs')
+            term.setup(s_shapes, t_shapes)
+
+    def forward(self, inputs):
+        return [term(inputs) for term in self.terms]

@@ -1,0 +1,257 @@
+"""SRKDModel: BasicSR's SRModel plus a frozen teacher and any number of distillation terms.
+
+One step (../shared/DESIGN.md, "Data flow"): student forward with taps; teacher forward under no_grad
+with taps; task loss + every term; one backward; one optimizer step over student + connectors. The
+teacher never enters DDP, the optimizer, EMA or the saved checkpoint; test runs build no teacher.
+"""
+import json
+import math
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+from sr_kd.distill.head import DistillHead, build_terms
+from sr_kd.distill.taps import FeatureTaps
+from sr_kd.errors import SRKDError
+from sr_kd.losses.base import DistillInputs
+from sr_kd.ops.matlab_resize import imresize
+
+
+def _pairs(opt):
+    pairs = (opt.get('distill') or {}).get('pairs') or []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise SRKDError(f'distill.pairs[{i}] must be [student_module, teacher_module], got {pair!r}')
+    return [str(p[0]) for p in pairs], [str(p[1]) for p in pairs]
+
+
+@MODEL_REGISTRY.register()
+class SRKDModel(SRModel):
+    """Knowledge distillation for SR. Options beyond SRModel's: ``network_t``; ``path.pretrain_network_t``,
+    ``param_key_t`` (default 'params'; ~ for plain state_dicts such as the official IMDN files),
+    ``strict_load_t``; ``distill.pairs``; ``train.distill_opts``; ``train.nonfinite`` ('stop' | 'skip')."""
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.nonfinite = train_opt.get('nonfinite', 'stop')
+        if self.nonfinite not in ('stop', 'skip'):
+            raise SRKDError(f"train.nonfinite must be 'stop' or 'skip', not {self.nonfinite!r}")
+        self.skipped_steps = 0
+        self._build_teacher()
+        s_names, t_names = _pairs(self.opt)
+        names, terms = build_terms(train_opt.get('distill_opts'))
+        self.distill = DistillHead(names, terms)
+        record_inputs = self.distill.needs_inputs
+        bare_g = self.get_bare_model(self.net_g)
+        self.taps_s = FeatureTaps(bare_g, s_names, record_inputs, 'student')
+        self.taps_t = FeatureTaps(self.net_t, t_names, record_inputs, 'teacher')
+        s_shapes, t_shapes = self._probe_shapes(s_names, t_names)
+        batch = self.opt['datasets'].get('train', {}).get('batch_size_per_gpu', 1)
+        self.distill.setup(s_shapes, t_shapes, batch)
+        self.distill = self.distill.to(self.device)
+        if self.distill.has_parameters():
+            self.distill = self.model_to_device(self.distill)
+        self.loss_log = os.path.join(self.opt['path']['experiments_root'], 'losses.jsonl')
+        super().init_training_settings()
+
+    # ----- teacher -----------------------------------------------------------------------------------
+    def _build_teacher(self):
+        if 'network_t' not in self.opt:
+            raise SRKDError('SRKDModel needs a network_t (the teacher) in the option file')
+        path_opt = self.opt['path']
+        load_path = path_opt.get('pretrain_network_t')
+        if not load_path:
+            raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+        try:
+            self.net_t = build_network(self.opt['network_t'])
+        except TypeError as e:
+            raise SRKDError(f'network_t: {e}') from e
+        sd = extract_state_dict(load_checkpoint(load_path), path_opt.get('param_key_t', 'params'))
+        own = self.net_t.state_dict()
+        missing = [k for k in own if k not in sd]
+        unexpected = [k for k in sd if k not in own]
+        shapes = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+                  if k in sd and sd[k].shape != v.shape]
+        strict = path_opt.get('strict_load_t', True)
+        if shapes or (strict and (missing or unexpected)):
+            detail = '; '.join(filter(None, [
+                f'shapes differ: {", ".join(shapes[:2])}' if shapes else '',
+                f'missing keys: {", ".join(missing[:3])}' if missing else '',
+                f'unexpected keys: {", ".join(unexpected[:3])}' if unexpected else '']))
+            raise SRKDError(f'teacher checkpoint {load_path} does not fit network_t '
+                            f'({self.opt["network_t"]["type"]}): {detail}')
+        self.net_t.load_state_dict(sd, strict=strict)
+        self.net_t = self.net_t.to(self.device).eval()
+        for p in self.net_t.parameters():
+            p.requires_grad_(False)
+        s_up = self.opt['network_g'].get('upscale', self.opt.get('scale'))
+        t_up = self.opt['network_t'].get('upscale', self.opt.get('scale'))
+        if s_up != t_up:
+            raise SRKDError(f'teacher upscale x{t_up} differs from student upscale x{s_up}')
+        get_root_logger().info(f'Teacher {self.opt["network_t"]["type"]} loaded from {load_path} (frozen).')
+
+    def _probe_shapes(self, s_names, t_names):
+        """Run both networks once on a small input to learn the tapped shapes; check they pair up."""
+        if not s_names:
+            return [], []
+        size = self.opt['datasets'].get('train', {}).get('gt_size', 64) // self.opt.get('scale', 1)
+        x = torch.zeros(2, self.opt['network_g'].get('num_in_ch', 3), max(size, 8), max(size, 8), device=self.device)
+        with torch.no_grad():
+            self.get_bare_model(self.net_g)(x)
+            self.net_t(x)
+        s_shapes = [tuple(o.shape[1:]) for o in self.taps_s.outputs]
+        t_shapes = [tuple(o.shape[1:]) for o in self.taps_t.outputs]
+        self.taps_s.clear()
+        self.taps_t.clear()
+        for (sn, tn), ss, ts in zip(zip(s_names, t_names), s_shapes, t_shapes):
+            if len(ss) != 3 or len(ts) != 3:
+                raise SRKDError(f'distill.pairs [{sn}, {tn}]: taps must give N x C x H x W features, got {ss}, {ts}')
+            if ss[1:] != ts[1:]:
+                raise SRKDError(f'distill.pairs [{sn}, {tn}]: spatial sizes differ '
+                                f'(student {ss[1]}x{ss[2]}, teacher {ts[1]}x{ts[2]} on a {size}px input)')
+        return s_shapes, t_shapes
+
+    # ----- optimisation ------------------------------------------------------------------------------
+    def setup_optimizers(self):
+        super().setup_optimizers()
+        extra = [p for p in self.distill.parameters() if p.requires_grad]
+        if extra:
+            self.optimizer_g.add_param_group({'params': extra})
+
+    def _teacher_forward(self):
+        autocast = self.device.type == 'cuda' and self.opt.get('distill', {}).get('teacher_bf16', True)
+        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=autocast):
+            return self.net_t(self.lq).float()
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad(set_to_none=True)
+        self.taps_s.clear()
+        self.taps_t.clear()
+        self.output = self.net_g(self.lq)
+        sr_t = self._teacher_forward()
+        loss_dict = OrderedDict()
+        l_total = 0
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for key, val in (('l_percep', l_percep), ('l_style', l_style)):
+                if val is not None:
+                    loss_dict[key] = val
+                    l_total = l_total + val
+        if len(self.distill_names()):
+            d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=[f.float() for f in self.taps_t.outputs],
+                              sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=self.gt,
+                              inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
+                              student=self.get_bare_model(self.net_g))
+            for name, val in zip(self.distill_names(), self.distill(d)):
+                loss_dict[f'l_{name}'] = val
+                l_total = l_total + val
+        self.taps_s.clear()
+        self.taps_t.clear()
+        if not self._finite(loss_dict, current_iter):
+            return
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self._append_loss_log(current_iter)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def distill_names(self):
+        return self.get_bare_model(self.distill).names
+
+    def _finite(self, loss_dict, current_iter):
+        """Stop (one line naming the term and iteration) or skip the step on a NaN/inf loss."""
+        values = torch.stack([v.detach().float() for v in loss_dict.values()])
+        if bool(torch.isfinite(values).all()):
+            return True
+        bad = [k for k, v in zip(loss_dict, values) if not math.isfinite(float(v))]
+        if self.nonfinite == 'stop':
+            raise SRKDError(f'loss {bad[0]} is {float(values[list(loss_dict).index(bad[0])])} at iteration '
+                            f'{current_iter}; stopped without saving (the last checkpoint is intact). '
+                            'Lower the learning rate or that term\'s weight, or set train.nonfinite: skip')
+        self.skipped_steps += 1
+        self.optimizer_g.zero_grad(set_to_none=True)
+        get_root_logger().warning(f'iteration {current_iter}: {", ".join(bad)} not finite; step skipped '
+                                  f'({self.skipped_steps} so far)')
+        self.log_dict = OrderedDict(skipped_steps=float(self.skipped_steps))
+        return False
+
+    def _append_loss_log(self, current_iter):
+        freq = self.opt.get('logger', {}).get('print_freq', 100)
+        if self.opt['rank'] != 0 or current_iter % freq:
+            return
+        with open(self.loss_log, 'a') as f:
+            f.write(json.dumps({'iter': current_iter, **{k: float(v) for k, v in self.log_dict.items()}}) + '\n')
+
+    # ----- checkpoints -------------------------------------------------------------------------------
+    def save(self, epoch, current_iter):
+        super().save(epoch, current_iter)
+        if hasattr(self, 'distill') and self.get_bare_model(self.distill).has_parameters():
+            self.save_network(self.distill, 'net_d', current_iter)
+
+    def extra_training_state(self):
+        """Saved inside the training state, so resume restores the connectors with the optimizer."""
+        if not hasattr(self, 'distill'):
+            return {}
+        bare = self.get_bare_model(self.distill)
+        return {'distill': {k: v.cpu() for k, v in bare.state_dict().items()}, 'skipped_steps': self.skipped_steps}
+
+    def resume_training(self, resume_state):
+        if hasattr(self, 'distill') and 'distill' in resume_state:
+            self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
+            self.skipped_steps = resume_state.get('skipped_steps', 0)
+        super().resume_training(resume_state)
+
+    # ----- validation: bicubic vs teacher vs student -------------------------------------------------
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if not self.opt['val'].get('metrics') or not hasattr(self, 'net_t'):
+            return
+        name = dataloader.dataset.opt['name']
+        refs = self._reference_metrics(dataloader, name)
+        rows = {'bicubic': refs['bicubic'], 'teacher': refs['teacher'], 'student': dict(self.metric_results)}
+        metrics = list(self.metric_results)
+        table = [f'Validation {name} @ iter {current_iter}: ' + ' | '.join(metrics)]
+        for who, vals in rows.items():
+            table.append(f'\t{who:<8} ' + '  '.join(f'{vals[m]:.4f}' for m in metrics))
+        get_root_logger().info('\n'.join(table))
+        if tb_logger:
+            for who in ('bicubic', 'teacher'):
+                for m in metrics:
+                    tb_logger.add_scalar(f'metrics/{name}/{who}_{m}', rows[who][m], current_iter)
+        with open(os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl'), 'a') as f:
+            f.write(json.dumps({'iter': current_iter, 'dataset': name, **rows}) + '\n')
+
+    def _reference_metrics(self, dataloader, name):
+        """Bicubic (MATLAB) and teacher metrics on a validation set; fixed, so computed once."""
+        cache = self.__dict__.setdefault('_ref_cache', {})
+        if name in cache:
+            return cache[name]
+        metric_opts = self.opt['val']['metrics']
+        sums = {who: {m: 0.0 for m in metric_opts} for who in ('bicubic', 'teacher')}
+        n = 0
+        for data in dataloader:
+            lq = data['lq'].to(self.device)
+            gt = tensor2img([data['gt']])
+            with torch.no_grad():
+                teacher = tensor2img([self.net_t(lq).float().cpu()])
+            lq_u8 = tensor2img([data['lq']], rgb2bgr=False)
+            bic = imresize(lq_u8, output_shape=gt.shape[:2])[..., ::-1]
+            for who, img in (('bicubic', np.ascontiguousarray(bic)), ('teacher', teacher)):
+                for m, mopt in metric_opts.items():
+                    sums[who][m] += calculate_metric({'img': img, 'img2': gt}, mopt)
+            n += 1
+        cache[name] = {who: {m: v / max(n, 1) for m, v in vals.items()} for who, vals in sums.items()}
+        return cache[name]
