@@ -29,7 +29,7 @@ def load_yaml(path):
     return opt
 
 
-def _check_registered(registry, name, what):
+def check_registered(registry, name, what):
     if name not in registry._obj_map:
         raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry._obj_map)}')
 
@@ -41,18 +41,18 @@ def check_options(opt, is_train=True):
     for key in ('name', 'model_type', 'network_g', 'datasets', 'path'):
         if key not in opt:
             raise SRKDError(f'option file has no {key!r} section')
-    _check_registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
+    check_registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
     for net_key in [k for k in opt if k.startswith('network_')]:
         net = opt[net_key]
         if not isinstance(net, dict) or 'type' not in net:
             raise SRKDError(f'{net_key} needs a type')
-        _check_registered(ARCH_REGISTRY, net['type'], f'{net_key} type')
+        check_registered(ARCH_REGISTRY, net['type'], f'{net_key} type')
     if not isinstance(opt['datasets'], dict) or not opt['datasets']:
         raise SRKDError('datasets must list at least one dataset')
     for phase, ds in opt['datasets'].items():
         if not isinstance(ds, dict) or 'type' not in ds:
             raise SRKDError(f'datasets.{phase} needs a type')
-        _check_registered(DATASET_REGISTRY, ds['type'], f'datasets.{phase} type')
+        check_registered(DATASET_REGISTRY, ds['type'], f'datasets.{phase} type')
         for key in ('dataroot_gt', 'dataroot_lq'):
             root = ds.get(key)
             if root is not None and root != 'skimage' and ds.get('io_backend', {}).get('type', 'disk') == 'disk' \
@@ -64,14 +64,14 @@ def check_options(opt, is_train=True):
             raise SRKDError("a training option file needs a 'train' section")
         for key in ('pixel_opt', 'perceptual_opt'):
             if isinstance(train.get(key), dict):
-                _check_registered(LOSS_REGISTRY, train[key].get('type'), f'train.{key} type')
+                check_registered(LOSS_REGISTRY, train[key].get('type'), f'train.{key} type')
         terms = train.get('distill_opts') or []
         if not isinstance(terms, list):
             raise SRKDError('train.distill_opts must be a list of loss terms')
         for i, term in enumerate(terms):
             if not isinstance(term, dict) or 'type' not in term:
                 raise SRKDError(f'train.distill_opts[{i}] needs a type')
-            _check_registered(LOSS_REGISTRY, term['type'], f'distillation loss type (distill_opts[{i}])')
+            check_registered(LOSS_REGISTRY, term['type'], f'distillation loss type (distill_opts[{i}])')
         if terms or 'network_t' in opt:
             teacher = (opt.get('path') or {}).get('pretrain_network_t')
             if not teacher:

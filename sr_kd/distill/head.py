@@ -8,13 +8,16 @@ from torch import nn
 from basicsr.losses import build_loss
 
 from sr_kd.errors import SRKDError
+from sr_kd.options import check_registered
 
 
 def build_terms(term_opts):
     """(names, terms) from ``train.distill_opts``; each name is logged as ``l_<name>``."""
     names, terms = [], []
+    from basicsr.utils.registry import LOSS_REGISTRY
     for i, opt in enumerate(term_opts or []):
         opt = dict(opt)
+        check_registered(LOSS_REGISTRY, opt.get('type'), f'distillation loss type (distill_opts[{i}])')
         name = str(opt.pop('name', opt['type'].replace('Loss', '').lower()))
         if name in names or name in ('pix', 'percep', 'style', 'total'):
             raise SRKDError(f'distill_opts[{i}]: the name {name!r} is already used; give each term its own name')

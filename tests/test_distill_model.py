@@ -1,0 +1,182 @@
+"""SRKDModel: teacher frozen and never saved, every term trains the student (and connectors) only,
+statistics equal an independent computation, resume restores the exact state, bad options fail in one line."""
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from basicsr.losses import build_loss
+from basicsr.models import build_model
+from sr_kd.archs import IMDN
+from sr_kd.errors import SRKDError
+from sr_kd.losses.base import DistillInputs
+from sr_kd.losses.feature_stats import stat_map
+
+
+@pytest.fixture
+def opt(tmp_path):
+    torch.manual_seed(0)
+    torch.save({'params': IMDN(num_feat=16, num_modules=2, upscale=2).state_dict()}, tmp_path / 'teacher.pth')
+    data = tmp_path / 'hr'
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(data / f'{i}.png')
+    root = tmp_path / 'exp'
+    paths = {k: str(root / k) for k in ('models', 'training_states', 'log', 'visualization')}
+    for p in paths.values():
+        os.makedirs(p)
+    return {
+        'name': 'unit', 'model_type': 'SRKDModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 0, 'is_train': True,
+        'dist': False, 'rank': 0, 'world_size': 1, 'auto_resume': False,
+        'datasets': {'train': {'name': 't', 'type': 'HROnlyDataset', 'dataroot_gt': str(data), 'gt_size': 16,
+                               'phase': 'train', 'scale': 2, 'batch_size_per_gpu': 2}},
+        'network_g': {'type': 'IMDN', 'num_feat': 8, 'num_modules': 2, 'upscale': 2},
+        'network_t': {'type': 'IMDN', 'num_feat': 16, 'num_modules': 2, 'upscale': 2},
+        'path': {'pretrain_network_t': str(tmp_path / 'teacher.pth'), 'param_key_t': 'params',
+                 'experiments_root': str(root), **paths},
+        'distill': {'pairs': [['IMDB1', 'IMDB1'], ['IMDB2', 'IMDB2']]},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [100],
+                                                                        'gamma': 0.5},
+                  'total_iter': 10, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                  'distill_opts': [
+                      {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean'},
+                      {'type': 'OutputDistillLoss', 'name': 'out'},
+                      {'type': 'HintLoss', 'name': 'hint'} if _has('HintLoss') else
+                      {'type': 'FeatureStatsLoss', 'name': 'fs_std', 'stat': 'std'}]},
+        'logger': {'print_freq': 1},
+        'val': {'metrics': None},
+    }
+
+
+def _has(name):
+    from basicsr.utils.registry import LOSS_REGISTRY
+    return name in LOSS_REGISTRY._obj_map
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {'lq': torch.rand(2, 3, 8, 8, generator=g), 'gt': torch.rand(2, 3, 16, 16, generator=g)}
+
+
+def test_training_updates_student_only(opt):
+    model = build_model(copy.deepcopy(opt))
+    teacher_before = {k: v.clone() for k, v in model.net_t.state_dict().items()}
+    student_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    for it in range(1, 4):
+        model.feed_data(_batch(it))
+        model.optimize_parameters(it)
+    assert all(torch.equal(v, model.net_t.state_dict()[k]) for k, v in teacher_before.items())
+    assert all(p.grad is None and not p.requires_grad for p in model.net_t.parameters())
+    assert not model.net_t.training
+    assert any(not torch.equal(v, model.net_g.state_dict()[k]) for k, v in student_before.items())
+    names = [t['name'] for t in opt['train']['distill_opts']]
+    assert set(model.log_dict) == {'l_pix', *(f'l_{n}' for n in names)}
+    # connectors (if any) are in the optimizer
+    opt_params = {id(p) for g in model.optimizer_g.param_groups for p in g['params']}
+    assert all(id(p) in opt_params for p in model.distill.parameters())
+
+
+def test_each_term_sends_gradients_to_student_only(opt):
+    model = build_model(copy.deepcopy(opt))
+    model.feed_data(_batch())
+    for name in model.distill.names:
+        model.optimizer_g.zero_grad(set_to_none=True)
+        model.taps_s.clear()
+        model.taps_t.clear()
+        out = model.net_g(model.lq)
+        sr_t = model._teacher_forward()
+        d = DistillInputs(list(model.taps_s.outputs), list(model.taps_t.outputs), out, sr_t, model.lq, model.gt)
+        term = model.distill.terms[model.distill.names.index(name)]
+        term(d).backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net_g.parameters()), name
+        assert all(p.grad is None for p in model.net_t.parameters()), name
+        assert all(p.grad is not None for p in term.parameters()), name
+
+
+def test_stat_maps_match_loops():
+    x = torch.randn(2, 5, 3, 4)
+    for stat, ref in [
+        ('mean_pow', lambda v: (sum(v[c] for c in range(5)) / 5) ** 2),
+        ('pow_mean', lambda v: sum(abs(v[c]) ** 2 for c in range(5)) / 5),
+        ('max', lambda v: max(v)),
+        ('min', lambda v: min(v)),
+        ('std', lambda v: (sum((v[c] - sum(v) / 5) ** 2 for c in range(5)) / 5) ** 0.5),
+    ]:
+        m = stat_map(x, stat, p=2)
+        for n in range(2):
+            for i in range(3):
+                for j in range(4):
+                    v = [float(x[n, c, i, j]) for c in range(5)]
+                    assert float(m[n, i, j]) == pytest.approx(ref(v), rel=1e-5, abs=1e-6), stat
+
+
+def test_feature_stats_loss_value_and_minimum():
+    loss = build_loss({'type': 'FeatureStatsLoss', 'stat': 'pow_mean', 'p': 2, 'level_weights': [1, 3]})
+    s = [torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)]
+    t = [torch.randn(2, 8, 3, 3), torch.randn(2, 8, 3, 3)]
+    loss.setup([tuple(f.shape[1:]) for f in s], [tuple(f.shape[1:]) for f in t])
+    d = DistillInputs(s, t, None, None, None)
+    expected = 0.0
+    for w, fs, ft in zip([1, 3], s, t):
+        for n in range(2):
+            a = (fs[n] ** 2).mean(0).flatten()
+            b = (ft[n] ** 2).mean(0).flatten()
+            expected += w * float(((a / a.norm() - b / b.norm()) ** 2).sum()) / 2
+    assert float(loss(d)) == pytest.approx(expected, rel=1e-5)
+    same = DistillInputs(s, [f.repeat(1, 2, 1, 1) for f in s], None, None, None)  # same statistics, wider teacher
+    assert float(loss(same)) == pytest.approx(0.0, abs=1e-10)
+    flat = DistillInputs([torch.zeros(1, 4, 3, 3, requires_grad=True)] * 2, [torch.zeros(1, 8, 3, 3)] * 2, None, None, None)
+    val = loss(flat)
+    val.backward()
+    assert torch.isfinite(val) and torch.isfinite(flat.feats_s[0].grad).all()
+
+
+def test_save_and_resume_restore_exact_state(opt):
+    model = build_model(copy.deepcopy(opt))
+    for it in range(1, 3):
+        model.feed_data(_batch(it))
+        model.optimize_parameters(it)
+    model.save(0, 2)
+    state = torch.load(os.path.join(opt['path']['training_states'], '2.state'), weights_only=True)
+    ckpt = torch.load(os.path.join(opt['path']['models'], 'net_g_2.pth'), weights_only=True)
+    assert not any(k.startswith('net_t') for k in ckpt['params']) and set(ckpt) == {'params'}
+    assert sorted(os.listdir(opt['path']['models'])) in (['net_g_2.pth'], ['net_d_2.pth', 'net_g_2.pth'])
+    resumed_opt = copy.deepcopy(opt)
+    resumed_opt['path']['pretrain_network_g'] = os.path.join(opt['path']['models'], 'net_g_2.pth')
+    resumed = build_model(resumed_opt)
+    resumed.resume_training(state)
+    for a, b in zip(model.net_g.state_dict().values(), resumed.net_g.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(model.distill.state_dict().values(), resumed.distill.state_dict().values()):
+        assert torch.equal(a, b)
+    sa, sb = model.optimizer_g.state_dict(), resumed.optimizer_g.state_dict()
+    for k in sa['state']:
+        for name in ('exp_avg', 'exp_avg_sq'):
+            assert torch.equal(sa['state'][k][name], sb['state'][k][name])
+    # one more identical step from both gives identical students
+    for m in (model, resumed):
+        m.feed_data(_batch(9))
+        m.optimize_parameters(3)
+    for a, b in zip(model.net_g.state_dict().values(), resumed.net_g.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('mutate,expect', [
+    (lambda o: o['distill'].update(pairs=[['IMDB9', 'IMDB1']]), "student network has no module 'IMDB9'"),
+    (lambda o: o['distill'].update(pairs=[['IMDB1', 'IMBD2']]), "did you mean: IMDB2"),
+    (lambda o: o['train']['distill_opts'].append({'type': 'FeatureStatLoss'}), 'FeatureStatsLoss'),
+    (lambda o: o['path'].pop('pretrain_network_t'), 'path.pretrain_network_t is missing'),
+    (lambda o: o['train']['distill_opts'][0].update(stat='median'), "unknown stat 'median'"),
+    (lambda o: o['network_t'].update(upscale=3), 'does not fit network_t'),
+    (lambda o: o['distill'].update(pairs=[['fea_conv', 'upsampler']]), 'spatial sizes differ (student 8x8, teacher 16x16'),
+])
+def test_bad_options_fail_in_one_line(opt, mutate, expect):
+    bad = copy.deepcopy(opt)
+    mutate(bad)
+    with pytest.raises(SRKDError) as err:
+        build_model(bad)
+    assert expect in str(err.value) and '\n' not in str(err.value)
