@@ -1,0 +1,189 @@
+"""Decomposition and graph distillation (Lee & Song's line of work): each tapped feature is compressed
+by SVD into a few right singular vectors (directions in channel space), and knowledge is the relation
+between consecutive levels' vectors: an RBF graph (KD-SVD) or a multi-head attention graph (MHGD).
+
+Singular vectors of ``x`` (N, HW, C) come from the eigen-decomposition of ``x^T x`` in float64 (as the
+seeds' ``SVD_eid``). Its gradient has 1/(lambda_i - lambda_j) terms, infinite on flat patches (all
+eigenvalues 0); ``_SymEig`` drops the terms of (nearly) equal eigenvalues, which the seeds do by
+zeroing non-finite gradients. Student widths go to the teacher's through connectors where they differ.
+
+EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
+PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from sr_kd.errors import SRKDError
+from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
+
+
+class _SymEig(torch.autograd.Function):
+    """eigh of symmetric matrices (ascending) whose backward skips pairs of (nearly) equal eigenvalues."""
+
+    @staticmethod
+    def forward(ctx, a):
+        lam, vec = torch.linalg.eigh(a)
+        ctx.save_for_backward(lam, vec)
+        return lam, vec
+
+    @staticmethod
+    def backward(ctx, g_lam, g_vec):
+        lam, vec = ctx.saved_tensors
+        diff = lam.unsqueeze(-2) - lam.unsqueeze(-1)  # [i, j] = lambda_j - lambda_i
+        tol = 1e-6 * lam.abs().amax(dim=-1, keepdim=True).unsqueeze(-1) + 1e-30
+        ok = diff.abs() > tol
+        inv = torch.where(ok, 1 / torch.where(ok, diff, torch.ones_like(diff)), torch.zeros_like(diff))
+        inner = inv * (vec.mT @ g_vec) + torch.diag_embed(g_lam)
+        g = vec @ inner @ vec.mT
+        return (g + g.mT) / 2
+
+
+def right_singular(x, k):
+    """Top-k singular values (N, k) and right singular vectors (N, C, k) of x (N, C, H, W) seen as (HW x C).
+
+    The values carry no gradient: only the teacher's are used, as weights."""
+    m = x.flatten(2).double()  # (N, C, HW)
+    lam, vec = _SymEig.apply(m @ m.mT)
+    k = min(k, vec.shape[-1])
+    lam, vec = lam.flip(-1)[:, :k], vec.flip(-1)[..., :k]
+    return lam.detach().clamp_min(0).sqrt().float(), vec.float()
+
+
+def fix_sign(v):
+    """Make each vector's largest-magnitude entry positive, so the target does not depend on the solver."""
+    top = v.gather(1, v.abs().argmax(dim=1, keepdim=True))
+    return v * torch.where(top < 0, -1.0, 1.0)
+
+
+def align(v_s, v_t):
+    """For each teacher vector, the student vector of largest |cosine|, with the teacher's sign (Align_rsv)."""
+    cos = v_s.mT @ v_t  # (N, Ks, Kt)
+    idx = cos.abs().argmax(dim=1, keepdim=True)  # (N, 1, Kt)
+    chosen = v_s.gather(2, idx.expand(-1, v_s.shape[1], -1))
+    return chosen * torch.where(cos.gather(1, idx) < 0, -1.0, 1.0)
+
+
+class _DecompositionLoss(ZooLoss):
+    """Cross-level terms on singular vectors: connectors to the teacher's widths, two pairs or more."""
+
+    def __init__(self, connector, level_weights=None, loss_weight=1.0):
+        super().__init__(level_weights, loss_weight)
+        self.connector_kind = check_connector(connector, self.owner)
+
+    def build(self, s_shapes, t_shapes):
+        if len(s_shapes) < 2:
+            raise SRKDError(f'{self.owner} needs at least two distill.pairs (it relates consecutive levels)')
+        self.connectors = nn.ModuleList(
+            make_connector(self.connector_kind, s[0], t[0], self.owner) for s, t in zip(s_shapes, t_shapes))
+
+
+@LOSS_REGISTRY.register()
+class KDSVDLoss(_DecompositionLoss):
+    """KD-SVD (Lee, Kim & Song, ECCV 2018): truncated SVD (K=4) of each level; student vectors aligned to
+    the teacher's (best |cosine|, sign); both scaled by the teacher's normalised singular values; RBF
+    exp(-(v_l - v_{l-1})^2 / 8) between channels of consecutive levels, per component; squared
+    difference summed per patch and averaged over the batch."""
+
+    def __init__(self, k=4, connector='auto', level_weights=None, loss_weight=1.0):
+        super().__init__(connector, level_weights, loss_weight)
+        self.k = int(k)
+
+    @staticmethod
+    def rbf(v, v_prev):
+        return torch.exp(-(v.unsqueeze(2) - v_prev.unsqueeze(1)).pow(2) / 8)
+
+    def vectors(self, fs, ft):
+        s_t, v_t = right_singular(ft, self.k)
+        v_t = fix_sign(v_t)
+        v_s = align(right_singular(fs, self.k)[1], v_t)
+        scale = F.normalize(s_t, dim=1).unsqueeze(1)
+        return v_s * scale, v_t * scale
+
+    def distill(self, fs, ft, d):
+        vs = [self.vectors(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
+        n = fs[0].shape[0]
+        return sum(self.weights[i] * (self.rbf(vs[i][0], vs[i - 1][0]) - self.rbf(vs[i][1], vs[i - 1][1])).pow(2).sum() / n
+                   for i in range(1, len(vs)))
+
+
+def _bn_linear(d_in, d_out):
+    return nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out))
+
+
+def _frozen(block, x):
+    """Apply a Linear+BN block with detached weights and running statistics (the distillation pass)."""
+    lin, bn = block
+    x = F.linear(x, lin.weight.detach())
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), False, 0.0, bn.eps)
+
+
+class _GraphHead(nn.Module):
+    """MHGD's multi-head attention from level l's vectors (keys) to level l-1's (queries), and the
+    estimator that rebuilds level l from level l-1 through the graph (its loss trains the head)."""
+
+    def __init__(self, d_prev, d, heads):
+        super().__init__()
+        self.heads, self.d, self.d2 = heads, d, (d + d_prev) // 2
+        self.key, self.query = _bn_linear(d, self.d2 * heads), _bn_linear(d_prev, self.d2 * heads)
+        self.est_in, self.est_out = _bn_linear(d_prev, d * heads), _bn_linear(d * heads, d)
+
+    def split(self, x, dim):
+        return x.view(len(x), self.heads, dim).transpose(0, 1)  # (heads, N, dim)
+
+    def graph(self, v, v_prev, frozen=False):
+        run = _frozen if frozen else (lambda block, x: block(x))
+        k, q = self.split(run(self.key, v), self.d2), self.split(run(self.query, v_prev), self.d2)
+        return torch.softmax(k @ q.mT / math.sqrt(self.d2), dim=-1)  # (heads, N, N)
+
+    def estimation_loss(self, v, v_prev):
+        g = self.graph(v, v_prev)
+        x = (g @ self.split(self.est_in(v_prev), self.d)).transpose(0, 1).reshape(len(v), -1)
+        est = F.normalize(self.est_out(x), dim=1)
+        return (1 - (est * v).sum(dim=1)).mean()
+
+
+def graph_kl(g_s, g_t):
+    """KL(softmax(G_S) || softmax(G_T)) per row, summed over heads and averaged over patches (seed order)."""
+    return (F.softmax(g_s, -1) * (F.log_softmax(g_s, -1) - F.log_softmax(g_t, -1))).sum() / g_s.shape[1]
+
+
+@LOSS_REGISTRY.register()
+class MHGDLoss(_DecompositionLoss):
+    """Multi-head graph distillation (Lee & Song, BMVC 2019): each level is compressed to its first
+    right singular vector; an 8-head attention network gives a patch-by-patch graph between consecutive
+    levels; it is trained on the teacher only, by its own loss (estimate level l from level l-1 through
+    the graph, cosine), and the student's graph (same frozen network) follows the teacher's by KL after
+    tanh(G - mean_T). Returns graph KL + estimation loss. Needs batches of 2 or more."""
+
+    min_batch = 2
+
+    def __init__(self, num_head=8, connector='auto', level_weights=None, loss_weight=1.0):
+        super().__init__(connector, level_weights, loss_weight)
+        self.num_head = int(num_head)
+
+    def build(self, s_shapes, t_shapes):
+        super().build(s_shapes, t_shapes)
+        self.graphs = nn.ModuleList(_GraphHead(t_shapes[i - 1][0], t_shapes[i][0], self.num_head)
+                                    for i in range(1, len(t_shapes)))
+
+    @staticmethod
+    def first_vector(fs, ft):
+        v_t = fix_sign(right_singular(ft, 1)[1])[..., 0]
+        v_s = right_singular(fs, 1)[1][..., 0]
+        return v_s * torch.where((v_s * v_t).sum(dim=1, keepdim=True) < 0, -1.0, 1.0), v_t
+
+    def distill(self, fs, ft, d):
+        vs = [self.first_vector(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
+        loss = 0
+        for i in range(1, len(vs)):
+            head, (v_s, v_t), (vb_s, vb_t) = self.graphs[i - 1], vs[i], vs[i - 1]
+            g_t, g_s = head.graph(v_t, vb_t, frozen=True), head.graph(v_s, vb_s, frozen=True)
+            aux = head.estimation_loss(v_t, vb_t)  # after: the graphs use the statistics before this step
+            mean = g_t.mean(dim=-1, keepdim=True)
+            loss = loss + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean)) + aux
+        return loss

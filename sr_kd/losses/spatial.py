@@ -1,0 +1,65 @@
+"""Spatial structure: how positions relate inside one feature (pair-wise affinity graph) and how one
+level flows into the next (FSP). Both suit SR, where the structure of the image is the task.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from sr_kd.errors import SRKDError
+from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector, match_size
+
+
+@LOSS_REGISTRY.register()
+class PairWiseLoss(ZooLoss):
+    """Structured pair-wise distillation (Liu et al., CVPR 2019): beta x beta cells are pooled into nodes
+    (beta=2, average pooling, as the paper's best setting), all node pairs are connected (global range)
+    with cosine affinity, and the student's affinity graph follows the teacher's (squared difference,
+    averaged over node pairs and the batch). Widths may differ."""
+
+    def __init__(self, node_size=2, pool='avg', level_weights=None, loss_weight=1.0):
+        super().__init__(level_weights, loss_weight)
+        if pool not in ('avg', 'max'):
+            raise SRKDError(f"PairWiseLoss: pool must be 'avg' or 'max', not {pool!r}")
+        if int(node_size) < 1:
+            raise SRKDError(f'PairWiseLoss: node_size must be a positive integer, got {node_size}')
+        self.node_size, self.pool = int(node_size), pool
+
+    def affinity(self, x):
+        pool = F.avg_pool2d if self.pool == 'avg' else F.max_pool2d
+        nodes = F.normalize(pool(x, self.node_size, ceil_mode=True).flatten(2), dim=1)  # (N, C, M)
+        return torch.bmm(nodes.transpose(1, 2), nodes)
+
+    def level(self, i, fs, ft):
+        a_s, a_t = self.affinity(fs), self.affinity(ft)
+        return (a_s - a_t).pow(2).mean()
+
+
+def flow(a, b):
+    """FSP matrix between two levels: (N, Ca, Cb) inner products over positions, divided by H*W."""
+    a, b = match_size(a, b)
+    return torch.einsum('nchw,ndhw->ncd', a, b) / (a.shape[-2] * a.shape[-1])
+
+
+@LOSS_REGISTRY.register()
+class FSPLoss(ZooLoss):
+    """Flow of solution procedure (Yim et al., CVPR 2017): Gram matrices between consecutive tapped
+    levels describe how the network transforms one into the next; the student's flows follow the
+    teacher's (mean squared difference). Connectors bring student widths to the teacher's where they
+    differ. Needs two pairs or more."""
+
+    def __init__(self, connector='auto', level_weights=None, loss_weight=1.0):
+        super().__init__(level_weights, loss_weight)
+        self.connector_kind = check_connector(connector, self.owner)
+
+    def build(self, s_shapes, t_shapes):
+        if len(s_shapes) < 2:
+            raise SRKDError('FSPLoss needs at least two distill.pairs (it compares flows between levels)')
+        self.connectors = nn.ModuleList(
+            make_connector(self.connector_kind, s[0], t[0], self.owner) for s, t in zip(s_shapes, t_shapes))
+
+    def distill(self, fs, ft, d):
+        fs = [c(f) for c, f in zip(self.connectors, fs)]
+        return sum(self.weights[i] * (flow(fs[i - 1], fs[i]) - flow(ft[i - 1], ft[i])).pow(2).mean()
+                   for i in range(1, len(fs)))

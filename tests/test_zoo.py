@@ -1,0 +1,179 @@
+"""Properties every term of the distillation zoo must have: selectable by name, gradients to the student
+and its connectors but never to the teacher, minimum at identical features where the method says so,
+finite on flat patches and batches of one (or a clear refusal), float32 math under bf16 autocast.
+The equations themselves are checked per family in test_zoo_<family>.py."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import sr_kd  # noqa: F401  (compat first, then the registries)
+from basicsr.losses import build_loss
+from basicsr.utils.registry import LOSS_REGISTRY
+from sr_kd.errors import SRKDError
+from sr_kd.losses.base import DistillLoss
+from zoo_util import FEATURE_TERMS, NEEDS_BATCH_2, build, forward_pair, leaf_inputs, make_nets, shapes
+
+torch.set_num_threads(1)
+
+# identical student and teacher features give zero; connectors set to identity for that check
+ZERO_AT_IDENTITY = {
+    'FitNetLoss': {'connector': 'identity'}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {},
+    'OFDLoss': {'connector': 'identity'}, 'AFDLoss': {}, 'SPLoss': {}, 'CCLoss': {}, 'RKDLoss': {},
+    'PKTLoss': {}, 'IRGLoss': {}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {},
+}
+# no zero at identity, by design: AB wants a margin (tested in its family), VID's minimum depends on its
+# learned variance, CRD is contrastive, MHGD adds its head's own loss (its student gradient vanishes)
+NOT_ZERO = {'ABLoss', 'VIDLoss', 'CRDLoss', 'MHGDLoss'}
+
+
+def test_every_registered_distill_loss_is_covered():
+    zoo = {n for n, c in LOSS_REGISTRY._obj_map.items() if isinstance(c, type) and issubclass(c, DistillLoss)}
+    covered = set(FEATURE_TERMS) | {'SobolevLoss', 'DMLLoss', 'FeatureStatsLoss', 'OutputDistillLoss'}
+    assert zoo == covered
+    assert set(ZERO_AT_IDENTITY) | NOT_ZERO == set(FEATURE_TERMS)
+
+
+@pytest.mark.parametrize('name', sorted(FEATURE_TERMS))
+def test_gradients_reach_student_and_connectors_not_teacher(name):
+    student, teacher = make_nets(cs=8, ct=16)
+    lq = torch.rand(4, 3, 8, 8)
+    d = forward_pair(student, teacher, lq)
+    assert all(not f.requires_grad for f in d.feats_t)
+    loss = build(name, shapes(d.feats_s), shapes(d.feats_t))
+    value = loss(d)
+    assert value.dim() == 0 and torch.isfinite(value)
+    value.backward()
+    grads = [p.grad for p in student.levels.parameters()]  # the tapped part of the student
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    for pname, p in loss.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize('name', sorted(ZERO_AT_IDENTITY))
+def test_zero_when_student_equals_teacher(name):
+    torch.manual_seed(1)
+    feats = [torch.randn(4, 8, 8, 8) for _ in range(3)]
+    sr = torch.rand(4, 3, 16, 16)
+    loss = build(name, shapes(feats), shapes(feats), **ZERO_AT_IDENTITY[name])
+    d = leaf_inputs(feats, feats, sr_s=sr.clone().requires_grad_(True), sr_t=sr)
+    value = loss(d)
+    assert value.detach().abs() < 1e-6
+    value.backward()
+    for f in d.feats_s:
+        assert f.grad is None or f.grad.abs().max() < 1e-5
+
+
+def test_mhgd_student_gradient_vanishes_at_identity():
+    torch.manual_seed(1)
+    feats = [torch.randn(4, 8, 8, 8) for _ in range(3)]
+    loss = build('MHGDLoss', shapes(feats), shapes(feats))
+    d = leaf_inputs(feats, feats)
+    loss(d).backward()
+    assert all(f.grad.abs().max() < 1e-6 for f in d.feats_s)
+    assert all(p.grad is not None for p in loss.parameters())  # the head still learns (its own loss)
+
+
+def flat_features(n, c, kind):
+    """Zero-variance patches: all zero, one colour for the whole batch, or one colour per patch."""
+    if kind == 'zero':
+        return torch.zeros(n, c, 8, 8)
+    values = torch.full((n, c), 0.7) if kind == 'same' else torch.randn(n, c)
+    return values[:, :, None, None].expand(n, c, 8, 8).contiguous()
+
+
+@pytest.mark.parametrize('kind', ['zero', 'same', 'per_patch'])
+@pytest.mark.parametrize('name', sorted(FEATURE_TERMS))
+def test_flat_patches_are_finite(name, kind):
+    torch.manual_seed(2)
+    fs = [flat_features(4, 8, kind) for _ in range(3)]
+    ft = [flat_features(4, 16, kind) for _ in range(3)]
+    loss = build(name, shapes(fs), shapes(ft))
+    d = leaf_inputs(fs, ft)
+    value = loss(d)
+    assert torch.isfinite(value)
+    value.backward()
+    assert all(torch.isfinite(f.grad).all() for f in d.feats_s if f.grad is not None)
+    assert all(torch.isfinite(p.grad).all() for p in loss.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize('flat', [False, True])
+@pytest.mark.parametrize('name', sorted(FEATURE_TERMS))
+def test_batch_of_one_is_finite_or_refused(name, flat):
+    torch.manual_seed(3)
+    fs = [flat_features(1, 8, 'same') if flat else torch.randn(1, 8, 8, 8) for _ in range(3)]
+    ft = [flat_features(1, 16, 'same') if flat else torch.randn(1, 16, 8, 8) for _ in range(3)]
+    loss = build(name, shapes(fs), shapes(ft))
+    d = leaf_inputs(fs, ft)
+    if name in NEEDS_BATCH_2:
+        assert loss.min_batch == 2
+        with pytest.raises(SRKDError, match='batch of at least 2'):
+            loss(d)
+        return
+    assert loss.min_batch == 1
+    value = loss(d)
+    value.backward()
+    assert torch.isfinite(value)
+    assert all(torch.isfinite(f.grad).all() for f in d.feats_s if f.grad is not None)
+
+
+@pytest.mark.parametrize('name', sorted(FEATURE_TERMS))
+def test_bf16_autocast_computes_in_float32(name):
+    torch.manual_seed(4)
+    fs = [torch.randn(4, 8, 8, 8).bfloat16() for _ in range(3)]
+    ft = [torch.randn(4, 16, 8, 8).bfloat16() for _ in range(3)]
+    loss = build(name, shapes(fs), shapes(ft))
+    plain, auto = copy.deepcopy(loss), copy.deepcopy(loss)  # same state (memories, BN statistics)
+    reference = plain(leaf_inputs([f.float() for f in fs], [f.float() for f in ft]))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        value = auto(leaf_inputs(fs, ft))
+    assert value.dtype == torch.float32
+    assert torch.allclose(value, reference, rtol=1e-4, atol=1e-6), (float(value), float(reference))
+
+
+def test_bad_options_raise_one_line_errors():
+    with pytest.raises(SRKDError, match='connector must be one of'):
+        build_loss({'type': 'FitNetLoss', 'connector': 'mlp'})
+    with pytest.raises(SRKDError, match='identity needs equal channels'):
+        build('FitNetLoss', [(8, 8, 8)], [(16, 8, 8)], connector='identity')
+    for name in ('FSPLoss', 'KDSVDLoss', 'MHGDLoss'):
+        with pytest.raises(SRKDError, match='at least two distill.pairs'):
+            build(name, [(8, 8, 8)], [(16, 8, 8)])
+    with pytest.raises(SRKDError, match='level_weights has 2 entries'):
+        build('ATLoss', [(8, 8, 8)] * 3, [(16, 8, 8)] * 3, level_weights=[1, 2])
+    with pytest.raises(SRKDError, match='equal spatial sizes'):
+        build('ATLoss', [(8, 8, 8)], [(16, 4, 4)])
+    with pytest.raises(SRKDError, match="pool must be 'avg' or 'max'"):
+        build_loss({'type': 'PairWiseLoss', 'pool': 'median'})
+    with pytest.raises(SRKDError, match='init_var must exceed eps'):
+        build_loss({'type': 'VIDLoss', 'init_var': 0})
+
+
+def test_terms_run_on_imdn_taps():
+    """Real SR features: IMDN students/teachers of different widths, tapped by module name."""
+    from sr_kd.archs.imdn_arch import IMDN
+    from sr_kd.distill.taps import FeatureTaps
+    from sr_kd.losses.base import DistillInputs
+
+    torch.manual_seed(5)
+    student, teacher = IMDN(num_feat=8, num_modules=2, upscale=2), IMDN(num_feat=16, num_modules=3, upscale=2)
+    teacher.eval().requires_grad_(False)
+    taps_s, taps_t = FeatureTaps(student, ['IMDB1', 'IMDB2']), FeatureTaps(teacher, ['IMDB1', 'IMDB3'], role='teacher')
+    lq = torch.rand(2, 3, 8, 8)
+    sr_s = student(lq)
+    with torch.no_grad():
+        sr_t = teacher(lq)
+    d = DistillInputs(list(taps_s.outputs), list(taps_t.outputs), sr_s, sr_t, lq)
+    total = 0
+    for name in FEATURE_TERMS:
+        loss = build(name, shapes(d.feats_s), shapes(d.feats_t))
+        value = loss(d)
+        assert torch.isfinite(value), name
+        total = total + value
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert isinstance(loss, nn.Module)

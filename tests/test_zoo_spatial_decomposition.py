@@ -1,0 +1,163 @@
+"""Spatial-structure and decomposition terms against their papers' equations, written out here with
+loops, explicit pooling and torch.linalg.svd (the code under test uses an eigen-decomposition)."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from zoo_util import build, leaf_inputs, shapes
+
+torch.set_num_threads(1)
+
+
+def close(value, ref, rtol=1e-5):
+    assert math.isclose(float(value.detach()), float(ref), rel_tol=rtol, abs_tol=1e-8), (float(value.detach()), float(ref))
+
+
+def test_pairwise_cosine_affinity_of_pooled_nodes():
+    torch.manual_seed(30)
+    fs, ft = [torch.randn(2, 3, 4, 4)], [torch.randn(2, 5, 4, 4)]
+
+    def affinity(x):  # x: (C, 4, 4) -> nodes are 2x2 cell averages
+        nodes = [x[:, i:i + 2, j:j + 2].double().mean(dim=(1, 2)) for i in (0, 2) for j in (0, 2)]
+        return [[float(a @ b) / float(a.norm() * b.norm()) for b in nodes] for a in nodes]
+    total = 0.0
+    for n in range(2):
+        a_s, a_t = affinity(fs[0][n]), affinity(ft[0][n])
+        total += sum((a_s[i][j] - a_t[i][j]) ** 2 for i in range(4) for j in range(4)) / 16
+    close(build('PairWiseLoss', shapes(fs), shapes(ft))(leaf_inputs(fs, ft)), total / 2)
+
+
+def test_fsp_flow_matrices_between_consecutive_levels():
+    torch.manual_seed(31)
+    fs = [torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4), torch.randn(2, 3, 4, 4)]
+    ft = [torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4), torch.randn(2, 3, 4, 4)]
+
+    def fsp(a, b):
+        return [[[float((a[n, i].double() * b[n, j].double()).sum()) / 16 for j in range(b.shape[1])]
+                 for i in range(a.shape[1])] for n in range(a.shape[0])]
+
+    def mse(g, h):
+        flat_g = [x for m in g for r in m for x in r]
+        flat_h = [x for m in h for r in m for x in r]
+        return sum((x - y) ** 2 for x, y in zip(flat_g, flat_h)) / len(flat_g)
+    ref = mse(fsp(fs[0], fs[1]), fsp(ft[0], ft[1])) + mse(fsp(fs[1], fs[2]), fsp(ft[1], ft[2]))
+    close(build('FSPLoss', shapes(fs), shapes(ft))(leaf_inputs(fs, ft)), ref)
+
+
+def svd_vectors(x, k):
+    """Top-k right singular vectors (C, k) and values of one feature seen as an (HW x C) matrix."""
+    _, s, vh = torch.linalg.svd(x.double().flatten(1).t(), full_matrices=False)
+    return vh[:k].t(), s[:k]
+
+
+def teacher_sign(v):
+    for j in range(v.shape[1]):
+        if v[v[:, j].abs().argmax(), j] < 0:
+            v[:, j] = -v[:, j]
+    return v
+
+
+def test_kdsvd_rbf_between_levels_of_aligned_singular_vectors():
+    torch.manual_seed(32)
+    k = 3
+    fs = [torch.randn(2, 6, 4, 4), torch.randn(2, 5, 4, 4)]
+    ft = [torch.randn(2, 6, 4, 4), torch.randn(2, 5, 4, 4)]
+    total = 0.0
+    for n in range(2):
+        per_level = []
+        for s, t in zip(fs, ft):
+            vt, st = svd_vectors(t[n], k)
+            vt = teacher_sign(vt)
+            vs, _ = svd_vectors(s[n], k)
+            aligned = torch.empty_like(vt)
+            for j in range(k):  # the student vector of largest |cosine|, with its sign
+                cos = [float(vs[:, i] @ vt[:, j]) for i in range(k)]
+                i = max(range(k), key=lambda i: abs(cos[i]))
+                aligned[:, j] = math.copysign(1.0, cos[i]) * vs[:, i]
+            w = st / st.norm()
+            per_level.append((aligned * w, vt * w))
+        (vs1, vt1), (vs0, vt0) = per_level[1], per_level[0]
+        for m, q, c in itertools.product(range(5), range(6), range(k)):
+            rs = math.exp(-float(vs1[m, c] - vs0[q, c]) ** 2 / 8)
+            rt = math.exp(-float(vt1[m, c] - vt0[q, c]) ** 2 / 8)
+            total += (rs - rt) ** 2
+    close(build('KDSVDLoss', shapes(fs), shapes(ft), k=k)(leaf_inputs(fs, ft)), total / 2, rtol=1e-4)
+
+
+def bn(x, block, train):
+    """Linear (no bias) then batch norm, from the block's weights (batch statistics or running ones)."""
+    lin, norm = block
+    y = x @ lin.weight.detach().double().t()
+    if train:
+        mean, var = y.mean(dim=0), y.var(dim=0, unbiased=False)
+    else:
+        mean, var = norm.running_mean.double(), norm.running_var.double()
+    return (y - mean) / torch.sqrt(var + norm.eps) * norm.weight.detach().double() + norm.bias.detach().double()
+
+
+def test_mhgd_graph_kl_and_estimation_loss():
+    torch.manual_seed(33)
+    heads = 2
+    fs = [torch.randn(3, 4, 4, 4), torch.randn(3, 6, 4, 4)]
+    ft = [torch.randn(3, 4, 4, 4), torch.randn(3, 6, 4, 4)]
+    loss = build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads)
+    head = loss.graphs[0]
+    for m in head.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+
+    def first(s, t):
+        vt = torch.stack([teacher_sign(svd_vectors(x, 1)[0])[:, 0] for x in t])
+        vs = torch.stack([svd_vectors(x, 1)[0][:, 0] for x in s])
+        return vs * torch.sign((vs * vt).sum(dim=1, keepdim=True)), vt
+    (vs0, vt0), (vs1, vt1) = first(fs[0], ft[0]), first(fs[1], ft[1])
+    d2 = (4 + 6) // 2
+
+    def graph(v, v_prev, train):
+        key, query = bn(v, head.key, train), bn(v_prev, head.query, train)
+        g = torch.empty(heads, 3, 3, dtype=torch.float64)
+        for h, i, j in itertools.product(range(heads), range(3), range(3)):
+            g[h, i, j] = key[i, h * d2:(h + 1) * d2] @ query[j, h * d2:(h + 1) * d2] / math.sqrt(d2)
+        return torch.softmax(g, dim=-1)
+    g_t, g_s = graph(vt1, vt0, False), graph(vs1, vs0, False)
+    mean = g_t.mean(dim=-1, keepdim=True)
+    p, q = torch.softmax(torch.tanh(g_s - mean), -1), torch.softmax(torch.tanh(g_t - mean), -1)
+    kl = float((p * (p.log() - q.log())).sum()) / 3
+
+    g = graph(vt1, vt0, True)
+    x = bn(vt0, head.est_in, True)
+    mixed = torch.cat([g[h] @ x[:, h * 6:(h + 1) * 6] for h in range(heads)], dim=1)  # heads side by side
+    est = bn(mixed, head.est_out, True)
+    est = est / est.norm(dim=1, keepdim=True)
+    aux = float((1 - (est * vt1).sum(dim=1)).mean())
+    close(loss(leaf_inputs(fs, ft)), kl + aux, rtol=1e-4)
+
+
+@pytest.mark.parametrize('kind', ['zero', 'rank_one'])
+def test_symmetric_eigen_gradient_is_finite_on_degenerate_spectra(kind):
+    from sr_kd.losses.decomposition import right_singular
+    x = torch.zeros(2, 4, 3, 3) if kind == 'zero' else torch.ones(2, 4, 3, 3) * torch.arange(4.).view(1, 4, 1, 1)
+    x.requires_grad_(True)
+    _, v = right_singular(x, 3)
+    (v * torch.randn_like(v)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_symmetric_eigen_gradient_matches_torch_when_well_separated():
+    from sr_kd.losses.decomposition import _SymEig
+    torch.manual_seed(34)
+    x = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 2, dtype=torch.float64)
+
+    def f(eig):
+        lam, vec = eig(x @ x.mT)
+        top = vec[..., -2:] * torch.sign(vec[..., :1, -2:])  # sign-invariant
+        return (top * weights).sum() + lam[..., -1].sum()
+    ours = torch.autograd.grad(f(_SymEig.apply), x)[0]
+    theirs = torch.autograd.grad(f(torch.linalg.eigh), x)[0]
+    assert torch.allclose(ours, theirs, atol=1e-10)

@@ -1,0 +1,72 @@
+"""Small student/teacher pairs and inputs for the distillation-zoo tests (N=4, C=8/16, 8x8 features)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sr_kd  # noqa: F401  (registers the zoo)
+from basicsr.losses import build_loss
+from sr_kd.losses.base import DistillInputs
+
+# every feature term of the zoo, with options that keep the tests small
+FEATURE_TERMS = {
+    'FitNetLoss': {}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {}, 'ABLoss': {}, 'OFDLoss': {}, 'AFDLoss': {},
+    'VIDLoss': {}, 'SPLoss': {}, 'CCLoss': {}, 'RKDLoss': {}, 'PKTLoss': {}, 'IRGLoss': {},
+    'CRDLoss': {'nce_k': 64}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {}, 'MHGDLoss': {},
+}
+NEEDS_BATCH_2 = {'SPLoss', 'CCLoss', 'RKDLoss', 'PKTLoss', 'IRGLoss', 'MHGDLoss'}
+
+
+class TinySR(nn.Module):
+    """Three tapped conv levels (pre-activation outputs, like IMDB blocks) and an x2 output."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.levels = nn.ModuleList([nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1),
+                                     nn.Conv2d(c, c, 3, padding=1)])
+        self.out = nn.Sequential(nn.Conv2d(c, 12, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, x, feats=None):
+        h = x
+        for conv in self.levels:
+            h = conv(h)
+            if feats is not None:
+                feats.append(h)
+            h = F.leaky_relu(h, 0.05)
+        return self.out(h)
+
+
+def make_nets(cs=8, ct=16, seed=0):
+    torch.manual_seed(seed)
+    student, teacher = TinySR(cs), TinySR(ct)
+    teacher.eval()
+    for p in teacher.parameters():  # a frozen teacher, as SRKDModel makes it
+        p.requires_grad_(False)
+    return student, teacher
+
+
+def forward_pair(student, teacher, lq, gt=None):
+    """DistillInputs as SRKDModel builds them: student with grad, teacher under no_grad."""
+    feats_s, feats_t = [], []
+    sr_s = student(lq, feats_s)
+    with torch.no_grad():
+        sr_t = teacher(lq, feats_t)
+    return DistillInputs(feats_s=feats_s, feats_t=feats_t, sr_s=sr_s, sr_t=sr_t, lq=lq, gt=gt, student=student)
+
+
+def build(name, s_shapes, t_shapes, **opts):
+    loss = build_loss({'type': name, **FEATURE_TERMS.get(name, {}), **opts})
+    loss.setup(s_shapes, t_shapes)
+    return loss
+
+
+def leaf_inputs(feats_s, feats_t, sr_s=None, sr_t=None):
+    """DistillInputs over leaf tensors (student ones require grad)."""
+    feats_s = [f.clone().requires_grad_(True) for f in feats_s]
+    n = feats_s[0].shape[0]
+    sr_s = torch.zeros(n, 3, 16, 16, requires_grad=True) if sr_s is None else sr_s
+    sr_t = torch.zeros(n, 3, 16, 16) if sr_t is None else sr_t
+    return DistillInputs(feats_s=feats_s, feats_t=list(feats_t), sr_s=sr_s, sr_t=sr_t, lq=torch.zeros(n, 3, 8, 8))
+
+
+def shapes(feats):
+    return [tuple(f.shape[1:]) for f in feats]
