@@ -119,7 +119,14 @@ def test_dml_option_errors():
         build_loss({'type': 'DMLLoss'})
     with pytest.raises(SRKDError, match='criterion must be one of'):
         build_loss({'type': 'DMLLoss', 'network_peer': PEER, 'criterion': 'kl'})
+    assert build_loss({'type': 'DMLLoss', 'network_peer': PEER}).fn is F.l1_loss
+
+
+def test_dml_without_hr_batch_only_mutual():
+    """The model's probe batch has no HR patch: the peer then only follows the student."""
     loss = build_loss({'type': 'DMLLoss', 'network_peer': PEER})
-    with pytest.raises(SRKDError, match='needs the HR batch'):
-        loss(DistillInputs([], [], torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), torch.rand(1, 3, 4, 4)))
-    assert F.l1_loss is loss.fn
+    lq, sr_s = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        sr_p = loss.peer(lq)
+    value = loss(DistillInputs([], [], sr_s, sr_s, lq))
+    assert torch.isclose(value, 2 * (sr_s - sr_p).abs().mean())

@@ -1,5 +1,6 @@
 """Spatial-structure and decomposition terms against their papers' equations, written out here with
 loops, explicit pooling and torch.linalg.svd (the code under test uses an eigen-decomposition)."""
+import copy
 import itertools
 import math
 
@@ -110,6 +111,7 @@ def test_mhgd_graph_kl_and_estimation_loss():
             m.running_var.uniform_(0.5, 2)
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
             torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+    loss_state = copy.deepcopy(loss.state_dict())  # before the call updates the BN statistics
 
     def first(s, t):
         vt = torch.stack([teacher_sign(svd_vectors(x, 1)[0])[:, 0] for x in t])
@@ -136,6 +138,9 @@ def test_mhgd_graph_kl_and_estimation_loss():
     est = est / est.norm(dim=1, keepdim=True)
     aux = float((1 - (est * vt1).sum(dim=1)).mean())
     close(loss(leaf_inputs(fs, ft)), kl + aux, rtol=1e-4)
+    heavy = build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads, loss_weight=10.0)
+    heavy.load_state_dict(loss_state)
+    close(heavy(leaf_inputs(fs, ft)), 10 * kl + aux, rtol=1e-4)  # the weight scales the graph term only
 
 
 @pytest.mark.parametrize('kind', ['zero', 'rank_one'])

@@ -59,8 +59,9 @@ class SobolevLoss(DistillLoss):
 class DMLLoss(DistillLoss):
     """Deep mutual learning (Zhang et al., CVPR 2018), SR analog: a peer student (``network_peer``,
     usually the same as network_g) trains alongside; each follows the other's SR output (L1 in place of
-    the KL between class posteriors) and the peer also learns the task against the HR patch. The peer is
-    a child of this term, so the optimizer trains it and the checkpoint keeps it."""
+    the KL between class posteriors) and the peer also learns the task against the HR patch (when the
+    inputs carry it; the model's probe batch has none). The peer is a child of this term, so the
+    optimizer trains it and the checkpoint keeps it."""
 
     uses_features = False
 
@@ -74,11 +75,11 @@ class DMLLoss(DistillLoss):
         self.peer: nn.Module = build_network(deepcopy(network_peer))
 
     def compute(self, d):
-        if d.gt is None:
-            raise SRKDError('DMLLoss needs the HR batch (gt) to train the peer')
         sr_p = self.peer(d.lq)  # under the step's autocast, as the student
         with torch.autocast(device_type=d.lq.device.type, enabled=False):
             sr_s, sr_p = d.sr_s.float(), sr_p.float()
             follow = self.fn(sr_s, sr_p.detach())
-            peer = self.fn(sr_p, sr_s.detach()) + self.fn(sr_p, d.gt.float())
+            peer = self.fn(sr_p, sr_s.detach())
+            if d.gt is not None:
+                peer = peer + self.fn(sr_p, d.gt.float())
             return follow + peer

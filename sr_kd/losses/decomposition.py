@@ -158,7 +158,8 @@ class MHGDLoss(_DecompositionLoss):
     right singular vector; an 8-head attention network gives a patch-by-patch graph between consecutive
     levels; it is trained on the teacher only, by its own loss (estimate level l from level l-1 through
     the graph, cosine), and the student's graph (same frozen network) follows the teacher's by KL after
-    tanh(G - mean_T). Returns graph KL + estimation loss. Needs batches of 2 or more."""
+    tanh(G - mean_T). ``loss_weight`` scales the graph KL only: the head's own loss is added unweighted,
+    so how hard the student is pushed does not change how the head learns. Needs batches of 2 or more."""
 
     min_batch = 2
 
@@ -179,11 +180,11 @@ class MHGDLoss(_DecompositionLoss):
 
     def distill(self, fs, ft, d):
         vs = [self.first_vector(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
-        loss = 0
+        loss, aux_scale = 0, (1 / self.loss_weight if self.loss_weight else 0.0)
         for i in range(1, len(vs)):
             head, (v_s, v_t), (vb_s, vb_t) = self.graphs[i - 1], vs[i], vs[i - 1]
             g_t, g_s = head.graph(v_t, vb_t, frozen=True), head.graph(v_s, vb_s, frozen=True)
             aux = head.estimation_loss(v_t, vb_t)  # after: the graphs use the statistics before this step
             mean = g_t.mean(dim=-1, keepdim=True)
-            loss = loss + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean)) + aux
+            loss = loss + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean)) + aux * aux_scale
         return loss

@@ -1,0 +1,416 @@
+"""The distillation zoo side by side, through the real training pipeline (one ``sr_kd/train.py`` run each).
+
+    python scripts/zoo_benchmark.py [--iters 300 --batch 8 --lq 32 --seeds 0 1 --top 3 --share 0.25]
+                                    [--only ATLoss RKDLoss] [--work experiments/zoo_benchmark]
+
+Same teacher (official IMDN_x4.pth, 64x6), same student (IMDN 32x4), same data (../shared/train), same
+seed, iterations, batch and patch size for the student alone, output distillation, feature statistics
+and every zoo term. Weights: before training, each term's weight is set so that the norm of its
+gradient on the student is ``share`` times that of the L1 task loss (mean over a few batches at the
+common initialisation), so every method gets the same push and none wins by its scale alone.
+
+Per run: PSNR/SSIM (Y, border 4) on Set5 and Set14 x4 (MATLAB LR files) of the final weights and the
+peak resident memory of the training process (wait4). Per method, in this process on the same batches:
+the median time of one real training step, relative to the student alone (timed before and after the
+others, to show drift). The ``top`` best methods are rerun with the other seeds, with the student
+alone, for the noise. Writes the measured section of docs/zoo.md and docs/zoo.png; results are kept in
+``<work>/results.json``, so an interrupted benchmark resumes where it stopped.
+"""
+import argparse
+import copy
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+import yaml
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+sys.path.insert(0, REPO)
+
+STUDENT = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_modules': 4, 'upscale': 4}
+TEACHER = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6, 'upscale': 4}
+PAIRS = [['IMDB1', 'IMDB2'], ['IMDB2', 'IMDB3'], ['IMDB4', 'IMDB6']]
+# method -> (distillation term with the paper's defaults, family); None: the student alone
+METHODS = {
+    'student alone': (None, 'baseline'),
+    'output': ({'type': 'OutputDistillLoss', 'criterion': 'l1'}, 'baseline'),
+    'feature stats': ({'type': 'FeatureStatsLoss', 'stat': 'pow_mean', 'p': 2, 'normalize': True}, 'baseline'),
+    'FitNet': ({'type': 'FitNetLoss'}, 'hint_attention'),
+    'AT': ({'type': 'ATLoss'}, 'hint_attention'),
+    'FT': ({'type': 'FTLoss'}, 'hint_attention'),
+    'NST': ({'type': 'NSTLoss'}, 'hint_attention'),
+    'AB': ({'type': 'ABLoss'}, 'hint_attention'),
+    'OFD': ({'type': 'OFDLoss'}, 'hint_attention'),
+    'AFD': ({'type': 'AFDLoss'}, 'hint_attention'),
+    'VID': ({'type': 'VIDLoss'}, 'hint_attention'),
+    'SP': ({'type': 'SPLoss'}, 'relational'),
+    'CC': ({'type': 'CCLoss'}, 'relational'),
+    'RKD': ({'type': 'RKDLoss'}, 'relational'),
+    'PKT': ({'type': 'PKTLoss'}, 'relational'),
+    'IRG': ({'type': 'IRGLoss'}, 'relational'),
+    'CRD': ({'type': 'CRDLoss'}, 'relational'),
+    'pair-wise': ({'type': 'PairWiseLoss'}, 'spatial'),
+    'FSP': ({'type': 'FSPLoss'}, 'spatial'),
+    'KD-SVD': ({'type': 'KDSVDLoss'}, 'decomposition'),
+    'MHGD': ({'type': 'MHGDLoss'}, 'decomposition'),
+    'Sobolev': ({'type': 'SobolevLoss'}, 'classification_analogs'),
+    'DML': ({'type': 'DMLLoss', 'network_peer': STUDENT}, 'classification_analogs'),
+}
+BENCHMARKS = {'Set5': 'benchmarks/Set5', 'Set14': 'benchmarks/Set14'}
+
+
+def train_options(method, weight, seed, args, lr=5e-4, pixel_weight=1.0):
+    """A complete option dict for one run (``weight`` of the method's term, None for the student alone)."""
+    term = METHODS[method][0]
+    opt = {
+        'name': f'zoo_{re.sub(r"[^A-Za-z0-9]+", "_", method)}_s{seed}', 'model_type': 'SRKDModel' if term else 'SRModel',
+        'scale': 4, 'num_gpu': 'auto', 'manual_seed': seed,
+        'datasets': {'train': {'name': 'train291', 'type': 'HROnlyDataset', 'dataroot_gt': args.data,
+                               'gt_size': args.lq * 4, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                               'batch_size_per_gpu': args.batch, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None}},
+        'network_g': dict(STUDENT),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9], 'gamma': 0.5},
+                  'total_iter': args.iters, 'warmup_iter': -1,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': pixel_weight, 'reduction': 'mean'}},
+        'logger': {'print_freq': 10, 'save_checkpoint_freq': args.iters, 'use_tb_logger': False},
+    }
+    if term:
+        opt['network_t'] = dict(TEACHER)
+        opt['path'].update(pretrain_network_t=args.teacher, param_key_t=None, strict_load_t=True)
+        opt['distill'] = {'pairs': copy.deepcopy(PAIRS)}
+        opt['train']['distill_opts'] = [{**copy.deepcopy(term), 'name': 'kd', 'loss_weight': weight}]
+    return opt
+
+
+# ----- weight calibration (in process) ----------------------------------------------------------------
+def calibration_batches(args, seed, n):
+    import random
+
+    import torch
+    from sr_kd.data.hr_dataset import HROnlyDataset
+
+    ds_opt = train_options('student alone', None, seed, args)['datasets']['train']
+    ds = HROnlyDataset({**ds_opt, 'phase': 'train', 'scale': 4})
+    random.seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n):
+        items = [ds[int(i)] for i in torch.randint(len(ds), (args.batch,), generator=g)]
+        batches.append({k: torch.stack([it[k] for it in items]) for k in ('lq', 'gt')})
+    return batches
+
+
+def build_model_in_process(opt):
+    import torch
+    from basicsr.models import build_model
+    from basicsr.utils import set_random_seed
+
+    tmp = tempfile.mkdtemp(prefix='zoo_probe_')
+    paths = {k: os.path.join(tmp, k) for k in ('models', 'training_states', 'log', 'visualization')}
+    for p in paths.values():
+        os.makedirs(p)
+    opt = copy.deepcopy(opt)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=torch.cuda.device_count(), auto_resume=False)
+    opt['path'].update(experiments_root=tmp, **paths)
+    set_random_seed(opt['manual_seed'])
+    return build_model(opt)
+
+
+def student_gradient_norms(opt, batches):
+    """Norm of the student's gradient of the whole loss, per batch, at the initial weights (use lr 0)."""
+    import torch
+
+    model = build_model_in_process(opt)
+    norms = []
+    for b in batches:
+        model.feed_data(b)
+        model.optimize_parameters(1)
+        norms.append(float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.net_g.parameters()
+                                          if p.grad is not None))))
+    return norms
+
+
+def step_seconds(opt, batches, steps):
+    """Median time of one real training step (forward, losses, backward, optimizer), data loading excluded."""
+    model = build_model_in_process(opt)
+    times = []
+    for i in range(steps + 2):  # two warm-up steps
+        b = batches[i % len(batches)]
+        start = time.perf_counter()
+        model.feed_data(b)
+        model.optimize_parameters(i + 1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def probe(method, args, seed, batches, pixel_norm):
+    """The term's weight (gradient share) and the time of one training step with it."""
+    from sr_kd.errors import SRKDError
+
+    try:
+        norm = statistics.mean(student_gradient_norms(
+            train_options(method, 1.0, seed, args, lr=0.0, pixel_weight=0.0), batches))
+    except SRKDError as e:
+        return {'status': f'refused: {e}'}
+    weight = float(f'{args.share * pixel_norm / norm:.3g}') if norm > 0 else 1.0
+    return {'weight': weight, 'grad_ratio': norm / pixel_norm,
+            'sec_per_iter': step_seconds(train_options(method, weight, seed, args), batches, args.timed_steps)}
+
+
+# ----- one training run (subprocess) ------------------------------------------------------------------
+def evaluate_checkpoint(path):
+    import torch
+    from basicsr.archs import build_network
+    from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+    from sr_kd.evaluate import evaluate
+
+    net = build_network(dict(STUDENT))
+    net.load_state_dict(extract_state_dict(load_checkpoint(path), 'params'))
+    net.eval()
+    out = {}
+    with torch.no_grad():
+        for name, folder in BENCHMARKS.items():
+            hr, lr = os.path.join(SHARED, folder, 'HR'), os.path.join(SHARED, folder, 'LR_bicubic', 'X4')
+            out[name] = evaluate(net, STUDENT, hr, 4, lr_dir=lr, progress=False)['mean']
+    return out
+
+
+def train_run(method, weight, seed, args):
+    opt = train_options(method, weight, seed, args)
+    os.makedirs(os.path.join(args.work, 'options'), exist_ok=True)
+    opt_path = os.path.join(args.work, 'options', f'{opt["name"]}.yml')
+    with open(opt_path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    env = dict(os.environ, SR_KD_ROOT=args.work, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    exp = os.path.join(args.work, 'experiments', opt['name'])
+    start = time.time()
+    with open(os.path.join(args.work, f'{opt["name"]}.out'), 'w') as out:
+        proc = subprocess.Popen([sys.executable, 'sr_kd/train.py', '-opt', opt_path], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    row = {'method': method, 'seed': seed, 'weight': weight, 'wall_s': round(time.time() - start, 1),
+           'peak_rss_mb': round(usage.ru_maxrss / 1024, 1)}
+    if os.waitstatus_to_exitcode(status) != 0:
+        with open(os.path.join(args.work, f'{opt["name"]}.out')) as f:
+            row['status'] = 'failed: ' + (f.read().strip().splitlines() or ['no output'])[-1][:300]
+        return row
+    row.update(evaluate_checkpoint(os.path.join(exp, 'models', 'net_g_latest.pth')))
+    row['status'] = 'ok'
+    return row
+
+
+# ----- report -----------------------------------------------------------------------------------------
+def fmt(x, nd=2):
+    return f'{x:+.{nd}f}' if x is not None else '-'
+
+
+def summarise(results, seeds):
+    """Per method: seed-0 row, deltas to the student alone (same seed), and the multi-seed statistics."""
+    runs = {(r['method'], r['seed']): r for r in results['runs'].values() if r.get('status') == 'ok'}
+    s0 = seeds[0]
+    base = runs.get(('student alone', s0))
+    table = []
+    for method in METHODS:
+        r = runs.get((method, s0))
+        row = {'method': method, 'run': r, 'probe': results['probe'].get(method, {})}
+        if r and base and method != 'student alone':
+            row['d5'] = r['Set5']['psnr'] - base['Set5']['psnr']
+            row['d14'] = r['Set14']['psnr'] - base['Set14']['psnr']
+        if 'sec_per_iter' in row['probe'] and 'student alone' in results['probe']:
+            row['time'] = row['probe']['sec_per_iter'] / results['probe']['student alone']['sec_per_iter']
+        deltas = [(runs[(method, s)]['Set5']['psnr'] - runs[('student alone', s)]['Set5']['psnr'],
+                   runs[(method, s)]['Set14']['psnr'] - runs[('student alone', s)]['Set14']['psnr'])
+                  for s in seeds if (method, s) in runs and ('student alone', s) in runs]
+        row['seed_deltas'] = deltas
+        table.append(row)
+    return table, base
+
+
+def write_chart(table, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table if 'd5' in r and r['method'] != 'student alone']
+    rows.sort(key=lambda r: r['d5'] + r['d14'])
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [r['d5'] for r in rows], height=0.4, label='Set5 x4')
+    ax.barh([i - 0.2 for i in y], [r['d14'] for r in rows], height=0.4, label='Set14 x4')
+    for i, r in enumerate(rows):
+        for d5, d14 in r['seed_deltas'][1:]:
+            ax.plot([d5], [i + 0.2], 'k.', ms=4)
+            ax.plot([d14], [i - 0.2], 'k.', ms=4)
+    ax.axvline(0, color='k', lw=0.8)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels([r['method'] for r in rows])
+    ax.set_xlabel('PSNR difference to the student alone (dB, Y); dots: other seeds')
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def student_line(base, probe):
+    if not base:
+        return 'Student alone: not run.'
+    drift = probe.get('drift')
+    timing = (f'{probe["sec_per_iter"]:.3f} s/step (measured before and after the others: '
+              f'{drift[0]:.3f}, {drift[1]:.3f})' if drift else '')
+    return (f'Student alone: Set5 {base["Set5"]["psnr"]:.2f} dB / {base["Set5"]["ssim"]:.4f}, Set14 '
+            f'{base["Set14"]["psnr"]:.2f} dB / {base["Set14"]["ssim"]:.4f}, {timing}, {base["peak_rss_mb"]:.0f} MB.')
+
+
+def write_report(results, args):
+    table, base = summarise(results, args.seeds)
+    write_chart(table, os.path.join(REPO, 'docs', 'zoo.png'))
+    meta = results['meta']
+    lines = [
+        f'Budget: {meta["iters"]} iterations, batch {meta["batch"]}, LR patch {meta["lq"]} (HR {meta["lq"] * 4}), '
+        f'Adam lr 5e-4, seed {args.seeds[0]} for every method; {meta["device"]}, {meta["threads"]} thread(s), '
+        f'run {meta["date"]}. Taps {", ".join(f"{s}->{t}" for s, t in PAIRS)}. Weights: gradient share '
+        f'{meta["share"]} of the L1 task loss at initialisation (see the script). PSNR/SSIM on Y, border 4, '
+        f'of the final weights. Time: median of {meta["timed_steps"]} training steps (forward, losses, backward, '
+        'optimizer; teacher forward included, data loading excluded) on the same batches, relative to the '
+        'student alone. Peak MB: peak resident memory of the whole training process.',
+        '',
+        student_line(base, results['probe'].get('student alone', {})),
+        '',
+        '| method | weight | Set5 PSNR / SSIM | vs student | Set14 PSNR / SSIM | vs student | time/iter | peak MB |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for row in table:
+        r = row['run']
+        if r is None:
+            status = row['probe'].get('status') or 'not run'
+            lines.append(f'| {row["method"]} | - | {status} | | | | | |')
+            continue
+        w = '-' if r['weight'] is None else f'{r["weight"]:.3g}'
+        lines.append(f'| {row["method"]} | {w} | {r["Set5"]["psnr"]:.2f} / {r["Set5"]["ssim"]:.4f} | '
+                     f'{fmt(row.get("d5"))} | {r["Set14"]["psnr"]:.2f} / {r["Set14"]["ssim"]:.4f} | '
+                     f'{fmt(row.get("d14"))} | {row.get("time", 1.0):.2f}x | {r["peak_rss_mb"]:.0f} |')
+    multi = [r for r in table if len(r['seed_deltas']) > 1 and r['method'] != 'student alone']
+    if multi:
+        runs = {(r['method'], r['seed']): r for r in results['runs'].values() if r.get('status') == 'ok'}
+        alone = [runs[('student alone', s)] for s in args.seeds if ('student alone', s) in runs]
+        lines += ['', f'Noise: the student alone over seeds {", ".join(map(str, args.seeds))}: Set5 '
+                  + ', '.join(f'{r["Set5"]["psnr"]:.2f}' for r in alone) + ' dB; Set14 '
+                  + ', '.join(f'{r["Set14"]["psnr"]:.2f}' for r in alone) + ' dB. The best methods of seed '
+                  f'{args.seeds[0]}, rerun (difference to the student alone of the same seed, mean +- '
+                  'standard deviation over seeds):', '',
+                  '| method | seeds | Set5 vs student | Set14 vs student |', '| --- | --- | --- | --- |']
+        for r in multi:
+            d5 = [d[0] for d in r['seed_deltas']]
+            d14 = [d[1] for d in r['seed_deltas']]
+            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
+            lines.append(f'| {r["method"]} | {len(d5)} | {fmt(statistics.mean(d5))} +- {sd(d5):.2f} | '
+                         f'{fmt(statistics.mean(d14))} +- {sd(d14):.2f} |')
+    lines += ['', '![PSNR difference to the student alone](zoo.png)']
+    doc = os.path.join(REPO, 'docs', 'zoo.md')
+    with open(doc) as f:
+        text = f.read()
+    start, end = '<!-- zoo-benchmark:start -->', '<!-- zoo-benchmark:end -->'
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    with open(doc, 'w') as f:
+        f.write(head + start + '\n' + '\n'.join(lines) + '\n' + end + tail)
+
+
+# ----- main ---------------------------------------------------------------------------------------------
+def save(results, path):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='distillation zoo comparison')
+    p.add_argument('--iters', type=int, default=300)
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--lq', type=int, default=32, help='LR patch size')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='first: every method; others: the top ones')
+    p.add_argument('--top', type=int, default=3, help='methods rerun with the other seeds')
+    p.add_argument('--share', type=float, default=0.25, help="term's gradient norm / task loss's at initialisation")
+    p.add_argument('--calibration-batches', type=int, default=3)
+    p.add_argument('--timed-steps', type=int, default=8)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--only', nargs='+', help='method names (as in the table) to run')
+    p.add_argument('--work', default=os.path.join(REPO, 'experiments', 'zoo_benchmark'))
+    p.add_argument('--data', default='../shared/train')
+    p.add_argument('--teacher', default='../shared/pretrained/IMDN_x4.pth')
+    p.add_argument('--report-only', action='store_true', help='rewrite docs/zoo.md and docs/zoo.png from results.json')
+    args = p.parse_args(argv)
+    args.work = os.path.abspath(args.work)
+    os.makedirs(args.work, exist_ok=True)
+
+    import torch
+    torch.set_num_threads(args.threads)
+    import sr_kd  # noqa: F401 - compat + registries before basicsr
+    from basicsr.utils import get_root_logger
+    get_root_logger().setLevel('WARNING')
+
+    res_path = os.path.join(args.work, 'results.json')
+    setup = {'iters': args.iters, 'batch': args.batch, 'lq': args.lq, 'share': args.share,
+             'timed_steps': args.timed_steps, 'threads': args.threads,
+             'device': 'GPU' if torch.cuda.is_available() else 'CPU'}
+    results = {'meta': {**setup, 'date': time.strftime('%Y-%m-%d')}, 'probe': {}, 'runs': {}}
+    if os.path.isfile(res_path):
+        with open(res_path) as f:
+            old = json.load(f)
+        if all(old['meta'].get(k) == v for k, v in setup.items()):
+            results = old
+    if not args.report_only:
+        methods = [m for m in METHODS if not args.only or m in args.only or m == 'student alone']
+        os.chdir(REPO)  # the option files' relative paths (../shared/...) are relative to the repository
+        todo = [m for m in methods if m not in results['probe']]
+        if todo:
+            batches = calibration_batches(args, args.seeds[0], args.calibration_batches)
+            alone = train_options('student alone', None, args.seeds[0], args)
+            pix = statistics.mean(student_gradient_norms({**alone, 'train': {**alone['train'], 'optim_g': {
+                **alone['train']['optim_g'], 'lr': 0.0}}}, batches))
+            before = step_seconds(alone, batches, args.timed_steps)
+            for m in todo:
+                if METHODS[m][0]:
+                    results['probe'][m] = probe(m, args, args.seeds[0], batches, pix)
+                    print(f'probed {m}: {results["probe"][m]}', flush=True)
+                    save(results, res_path)
+            after = step_seconds(alone, batches, args.timed_steps)
+            results['probe']['student alone'] = {'sec_per_iter': (before + after) / 2, 'drift': [before, after]}
+            save(results, res_path)
+
+        def run(method, seed):
+            key = f'{method}|{seed}'
+            if results['runs'].get(key, {}).get('status') == 'ok':
+                return
+            weight = results['probe'].get(method, {}).get('weight')
+            if METHODS[method][0] and weight is None:
+                return
+            row = train_run(method, weight, seed, args)
+            results['runs'][key] = row
+            save(results, res_path)
+            print(json.dumps(row), flush=True)
+
+        for m in methods:
+            run(m, args.seeds[0])
+        table, _ = summarise(results, args.seeds[:1])
+        ranked = sorted((r for r in table if 'd5' in r and r['method'] != 'student alone'),
+                        key=lambda r: -(r['d5'] + r['d14']))
+        for seed in args.seeds[1:]:
+            run('student alone', seed)
+            for r in ranked[:args.top]:
+                run(r['method'], seed)
+    write_report(results, args)
+
+
+if __name__ == '__main__':
+    main()
