@@ -30,14 +30,23 @@ def atomic_save(obj, path):
 
 def load_checkpoint(path, map_location='cpu'):
     """torch.load with weights_only=True; user errors become one-line SRKDError."""
+    import re
+    import warnings
     if not os.path.isfile(path):
         raise SRKDError(f'checkpoint not found: {path}')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter('ignore', UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here is a bad file, said in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
-            raise SRKDError(f'{path} is not a plain weights file (it carries pickled code); refusing to load it') from e
+        text = str(e)
+        code = re.search(r'GLOBAL (\S+)', text)
+        if code:
+            raise SRKDError(f'{path} is not a plain weights file (it carries pickled code: {code.group(1)}); '
+                            'refusing to load it') from e
+        if 'weights_only' in text:
+            raise SRKDError(f'cannot read checkpoint {path}: not a PyTorch weights file, or a damaged one') from e
+        msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         raise SRKDError(f'cannot read checkpoint {path}: {msg}') from e
 
 
@@ -71,3 +80,18 @@ def atomic_write_text(path, text):
     with os.fdopen(fd, 'w') as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def check_fits(net, sd, strict, what):
+    """Raise one line naming the keys or shapes that keep ``sd`` from loading into ``net``."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+              if k in sd and sd[k].shape != v.shape]
+    if shapes or (strict and (missing or unexpected)):
+        detail = '; '.join(filter(None, [
+            f'shapes differ (checkpoint vs network): {", ".join(shapes[:2])}' if shapes else '',
+            f'missing keys: {", ".join(missing[:3])}' if missing else '',
+            f'unexpected keys: {", ".join(unexpected[:3])}' if unexpected else '']))
+        raise SRKDError(f'{what}: {detail}')

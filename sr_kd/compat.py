@@ -4,10 +4,14 @@ Imported by ``sr_kd/__init__.py`` before anything imports basicsr. Each repair n
 fixes (see ../shared/DESIGN.md, "Compatibility layer"). Nothing else in the project patches basicsr.
 """
 import importlib
+import math
 import os
+import random
+import shutil
 import sys
 import types
 
+import numpy as np
 import torch
 
 _applied = False
@@ -138,9 +142,101 @@ def _patch_resume():
         device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else 'cpu'
         state = load_checkpoint(path, map_location=device)
         check_resume(opt, state['iter'])
+        _RESUME.clear()
+        if 'rng' in state:
+            ds = opt['datasets']['train']
+            batch = ds['batch_size_per_gpu'] * (1 if opt['dist'] else max(opt['num_gpu'], 1))
+            _RESUME.update(epoch=state['epoch'], iter=state['iter'], batch=batch, rng=state['rng'])
         return state
 
     bt.load_resume_state = load_resume_state
+
+
+# What the first training epoch after a resume must restore (set by load_resume_state, used once by
+# the sampler): the RNG states and the position inside the epoch at the time of the checkpoint.
+_RESUME = {}
+
+
+def rng_state():
+    """Python, numpy and torch RNG states in types that ``weights_only=True`` loads."""
+    version, keys, gauss = random.getstate()
+    kind, mt, pos, has_gauss, cached = np.random.get_state()
+    return {'python': [version, list(keys), gauss], 'numpy': [kind, torch.from_numpy(mt.astype(np.int64)),
+                                                             pos, has_gauss, cached],
+            'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state):
+    version, keys, gauss = state['python']
+    random.setstate((version, tuple(keys), gauss))
+    kind, mt, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, mt.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state['torch'].cpu())
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
+def _patch_sampler():
+    """Resume continues the data stream where the checkpoint left it: basicsr restarts the saved epoch
+    from its first batch with freshly seeded RNGs, so a resumed run saw other crops than an
+    uninterrupted one. The epoch's order is a function of (epoch); the RNGs and the batches already
+    consumed in it come from the training state."""
+    from basicsr.data.data_sampler import EnlargedSampler
+    from basicsr.utils.dist_util import get_dist_info
+
+    original_iter = EnlargedSampler.__iter__
+
+    def __iter__(self):
+        indices = list(original_iter(self))
+        if _RESUME.get('epoch') != self.epoch:
+            return iter(indices)
+        pending = dict(_RESUME)
+        _RESUME.clear()
+        rank, world = get_dist_info()
+        if len(pending['rng']) == world:
+            set_rng_state(pending['rng'][rank])
+        done = pending['iter'] - self.epoch * (self.num_samples // pending['batch'])
+        return iter(indices[max(done, 0) * pending['batch']:])
+
+    EnlargedSampler.__iter__ = __iter__
+
+
+def _patch_validation_rng():
+    """Validation leaves the RNGs as it found them (its data loader draws a seed from torch's RNG), so the
+    training trajectory does not depend on val_freq and a resumed run matches an uninterrupted one."""
+    from basicsr.models import base_model
+    original = base_model.BaseModel.validation
+
+    def validation(self, *args, **kwargs):
+        state = rng_state()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            set_rng_state(state)
+
+    base_model.BaseModel.validation = validation
+
+
+def _patch_epoch_count():
+    """basicsr counts an epoch's iterations with ceil() while the loader drops the last partial batch, so
+    a run could stop short of total_iter; and a batch larger than an epoch gives no batch at all (zero
+    iterations, reported as success). Count epochs from the loader's real length; refuse an empty one."""
+    import basicsr.train as bt
+
+    from sr_kd.errors import SRKDError
+
+    original = bt.create_train_val_dataloader
+
+    def create_train_val_dataloader(opt, logger):
+        train_loader, train_sampler, val_loaders, _, total_iters = original(opt, logger)
+        if len(train_loader) == 0:
+            raise SRKDError(f'datasets.train: a batch of {train_loader.batch_size} is more than the '
+                            f'{len(train_loader.sampler)} samples of one epoch per process '
+                            '(images x dataset_enlarge_ratio / processes)')
+        return train_loader, train_sampler, val_loaders, math.ceil(total_iters / len(train_loader)), total_iters
+
+    bt.create_train_val_dataloader = create_train_val_dataloader
 
 
 def _patch_jpeg_quality():
@@ -185,6 +281,60 @@ def _patch_distributed():
     base_model.BaseModel.model_to_device = model_to_device
 
 
+# Folders made by this run and the older folders basicsr archived to make room (see undo_new_dirs).
+_NEW_DIRS = []
+
+
+def _patch_exp_dirs():
+    """Record the experiment/results/tb_logger folders basicsr makes, so a run that fails on bad input
+    before its first checkpoint leaves the disk as it found it (no half-written experiment, and the
+    previous run's folder not archived away)."""
+    import basicsr.train as bt
+    from basicsr.utils import misc
+
+    def mkdir_and_rename(path):
+        archived = None
+        if os.path.exists(path):
+            archived = path + '_archived_' + misc.get_time_str()
+            print(f'Path already exists. Rename it to {archived}', flush=True)
+            os.rename(path, archived)
+        os.makedirs(path, exist_ok=True)
+        _NEW_DIRS.append((path, archived))
+
+    misc.mkdir_and_rename = mkdir_and_rename
+    bt.mkdir_and_rename = mkdir_and_rename
+
+
+def undo_new_dirs():
+    """Remove the folders this run made and put archived ones back; a no-op once a checkpoint exists."""
+    while _NEW_DIRS:
+        path, archived = _NEW_DIRS.pop()
+        shutil.rmtree(path, ignore_errors=True)
+        if archived and os.path.isdir(archived):
+            os.rename(archived, path)
+
+
+def _patch_load_network():
+    """pretrain_network_g and resumed networks load with weights_only and, when they do not fit, fail
+    with one line that names the differing keys or shapes."""
+    from basicsr.models import base_model
+    from basicsr.utils import get_root_logger
+
+    from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        net = self.get_bare_model(net)
+        ckpt = load_checkpoint(load_path)
+        if param_key and isinstance(ckpt, dict) and param_key not in ckpt and 'params' in ckpt:
+            param_key = 'params'
+        sd = extract_state_dict(ckpt, param_key)
+        check_fits(net, sd, strict, f'checkpoint {load_path} does not fit {type(net).__name__}')
+        get_root_logger().info(f'Loading {type(net).__name__} model from {load_path}, param key: {param_key}.')
+        net.load_state_dict(sd, strict=strict)
+
+    base_model.BaseModel.load_network = load_network
+
+
 def _patch_atomic_saves():
     """Checkpoints and training states are written to a temporary file and renamed (never torn)."""
     from basicsr.models import base_model
@@ -202,12 +352,19 @@ def _patch_atomic_saves():
             sd = self.get_bare_model(net_).state_dict()
             save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in sd.items()}
         atomic_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth'))
+        _NEW_DIRS.clear()  # the run now holds work worth keeping
 
-    @master_only
     def save_training_state(self, epoch, current_iter):
         if current_iter == -1:
             return
-        state = {'epoch': epoch, 'iter': current_iter,
+        rngs = [rng_state()]
+        if self.opt['dist']:  # every rank reaches here (basicsr calls it on all); rank 0 writes
+            import torch.distributed as dist
+            rngs = [None] * dist.get_world_size()
+            dist.all_gather_object(rngs, rng_state())
+        if self.opt['rank'] != 0:
+            return
+        state = {'epoch': epoch, 'iter': current_iter, 'rng': rngs,
                  'optimizers': [o.state_dict() for o in self.optimizers],
                  'schedulers': [s.state_dict() for s in self.schedulers]}
         state.update(self.extra_training_state() if hasattr(self, 'extra_training_state') else {})
@@ -227,7 +384,12 @@ def apply():
     else:
         _install_torchvision_standin()
     _patch_resume()
+    _patch_sampler()
+    _patch_epoch_count()
+    _patch_validation_rng()
     _patch_jpeg_quality()
     _patch_distributed()
+    _patch_exp_dirs()
+    _patch_load_network()
     _patch_atomic_saves()
     _applied = True

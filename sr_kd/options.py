@@ -1,9 +1,14 @@
 """Checks of an option file before BasicSR sees it, so a typo fails in seconds with one line, not
-after hours (or with a traceback): YAML syntax (line and column), registry names (with close matches),
-the distillation section. Deeper checks that need the built networks run in the model's constructor,
-still before the first iteration."""
+after hours (or with a traceback): YAML syntax (line and column), the types of the keys BasicSR reads,
+registry names (with close matches), networks, losses, optimizer, scheduler and metrics built once on
+dummy inputs, data folders and HR/LR pairs. Checks that need the built model (teacher checkpoint, taps)
+run in its constructor, still before the first iteration."""
 import argparse
+import copy
+import inspect
+import logging
 import os
+from contextlib import contextmanager
 
 import yaml
 
@@ -22,62 +27,306 @@ def load_yaml(path):
         mark = e.problem_mark or e.context_mark
         where = f'line {mark.line + 1}, column {mark.column + 1}' if mark else 'unknown position'
         raise SRKDError(f'{path}: YAML syntax error at {where}: {e.problem or e.context}') from e
-    except yaml.YAMLError as e:
-        raise SRKDError(f'{path}: YAML error: {e}') from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SRKDError(f'{path}: YAML error: {str(e).splitlines()[0]}') from e
     if not isinstance(opt, dict):
         raise SRKDError(f'{path}: an option file must be a mapping of keys to values')
     return opt
 
 
+# ----- small type checks: each names the key and the value it found ---------------------------------
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _section(opt, key, where='', required=True):
+    val = opt.get(key)
+    if val is None and not required:
+        return {}
+    if not isinstance(val, dict):
+        raise SRKDError(f'{where}{key} must be a section of keys, not {val!r}' if key in opt
+                        else f'option file has no {where}{key!r} section')
+    return val
+
+
+def _int(d, key, where, minimum=1, default=None):
+    val = d.get(key, default)
+    if not _is_int(val) or val < minimum:
+        raise SRKDError(f'{where}{key} must be a whole number >= {minimum}, not {val!r}' if key in d
+                        else f'{where}{key} is missing')
+    return val
+
+
+def _choice(d, key, where, choices, default=None):
+    val = d.get(key, default)
+    if val not in choices:
+        raise SRKDError(f'{where}{key} must be one of {", ".join(map(repr, choices))}, not {val!r}')
+    return val
+
+
+def _bools(d, where, *keys):
+    for key in keys:
+        if key in d and not isinstance(d[key], bool):
+            raise SRKDError(f'{where}{key} must be true or false, not {d[key]!r}')
+
+
 def check_registered(registry, name, what):
-    if name not in registry._obj_map:
+    if not isinstance(name, str) or name not in registry._obj_map:
         raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry._obj_map)}')
+
+
+def _weight(d, where):
+    val = d.get('loss_weight', 1.0)
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise SRKDError(f'{where}loss_weight must be a number, not {val!r}')
+
+
+def _build(what, make):
+    """Build something from options once; its argument errors become one line naming ``what``."""
+    try:
+        return make()
+    except SRKDError as e:
+        raise SRKDError(f'{what}: {e}') from e
+    except (TypeError, ValueError, KeyError, IndexError, AssertionError, NotImplementedError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SRKDError(f'{what}: {msg}') from e
+
+
+# ----- sections ----------------------------------------------------------------------------------------
+def _check_networks(opt):
+    from basicsr.archs import build_network
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    ups = {}
+    for key in [k for k in opt if k.startswith('network_')]:
+        net = _section(opt, key)
+        check_registered(ARCH_REGISTRY, net.get('type'), f'{key} type')
+        _build(key, lambda: build_network(copy.deepcopy(net)))
+        default = inspect.signature(ARCH_REGISTRY.get(net['type'])).parameters.get('upscale')
+        if 'upscale' in net or (default is not None and default.default is not inspect.Parameter.empty):
+            ups[key] = net.get('upscale', default.default if default else None)
+    if 'network_t' in ups and 'network_g' in ups and ups['network_t'] != ups['network_g']:
+        raise SRKDError(f'teacher and student scales differ: network_t upscale x{ups["network_t"]}, '
+                        f'network_g upscale x{ups["network_g"]}')
+    for key, up in ups.items():
+        if up != opt['scale']:
+            raise SRKDError(f'{key} upscale x{up} differs from scale: {opt["scale"]}')
+
+
+def _check_paired_folder(ds, where, scale, train):
+    """BasicSR's PairedImageDataset on a folder: same names, HR = scale x LR (validation and test crop
+    an HR up to scale - 1 pixels larger, as benchmark sets need), HR at least the crop."""
+    from sr_kd.data.image_source import image_size
+
+    gt_root, lq_root = ds['dataroot_gt'], ds['dataroot_lq']
+    names = {root: sorted(e.name for e in os.scandir(root) if e.is_file()) for root in (gt_root, lq_root)}
+    if len(names[gt_root]) != len(names[lq_root]):
+        raise SRKDError(f'{where}: {len(names[gt_root])} HR files in {gt_root} but {len(names[lq_root])} '
+                        f'LR files in {lq_root}')
+    tmpl = ds.get('filename_tmpl', '{}')
+    lq_set = set(names[lq_root])
+    for name in names[gt_root]:
+        base, ext = os.path.splitext(name)
+        lq_name = f'{tmpl.format(base)}{ext}'
+        if lq_name not in lq_set:
+            raise SRKDError(f'{where}: HR image {name} has no LR partner {lq_name} in {lq_root}')
+        (gw, gh), (lw, lh) = image_size(os.path.join(gt_root, name)), image_size(os.path.join(lq_root, lq_name))
+        slack = 0 if train else scale - 1
+        if not (0 <= gw - lw * scale <= slack and 0 <= gh - lh * scale <= slack):
+            raise SRKDError(f'{where}: HR {name} is {gw}x{gh} but its LR is {lw}x{lh}; at scale {scale} '
+                            f'the HR must be {lw * scale}x{lh * scale}')
+        if train and min(gw, gh) < ds['gt_size']:
+            raise SRKDError(f'{where}: HR {name} is {gw}x{gh}, smaller than the crop gt_size={ds["gt_size"]}')
+
+
+def _check_datasets(opt, is_train):
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    datasets = _section(opt, 'datasets')
+    if not datasets:
+        raise SRKDError('datasets must list at least one dataset')
+    if is_train and 'train' not in datasets:
+        raise SRKDError('datasets has no train dataset')
+    for phase, ds in datasets.items():
+        where = f'datasets.{phase}.'
+        kind = str(phase).split('_')[0]
+        if is_train and kind not in ('train', 'val'):
+            raise SRKDError(f"datasets.{phase}: a training option file names datasets 'train' or 'val_*'")
+        ds = _section(datasets, phase, 'datasets.')
+        check_registered(DATASET_REGISTRY, ds.get('type'), f'{where}type')
+        if not isinstance(ds.get('name'), str):
+            raise SRKDError(f'{where}name must be a text, not {ds.get("name")!r}')
+        backend = _section(ds, 'io_backend', where, required=False).get('type', 'disk')
+        needs = {'HROnlyDataset': ('dataroot_gt',), 'PairedImageDataset': ('dataroot_gt', 'dataroot_lq')}
+        for key in needs.get(ds['type'], ()):
+            if key not in ds:
+                raise SRKDError(f'{where}{key} is missing')
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            root = ds.get(key)
+            if key in ds and not isinstance(root, str):
+                raise SRKDError(f'{where}{key} must be a folder path, not {root!r}')
+            if root is not None and root != 'skimage' and backend == 'disk' \
+                    and not os.path.isdir(os.path.expanduser(root)):
+                raise SRKDError(f'{where}{key}: folder not found: {root}')
+        if kind == 'train':
+            _int(ds, 'batch_size_per_gpu', where)
+            _int(ds, 'num_worker_per_gpu', where, minimum=0)
+            _int(ds, 'dataset_enlarge_ratio', where, default=1)
+            _int(ds, 'gt_size', where)
+            _bools(ds, where, 'use_hflip', 'use_rot', 'pin_memory', 'persistent_workers')
+            _choice(ds, 'prefetch_mode', where, (None, 'cpu', 'cuda'))
+            if ds.get('prefetch_mode') == 'cuda' and not _cuda():
+                raise SRKDError(f"{where}prefetch_mode: cuda needs a GPU; use ~ or cpu")
+        if ds['type'] == 'PairedImageDataset':
+            _section(ds, 'io_backend', where)
+            for key in ('use_hflip', 'use_rot') if kind == 'train' else ():
+                if key not in ds:
+                    raise SRKDError(f'{where}{key} is missing (PairedImageDataset needs it for training)')
+        if ds['type'] == 'PairedImageDataset' and backend == 'disk' and not ds.get('meta_info_file') \
+                and ds.get('dataroot_gt') and ds.get('dataroot_lq'):
+            _check_paired_folder(ds, f'datasets.{phase}', opt['scale'], kind == 'train')
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+def _check_train(opt):
+    import torch
+    from basicsr.losses import build_loss
+    from basicsr.models import lr_scheduler
+    from basicsr.utils.registry import LOSS_REGISTRY
+
+    from sr_kd.distill.head import build_terms
+    from sr_kd.losses.base import DistillLoss
+
+    train = _section(opt, 'train')
+    _int(train, 'total_iter', 'train.')
+    if not _is_int(train.get('warmup_iter', -1)):
+        raise SRKDError(f'train.warmup_iter must be a whole number, not {train["warmup_iter"]!r}')
+    optim = _section(train, 'optim_g', 'train.')
+    _choice(optim, 'type', 'train.optim_g.', ('Adam',))
+    if 'lr' not in optim:
+        raise SRKDError('train.optim_g.lr is missing')
+    dummy = [torch.zeros(1, requires_grad=True)]
+    kwargs = {k: v for k, v in optim.items() if k != 'type'}
+    optimizer = _build('train.optim_g', lambda: torch.optim.Adam(dummy, **kwargs))
+    sched = _section(train, 'scheduler', 'train.')
+    kinds = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
+             'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
+    kind = _choice(sched, 'type', 'train.scheduler.', tuple(kinds))
+    kwargs = {k: v for k, v in sched.items() if k != 'type'}
+    _build('train.scheduler', lambda: kinds[kind](optimizer, **kwargs))
+    if not train.get('pixel_opt') and not train.get('perceptual_opt'):
+        raise SRKDError('train needs a pixel_opt (or perceptual_opt) loss')
+    for key in ('pixel_opt', 'perceptual_opt'):
+        if train.get(key) is not None:
+            loss = _section(train, key, 'train.')
+            check_registered(LOSS_REGISTRY, loss.get('type'), f'train.{key} type')
+            _weight(loss, f'train.{key}.')
+            _build(f'train.{key}', lambda: build_loss(copy.deepcopy(loss)))
+    terms = train.get('distill_opts') or []
+    if not isinstance(terms, list):
+        raise SRKDError('train.distill_opts must be a list of loss terms')
+    for i, term in enumerate(terms):
+        if not isinstance(term, dict):
+            raise SRKDError(f'train.distill_opts[{i}] must be a section with a type, not {term!r}')
+        check_registered(LOSS_REGISTRY, term.get('type'), f'distillation loss type (distill_opts[{i}])')
+        _weight(term, f'train.distill_opts[{i}].')
+    for i, term in enumerate(_build('train.distill_opts', lambda: build_terms(copy.deepcopy(terms)))[1]):
+        if not isinstance(term, DistillLoss):
+            raise SRKDError(f'train.distill_opts[{i}]: {type(term).__name__} is not a distillation loss '
+                            '(a task loss belongs in pixel_opt)')
+    _choice(train, 'nonfinite', 'train.', ('stop', 'skip'), default='stop')
+    ema = train.get('ema_decay', 0)
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
+    if terms or 'network_t' in opt:
+        teacher = opt['path'].get('pretrain_network_t')
+        if not teacher:
+            raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+        if not isinstance(teacher, str) or not os.path.isfile(os.path.expanduser(teacher)):
+            raise SRKDError(f'teacher checkpoint not found: {teacher}')
+        pairs = _section(opt, 'distill', required=False).get('pairs') or []
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs):
+            raise SRKDError(f'distill.pairs must be a list of [student_module, teacher_module], not {pairs!r}')
+
+
+def _check_val(opt, is_train):
+    import numpy as np
+    from basicsr.metrics import calculate_metric
+    from basicsr.utils.registry import METRIC_REGISTRY
+
+    val = _section(opt, 'val', required=False)
+    if not val:
+        return
+    if is_train:
+        _int(val, 'val_freq', 'val.')
+    _bools(val, 'val.', 'save_img', 'pbar')
+    metrics = _section(val, 'metrics', 'val.', required=False)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+    for name, metric in metrics.items():
+        metric = _section(metrics, name, 'val.metrics.')
+        check_registered(METRIC_REGISTRY, metric.get('type'), f'val.metrics.{name} type')
+        _build(f'val.metrics.{name}', lambda: calculate_metric({'img': imgs[0], 'img2': imgs[1]}, metric))
+
+
+@contextmanager
+def _logger_left_unset():
+    """The checks build networks and losses, which log through basicsr's root logger; its first use sets
+    it up for good, and without the run's log file. Undo that setup when the checks set it up."""
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    was_set, handlers = 'basicsr' in basicsr_logger.initialized_logger, list(logger.handlers)
+    try:
+        yield
+    finally:
+        if not was_set:
+            basicsr_logger.initialized_logger.pop('basicsr', None)
+            for handler in [h for h in logger.handlers if h not in handlers]:
+                logger.removeHandler(handler)
 
 
 def check_options(opt, is_train=True):
     """Raise SRKDError for the first problem found in an option dict."""
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+    with _logger_left_unset():
+        _check_options(opt, is_train)
+
+
+def _check_options(opt, is_train):
+    from basicsr.utils.registry import MODEL_REGISTRY
 
     for key in ('name', 'model_type', 'network_g', 'datasets', 'path'):
         if key not in opt:
             raise SRKDError(f'option file has no {key!r} section')
+    if not isinstance(opt['name'], str) or not opt['name'].strip() or '/' in opt['name']:
+        raise SRKDError(f'name must be a non-empty text without "/", not {opt["name"]!r}')
     check_registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
-    for net_key in [k for k in opt if k.startswith('network_')]:
-        net = opt[net_key]
-        if not isinstance(net, dict) or 'type' not in net:
-            raise SRKDError(f'{net_key} needs a type')
-        check_registered(ARCH_REGISTRY, net['type'], f'{net_key} type')
-    if not isinstance(opt['datasets'], dict) or not opt['datasets']:
-        raise SRKDError('datasets must list at least one dataset')
-    for phase, ds in opt['datasets'].items():
-        if not isinstance(ds, dict) or 'type' not in ds:
-            raise SRKDError(f'datasets.{phase} needs a type')
-        check_registered(DATASET_REGISTRY, ds['type'], f'datasets.{phase} type')
-        for key in ('dataroot_gt', 'dataroot_lq'):
-            root = ds.get(key)
-            if root is not None and root != 'skimage' and ds.get('io_backend', {}).get('type', 'disk') == 'disk' \
-                    and not os.path.isdir(os.path.expanduser(root)):
-                raise SRKDError(f'datasets.{phase}.{key}: folder not found: {root}')
+    _int(opt, 'scale', '')
+    if opt.get('num_gpu') != 'auto':
+        _int(opt, 'num_gpu', '', minimum=0)
+    if opt.get('manual_seed') is not None:
+        _int(opt, 'manual_seed', '', minimum=0)
+    path = _section(opt, 'path')
+    _bools(path, 'path.', *[k for k in path if k.startswith('strict_load')])
+    for key in [k for k in path if k.startswith(('pretrain_network', 'resume_state'))]:
+        if path[key] is not None and not isinstance(path[key], str):
+            raise SRKDError(f'path.{key} must be a file path or ~, not {path[key]!r}')
+    for key in ('pretrain_network_g', 'resume_state'):
+        if path.get(key) and not os.path.isfile(os.path.expanduser(path[key])):
+            raise SRKDError(f'path.{key}: file not found: {path[key]}')
+    _check_networks(opt)
+    _check_datasets(opt, is_train)
     if is_train:
-        train = opt.get('train')
-        if not isinstance(train, dict):
-            raise SRKDError("a training option file needs a 'train' section")
-        for key in ('pixel_opt', 'perceptual_opt'):
-            if isinstance(train.get(key), dict):
-                check_registered(LOSS_REGISTRY, train[key].get('type'), f'train.{key} type')
-        terms = train.get('distill_opts') or []
-        if not isinstance(terms, list):
-            raise SRKDError('train.distill_opts must be a list of loss terms')
-        for i, term in enumerate(terms):
-            if not isinstance(term, dict) or 'type' not in term:
-                raise SRKDError(f'train.distill_opts[{i}] needs a type')
-            check_registered(LOSS_REGISTRY, term['type'], f'distillation loss type (distill_opts[{i}])')
-        if terms or 'network_t' in opt:
-            teacher = (opt.get('path') or {}).get('pretrain_network_t')
-            if not teacher:
-                raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
-            if not os.path.isfile(os.path.expanduser(teacher)):
-                raise SRKDError(f'teacher checkpoint not found: {teacher}')
+        _check_train(opt)
+        logger = _section(opt, 'logger')
+        _int(logger, 'print_freq', 'logger.')
+        _int(logger, 'save_checkpoint_freq', 'logger.')
+        _bools(logger, 'logger.', 'use_tb_logger')
+    _check_val(opt, is_train)
 
 
 def precheck_argv(argv, is_train=True):

@@ -10,13 +10,14 @@ import random
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils import data
 
 from basicsr.data.transforms import augment
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from sr_kd.data.image_source import image_size, list_hr_images, read_rgb_uint8
+from sr_kd.data.image_source import list_hr_images, read_rgb_uint8
 from sr_kd.errors import SRKDError
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 
@@ -32,6 +33,19 @@ def lr_crop(hr, scale, top, left, lq_size, margin=_MARGIN):
     lq = window[top - t0:top - t0 + lq_size, left - l0:left - l0 + lq_size]
     gt = hr[top * scale:(top + lq_size) * scale, left * scale:(left + lq_size) * scale]
     return lq, gt
+
+
+def probe_image(path):
+    """(width, height) of a readable image. Reads the header and checks the file's structure (PNG chunk
+    checksums, truncation) without decoding, so most broken files are found before the first iteration;
+    the rest (e.g. a truncated JPEG) when decoded, under the same skip/error policy."""
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()
+        return size
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ...) for bad files
+        raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
 def to_tensor(img):
@@ -61,10 +75,10 @@ class HROnlyDataset(data.Dataset):
         paths, small, corrupt = [], [], []
         for p in list_hr_images(opt['dataroot_gt'], opt.get('images')):
             try:
-                w, h = image_size(p)
+                w, h = probe_image(p)
             except SRKDError as e:
                 if self.on_corrupt == 'error':
-                    raise
+                    raise SRKDError(f'{e} (set corrupt_images: skip to leave unreadable files out)') from e
                 corrupt.append(p)
                 logger.warning(f'skipping unreadable image: {e}')
                 continue
@@ -100,7 +114,7 @@ class HROnlyDataset(data.Dataset):
                 return index, self._load(index)
             except SRKDError as e:
                 if self.on_corrupt == 'error':
-                    raise
+                    raise SRKDError(f'{e} (set corrupt_images: skip to leave unreadable files out)') from e
                 get_root_logger().warning(f'skipping unreadable image: {e}')
                 index = (index + 1) % len(self.paths)
         raise SRKDError('every image of the training set is unreadable')

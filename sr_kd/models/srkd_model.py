@@ -4,6 +4,7 @@ One step (../shared/DESIGN.md, "Data flow"): student forward with taps; teacher 
 with taps; task loss + every term; one backward; one optimizer step over student + connectors. The
 teacher never enters DDP, the optimizer, EMA or the saved checkpoint; test runs build no teacher.
 """
+import copy
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+from sr_kd.checkpoint import atomic_write_text, check_fits, extract_state_dict, load_checkpoint
 from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.errors import SRKDError
@@ -32,6 +33,15 @@ def _pairs(opt):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise SRKDError(f'distill.pairs[{i}] must be [student_module, teacher_module], got {pair!r}')
     return [str(p[0]) for p in pairs], [str(p[1]) for p in pairs]
+
+
+def _drop_after(path, last_iter):
+    """Keep only the JSON lines of ``path`` logged at or before ``last_iter``."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln)['iter'] <= last_iter]
+    atomic_write_text(path, ''.join(lines))
 
 
 @MODEL_REGISTRY.register()
@@ -54,10 +64,12 @@ class SRKDModel(SRModel):
         bare_g = self.get_bare_model(self.net_g)
         self.taps_s = FeatureTaps(bare_g, s_names, record_inputs, 'student')
         self.taps_t = FeatureTaps(self.net_t, t_names, record_inputs, 'teacher')
-        s_shapes, t_shapes = self._probe_shapes(s_names, t_names)
         batch = self.opt['datasets'].get('train', {}).get('batch_size_per_gpu', 1)
-        self.distill.setup(s_shapes, t_shapes, batch)
+        probe = self._probe(s_names, t_names, batch)
+        self.distill.setup([tuple(f.shape[1:]) for f in probe.feats_s], [tuple(f.shape[1:]) for f in probe.feats_t],
+                           batch)
         self.distill = self.distill.to(self.device)
+        self._dry_run_terms(probe)
         if self.distill.has_parameters():
             self.distill = self.model_to_device(self.distill)
         self.loss_log = os.path.join(self.opt['path']['experiments_root'], 'losses.jsonl')
@@ -76,19 +88,9 @@ class SRKDModel(SRModel):
         except TypeError as e:
             raise SRKDError(f'network_t: {e}') from e
         sd = extract_state_dict(load_checkpoint(load_path), path_opt.get('param_key_t', 'params'))
-        own = self.net_t.state_dict()
-        missing = [k for k in own if k not in sd]
-        unexpected = [k for k in sd if k not in own]
-        shapes = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
-                  if k in sd and sd[k].shape != v.shape]
         strict = path_opt.get('strict_load_t', True)
-        if shapes or (strict and (missing or unexpected)):
-            detail = '; '.join(filter(None, [
-                f'shapes differ: {", ".join(shapes[:2])}' if shapes else '',
-                f'missing keys: {", ".join(missing[:3])}' if missing else '',
-                f'unexpected keys: {", ".join(unexpected[:3])}' if unexpected else '']))
-            raise SRKDError(f'teacher checkpoint {load_path} does not fit network_t '
-                            f'({self.opt["network_t"]["type"]}): {detail}')
+        check_fits(self.net_t, sd, strict,
+                   f'teacher checkpoint {load_path} does not fit network_t ({self.opt["network_t"]["type"]})')
         self.net_t.load_state_dict(sd, strict=strict)
         self.net_t = self.net_t.to(self.device).eval()
         for p in self.net_t.parameters():
@@ -99,26 +101,50 @@ class SRKDModel(SRModel):
             raise SRKDError(f'teacher upscale x{t_up} differs from student upscale x{s_up}')
         get_root_logger().info(f'Teacher {self.opt["network_t"]["type"]} loaded from {load_path} (frozen).')
 
-    def _probe_shapes(self, s_names, t_names):
-        """Run both networks once on a small input to learn the tapped shapes; check they pair up."""
-        if not s_names:
-            return [], []
-        size = self.opt['datasets'].get('train', {}).get('gt_size', 64) // self.opt.get('scale', 1)
-        x = torch.zeros(2, self.opt['network_g'].get('num_in_ch', 3), max(size, 8), max(size, 8), device=self.device)
-        with torch.no_grad():
-            self.get_bare_model(self.net_g)(x)
-            self.net_t(x)
-        s_shapes = [tuple(o.shape[1:]) for o in self.taps_s.outputs]
-        t_shapes = [tuple(o.shape[1:]) for o in self.taps_t.outputs]
+    def _probe(self, s_names, t_names, batch):
+        """Run both networks once on a random LR batch (own generator: the global RNGs stay untouched) to
+        learn the tapped shapes and check they pair up; returns that step's DistillInputs."""
+        size = max(self.opt['datasets'].get('train', {}).get('gt_size', 64) // self.opt.get('scale', 1), 8)
+        gen = torch.Generator().manual_seed(0)
+        lq = torch.rand(batch, self.opt['network_g'].get('num_in_ch', 3), size, size, generator=gen).to(self.device)
+        student = self.get_bare_model(self.net_g)
         self.taps_s.clear()
         self.taps_t.clear()
-        for (sn, tn), ss, ts in zip(zip(s_names, t_names), s_shapes, t_shapes):
-            if len(ss) != 3 or len(ts) != 3:
-                raise SRKDError(f'distill.pairs [{sn}, {tn}]: taps must give N x C x H x W features, got {ss}, {ts}')
-            if ss[1:] != ts[1:]:
-                raise SRKDError(f'distill.pairs [{sn}, {tn}]: spatial sizes differ '
-                                f'(student {ss[1]}x{ss[2]}, teacher {ts[1]}x{ts[2]} on a {size}px input)')
-        return s_shapes, t_shapes
+        sr_s = student(lq)
+        with torch.no_grad():
+            sr_t = self.net_t(lq)
+        d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=list(self.taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
+                          lq=lq, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs), student=student)
+        self.taps_s.clear()
+        self.taps_t.clear()
+        for (sn, tn), fs, ft in zip(zip(s_names, t_names), d.feats_s, d.feats_t):
+            if fs.dim() != 4 or ft.dim() != 4:
+                raise SRKDError(f'distill.pairs [{sn}, {tn}]: taps must give N x C x H x W features, '
+                                f'got {tuple(fs.shape)}, {tuple(ft.shape)}')
+            if fs.shape[2:] != ft.shape[2:]:
+                raise SRKDError(f'distill.pairs [{sn}, {tn}]: spatial sizes differ (student {fs.shape[2]}x'
+                                f'{fs.shape[3]}, teacher {ft.shape[2]}x{ft.shape[3]} on a {size}px input)')
+        return d
+
+    def _dry_run_terms(self, probe):
+        """Each term once on the probe batch, so a bad term option fails now in one line instead of at the
+        first iteration with a traceback. Buffers (memory banks, BN statistics) and RNGs are restored."""
+        if not self.distill.names:
+            return
+        saved = [copy.deepcopy(m.state_dict()) for m in (self.distill, self.get_bare_model(self.net_g))]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+            for name, term in zip(self.distill.names, self.distill.terms):
+                try:
+                    val = term(probe)
+                except SRKDError as e:
+                    raise SRKDError(f'l_{name} ({type(term).__name__}): {e}') from e
+                except (TypeError, ValueError, RuntimeError, IndexError) as e:
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise SRKDError(f'l_{name} ({type(term).__name__}) fails on a probe batch: {msg}') from e
+                if not torch.is_tensor(val) or val.numel() != 1:
+                    raise SRKDError(f'l_{name} ({type(term).__name__}) must return one number, not {val!r:.60}')
+        for module, state in zip((self.distill, self.get_bare_model(self.net_g)), saved):
+            module.load_state_dict(state)
 
     # ----- optimisation ------------------------------------------------------------------------------
     def setup_optimizers(self):
@@ -174,16 +200,19 @@ class SRKDModel(SRModel):
     def _finite(self, loss_dict, current_iter):
         """Stop (one line naming the term and iteration) or skip the step on a NaN/inf loss."""
         values = torch.stack([v.detach().float() for v in loss_dict.values()])
-        if bool(torch.isfinite(values).all()):
+        finite = torch.isfinite(values).all().to(torch.int32)
+        if self.opt['dist']:  # all ranks take the same branch, or the others hang in the next all-reduce
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):
             return True
-        bad = [k for k, v in zip(loss_dict, values) if not math.isfinite(float(v))]
+        bad = [f'{k} = {float(v)}' for k, v in zip(loss_dict, values) if not math.isfinite(float(v))]
+        bad = bad or ['a loss on another rank']
         if self.nonfinite == 'stop':
-            raise SRKDError(f'loss {bad[0]} is {float(values[list(loss_dict).index(bad[0])])} at iteration '
-                            f'{current_iter}; stopped without saving (the last checkpoint is intact). '
-                            'Lower the learning rate or that term\'s weight, or set train.nonfinite: skip')
+            raise SRKDError(f'{bad[0]} at iteration {current_iter}; stopped without saving (the last checkpoint '
+                            "is intact). Lower the learning rate or that term's weight, or set train.nonfinite: skip")
         self.skipped_steps += 1
         self.optimizer_g.zero_grad(set_to_none=True)
-        get_root_logger().warning(f'iteration {current_iter}: {", ".join(bad)} not finite; step skipped '
+        get_root_logger().warning(f'iteration {current_iter}: {", ".join(bad)}; step skipped '
                                   f'({self.skipped_steps} so far)')
         self.log_dict = OrderedDict(skipped_steps=float(self.skipped_steps))
         return False
@@ -212,6 +241,9 @@ class SRKDModel(SRModel):
         if hasattr(self, 'distill') and 'distill' in resume_state:
             self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
             self.skipped_steps = resume_state.get('skipped_steps', 0)
+        if self.opt['rank'] == 0:  # lines after the checkpoint come again from the resumed run
+            for log in (self.loss_log, self._val_log()):
+                _drop_after(log, resume_state['iter'])
         super().resume_training(resume_state)
 
     # ----- validation: bicubic vs teacher vs student -------------------------------------------------
@@ -231,8 +263,12 @@ class SRKDModel(SRModel):
             for who in ('bicubic', 'teacher'):
                 for m in metrics:
                     tb_logger.add_scalar(f'metrics/{name}/{who}_{m}', rows[who][m], current_iter)
-        with open(os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl'), 'a') as f:
-            f.write(json.dumps({'iter': current_iter, 'dataset': name, **rows}) + '\n')
+        last = min(current_iter, int(self.opt['train']['total_iter']))  # basicsr's final call overshoots
+        with open(self._val_log(), 'a') as f:
+            f.write(json.dumps({'iter': last, 'dataset': name, **rows}) + '\n')
+
+    def _val_log(self):
+        return os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl')
 
     def _reference_metrics(self, dataloader, name):
         """Bicubic (MATLAB) and teacher metrics on a validation set; fixed, so computed once."""

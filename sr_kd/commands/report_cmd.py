@@ -1,0 +1,15 @@
+"""``sr-kd report EXPERIMENT_DIR``: a one-page PNG of a run (losses, validation PSNR, crops); prints its path."""
+
+
+def add_arguments(p):
+    p.add_argument('experiment', help='experiment folder, e.g. experiments/imdn_kd_x4')
+    p.add_argument('-o', '--output', help='PNG to write (default: EXPERIMENT/report.png)')
+    p.add_argument('--images', type=int, default=3, help='validation images in the crop sheet (default 3)')
+    p.add_argument('--crop', type=int, default=96, help='crop side in HR pixels (default 96)')
+    p.add_argument('--device', default='cpu')
+
+
+def run(args):
+    from sr_kd.report import make_report
+    print(make_report(args.experiment, args.output, args.images, args.crop, args.device))
+    return 0

@@ -1,0 +1,278 @@
+"""Bad input fails before the first iteration with one line (exit status 2 from the CLI, no traceback)
+and leaves nothing half-written. Most cases run in-process (option checks, data loaders, model, one
+step); a few go through the real CLI."""
+import copy
+import os
+import pickle
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kd_util import (assert_one_line_error, build_in_process, make_teacher, run_cli, tiny_options,
+                     write_images, write_options)
+from sr_kd.errors import SRKDError
+
+
+def fails(tmp_path, opt, *fragments):
+    """The tiny run with ``opt`` raises one SRKDError line containing every fragment."""
+    path = write_options(tmp_path / 'bad.yml', opt)
+    with pytest.raises(SRKDError) as info:
+        build_in_process(path, tmp_path)
+    msg = str(info.value)
+    assert '\n' not in msg, msg
+    for frag in fragments:
+        assert frag.lower() in msg.lower(), (frag, msg)
+    return msg
+
+
+def test_tiny_run_is_valid(tmp_path):
+    """The base of every case below builds and takes a step."""
+    build_in_process(write_options(tmp_path / 'ok.yml', tiny_options(tmp_path)), tmp_path)
+
+
+@pytest.mark.parametrize('section, key, value, fragments', [
+    ('network_g', 'type', 'IMDM', ['unknown network_g type', 'did you mean: IMDN']),
+    ('network_t', 'type', 'imdn', ['unknown network_t type', 'IMDN']),
+    ('train', 'pixel_opt', {'type': 'L1Los'}, ['unknown train.pixel_opt type', 'L1Loss']),
+    ('network_g', 'num_feet', 8, ['network_g', 'num_feet']),
+])
+def test_unknown_names(tmp_path, section, key, value, fragments):
+    opt = tiny_options(tmp_path)
+    opt[section][key] = value
+    fails(tmp_path, opt, *fragments)
+
+
+def test_unknown_distill_loss(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['train']['distill_opts'][0]['type'] = 'FeatureStatLoss'
+    fails(tmp_path, opt, 'unknown distillation loss type', 'FeatureStatsLoss')
+
+
+def test_unknown_module_name(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['distill']['pairs'] = [['IMDB_1', 'IMDB2']]
+    fails(tmp_path, opt, "student network has no module 'IMDB_1'", 'IMDB1')
+    opt['distill']['pairs'] = [['IMDB1', 'IMDB7']]
+    fails(tmp_path, opt, "teacher network has no module 'IMDB7'", 'top-level modules')
+
+
+def test_missing_and_unreadable_teacher(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['path']['pretrain_network_t'] = str(tmp_path / 'nope.pth')
+    fails(tmp_path, opt, 'teacher checkpoint not found', 'nope.pth')
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint' * 10)
+    opt['path']['pretrain_network_t'] = str(garbage)
+    fails(tmp_path, opt, 'cannot read checkpoint', 'garbage.pth', 'not a PyTorch weights file')
+    opt['path']['pretrain_network_t'] = str(tmp_path / 'data' / 'teacher.pth')
+    opt['path']['param_key_t'] = 'params_ema'
+    fails(tmp_path, opt, "no key 'params_ema'", 'params')
+
+
+def test_teacher_checkpoint_of_another_scale_or_arch(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'x3.pth', upscale=3)
+    fails(tmp_path, opt, 'does not fit network_t', 'shapes differ', 'upsampler.0.weight (27, 16, 3, 3) vs (12, 16, 3, 3)')
+    opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'wide.pth', num_feat=32)
+    fails(tmp_path, opt, 'shapes differ', 'fea_conv.weight (32, 3, 3, 3) vs (16, 3, 3, 3)')
+    other = tmp_path / 'other_arch.pth'
+    torch.save({'params': {'body.0.weight': torch.zeros(4, 3, 3, 3)}}, other)
+    opt['path']['pretrain_network_t'] = str(other)
+    fails(tmp_path, opt, 'missing keys: fea_conv.weight', 'unexpected keys: body.0.weight')
+
+
+def test_student_checkpoint_of_another_arch(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['path']['pretrain_network_g'] = opt['path']['pretrain_network_t']  # a 16x2 teacher into an 8x1 student
+    fails(tmp_path, opt, 'does not fit IMDN', 'shapes differ')
+
+
+def test_teacher_and_student_of_different_scales(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['network_t']['upscale'] = 3
+    opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'x3.pth', upscale=3)
+    fails(tmp_path, opt, 'teacher and student scales differ', 'x3', 'x2')
+    opt = tiny_options(tmp_path)
+    opt['scale'] = 4
+    fails(tmp_path, opt, 'network_g upscale x2 differs from scale: 4')
+
+
+def test_pairs_with_different_spatial_sizes(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['distill']['pairs'] = [['IMDB1', 'upsampler']]
+    fails(tmp_path, opt, 'distill.pairs [IMDB1, upsampler]', 'spatial sizes differ', 'student 8x8, teacher 16x16')
+
+
+def test_missing_and_empty_data_folder(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'nowhere')
+    fails(tmp_path, opt, 'datasets.train.dataroot_gt: folder not found', 'nowhere')
+    (tmp_path / 'empty').mkdir()
+    opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'empty')
+    fails(tmp_path, opt, 'no images in data folder', 'empty')
+
+
+def test_hr_smaller_than_crop(tmp_path):
+    opt = tiny_options(tmp_path)
+    small = write_images(tmp_path / 'small', n=2, size=(12, 30))
+    opt['datasets']['train']['dataroot_gt'] = str(small)
+    fails(tmp_path, opt, 'no usable images', '2 smaller than gt_size=16')
+    write_images(small, n=1, size=(20, 20), seed=5)  # img0 is now usable, img1 still 12 px wide
+    build_in_process(write_options(tmp_path / 'skip.yml', opt), tmp_path)  # default: skipped
+    opt['datasets']['train']['small_images'] = 'error'
+    fails(tmp_path, opt, 'img1.png is 12x30, smaller than the crop gt_size=16', 'small_images: skip')
+
+
+def test_hr_lr_pair_not_matching_the_scale(tmp_path):
+    opt = tiny_options(tmp_path)
+    gt = write_images(tmp_path / 'gt', n=2, size=(40, 40))
+    lq = write_images(tmp_path / 'lq', n=2, size=(20, 20))
+    write_images(lq, n=1, size=(19, 20), seed=3)
+    opt['datasets']['train'].update(type='PairedImageDataset', dataroot_gt=str(gt), dataroot_lq=str(lq),
+                                    io_backend={'type': 'disk'})
+    fails(tmp_path, opt, 'datasets.train: HR img0.png is 40x40 but its LR is 19x20', 'must be 38x40')
+    write_images(lq, n=1, size=(20, 20))
+    build_in_process(write_options(tmp_path / 'ok.yml', opt), tmp_path)
+    (lq / 'img1.png').rename(lq / 'other.png')
+    fails(tmp_path, opt, 'HR image img1.png has no LR partner img1.png')
+
+
+def corrupt_files(folder):
+    """A file that is not an image and a PNG cut in half, among good images."""
+    (folder / 'noise.png').write_bytes(os.urandom(300))
+    good = (folder / 'img0.png').read_bytes()
+    (folder / 'cut.png').write_bytes(good[:len(good) // 2])
+
+
+def test_corrupt_image_skip_or_stop(tmp_path, caplog):
+    opt = tiny_options(tmp_path)
+    corrupt_files(tmp_path / 'data' / 'train')
+    model = build_in_process(write_options(tmp_path / 'skip.yml', opt), tmp_path)  # default: skip, warn
+    assert model is not None
+    warned = [r.getMessage() for r in caplog.records if 'skipping unreadable image' in r.getMessage()]
+    assert any('noise.png' in w for w in warned) and any('cut.png' in w for w in warned), warned
+    opt['datasets']['train']['corrupt_images'] = 'error'
+    fails(tmp_path, opt, 'cannot read image', 'cut.png', 'corrupt_images: skip')
+
+
+def test_batch_larger_than_an_epoch(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt['datasets']['train']['batch_size_per_gpu'] = 7  # 3 images x enlarge 2 = 6 samples
+    fails(tmp_path, opt, 'a batch of 7 is more than the 6 samples')
+
+
+def test_yaml_syntax_error_line_and_column(tmp_path):
+    from sr_kd.options import load_yaml
+    path = tmp_path / 'broken.yml'
+    path.write_text('name: x\ntrain:\n  total_iter: 4\n  optim_g: {type: Adam, lr: 1e-3\nlogger: {}\n')
+    with pytest.raises(SRKDError, match=r"YAML syntax error at line 5, column 7: did not find expected ','"):
+        load_yaml(str(path))
+
+
+class _Evil:
+    """Unpickling this runs code: it makes a folder."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def evil_checkpoint(path, marker):
+    with open(path, 'wb') as f:
+        pickle.dump({'params': _Evil(str(marker))}, f, protocol=2)
+    return str(path)
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    opt = tiny_options(tmp_path)
+    marker = tmp_path / 'pwned'
+    opt['path']['pretrain_network_t'] = evil_checkpoint(tmp_path / 'evil.pth', marker)
+    fails(tmp_path, opt, 'carries pickled code: posix.mkdir', 'refusing')
+    assert not marker.exists()
+
+
+# ----- the real CLI: exit status 2, one line, no traceback, nothing half-written --------------------
+def test_cli_yaml_error(tmp_path):
+    path = tmp_path / 'broken.yml'
+    path.write_text('name: x\nmodel_type: SRKDModel\n  scale: 2\n')
+    assert_one_line_error(run_cli(['sr_kd/train.py', '-opt', path], tmp_path), 'line 3, column 8')
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_cli_error_after_setup_leaves_no_experiment(tmp_path):
+    """The teacher is checked when the model is built, after BasicSR made the experiment folder (and
+    archived an older one of the same name): both are put back as they were."""
+    opt = tiny_options(tmp_path)
+    opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'x3.pth', upscale=3)
+    older = tmp_path / 'experiments' / 'tiny'
+    older.mkdir(parents=True)
+    (older / 'keep.txt').write_text('an older run')
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'x3.yml', opt)], tmp_path)
+    assert_one_line_error(proc, 'does not fit network_t', 'shapes differ')
+    assert sorted(os.listdir(tmp_path / 'experiments')) == ['tiny']
+    assert os.listdir(older) == ['keep.txt']
+
+
+def test_cli_corrupt_image_stop_and_pickled_teacher(tmp_path):
+    opt = tiny_options(tmp_path)
+    corrupt_files(tmp_path / 'data' / 'train')
+    opt['datasets']['train']['corrupt_images'] = 'error'
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'c.yml', opt)], tmp_path)
+    assert_one_line_error(proc, 'cannot read image', 'corrupt_images: skip')
+    assert not (tmp_path / 'experiments' / 'tiny').exists()
+
+    opt = tiny_options(tmp_path)
+    marker = tmp_path / 'pwned'
+    opt['path']['pretrain_network_t'] = evil_checkpoint(tmp_path / 'evil.pth', marker)
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'e.yml', opt)], tmp_path)
+    assert_one_line_error(proc, 'carries pickled code')
+    assert not marker.exists()
+
+
+# ----- property: a mutated option file either runs or fails with one line ---------------------------
+_VALUES = [None, 0, -1, 3, 1.5, True, 'x', 'IMDB1', [], {}, [1, 2], {'type': 'L1Loss'}]
+
+
+def _leaves(node, prefix=()):
+    """Paths to every key and list item of an option dict."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, val in items:
+        yield prefix + (key,)
+        yield from _leaves(val, prefix + (key,))
+
+
+def _mutate(opt, path, action, value):
+    parent = opt
+    for key in path[:-1]:
+        parent = parent[key]
+    key = path[-1]
+    if action == 'delete':
+        parent.pop(key) if isinstance(parent, dict) else parent.pop(key)
+    elif action == 'rename' and isinstance(parent, dict):
+        parent[str(key)[:-1] or 'x'] = parent.pop(key)
+    elif action == 'typo' and isinstance(parent[key], str) and len(parent[key]) > 1:
+        parent[key] = parent[key][1:]
+    else:
+        parent[key] = copy.deepcopy(value)
+
+
+@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_options_run_or_fail_in_one_line(tmp_path, data):
+    opt = tiny_options(tmp_path)
+    for _ in range(data.draw(st.integers(1, 2), label='mutations')):
+        paths = list(_leaves(opt))
+        if not paths:
+            break
+        path = data.draw(st.sampled_from(paths), label='path')
+        action = data.draw(st.sampled_from(['delete', 'rename', 'typo', 'replace']), label='action')
+        _mutate(opt, path, action, data.draw(st.sampled_from(_VALUES), label='value'))
+    try:
+        build_in_process(write_options(tmp_path / 'mutated.yml', opt), tmp_path)
+    except SRKDError as e:
+        assert str(e).strip() and '\n' not in str(e), str(e)
