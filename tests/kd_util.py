@@ -110,7 +110,7 @@ def assert_one_line_error(proc, *fragments):
 # A stand-in for sr_kd/train.py with fault hooks, configured by $SRKD_FAULTS (JSON):
 #   stall_save_iter: write half of that iteration's training state, then wait to be killed;
 #   stall_step_iter: wait to be killed before that iteration's step;
-#   nan_loss, nan_iters: that loss class returns NaN at those iterations;
+#   nan_loss, nan_iters, nan_rank: that loss class returns NaN at those iterations (on that rank only);
 #   dump_dir: at the end each rank saves its own student weights and the wrapper types it saw.
 # Waiting points touch `marker` first, so the test kills at a known moment.
 CHILD = r'''
@@ -149,7 +149,9 @@ SRKDModel.optimize_parameters = optimize_parameters
 if 'nan_loss' in faults:
     cls = LOSS_REGISTRY.get(faults['nan_loss'])
     real_compute = cls.compute
-    cls.compute = lambda self, d: real_compute(self, d) * (float('nan') if step['iter'] in faults['nan_iters'] else 1)
+    on_rank = str(faults.get('nan_rank', os.environ.get('RANK', '0'))) == os.environ.get('RANK', '0')
+    cls.compute = lambda self, d: real_compute(self, d) * (
+        float('nan') if step['iter'] in faults['nan_iters'] and on_rank else 1)
 
 real_model_save = SRKDModel.save
 def model_save(self, epoch, current_iter):

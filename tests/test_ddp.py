@@ -1,6 +1,7 @@
 """BasicSR's launcher path on CPU: `torchrun --nproc_per_node=2 sr_kd/train.py -opt X --launcher pytorch`
 with gloo. The student and the connectors are in DistributedDataParallel, the teacher is not; both
-ranks end with identical weights; only rank 0 writes checkpoints and logs."""
+ranks end with identical weights; only rank 0 writes checkpoints and logs; a NaN on one rank only makes
+both ranks skip that step (or they would hang in the next all-reduce)."""
 import json
 import subprocess
 import sys
@@ -12,18 +13,20 @@ from sr_kd.checkpoint import load_checkpoint
 
 
 def test_two_cpu_processes_with_gloo(tmp_path):
-    opt = tiny_options(tmp_path, total_iter=4)
+    opt = tiny_options(tmp_path, total_iter=4, nonfinite='skip')
     opt['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fit', 'loss_weight': 0.1})
     opt['logger']['save_checkpoint_freq'] = 2
     opt['val']['val_freq'] = 2
     dump = tmp_path / 'dump'
     dump.mkdir()
-    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'dump_dir': str(dump)}))
-    # the stand-in for sr_kd/train.py only adds a dump of each rank's weights at the end
+    faults = {'dump_dir': str(dump), 'nan_loss': 'FitNetLoss', 'nan_iters': [3], 'nan_rank': 1}
+    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps(faults))
+    # the stand-in for sr_kd/train.py adds the NaN and a dump of each rank's weights at the end
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
            child_script(tmp_path), '-opt', write_options(tmp_path / 'ddp.yml', opt), '--launcher', 'pytorch']
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert 'iteration 3: a loss on another rank; step skipped (1 so far)' in proc.stderr  # rank 0's view
 
     ranks = [torch.load(dump / f'rank{r}.pth', weights_only=True) for r in (0, 1)]
     assert ranks[0]['types'] == {'net_g': 'DistributedDataParallel', 'net_t': 'IMDN',
@@ -37,6 +40,6 @@ def test_two_cpu_processes_with_gloo(tmp_path):
         'net_d_2.pth', 'net_d_4.pth', 'net_d_latest.pth', 'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth']
     assert len(list((exp / 'tiny').glob('train_tiny_*.log'))) == 1
     iters = [json.loads(ln)['iter'] for ln in (exp / 'tiny' / 'losses.jsonl').read_text().splitlines()]
-    assert iters == [1, 2, 3, 4]
+    assert iters == [1, 2, 4]  # 3 was skipped
     state = load_checkpoint(str(exp / 'tiny' / 'training_states' / '4.state'))
-    assert len(state['rng']) == 2 and not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch'])
+    assert state['skipped_steps'] == 1 and len(state['rng']) == 2 and not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch'])
