@@ -230,7 +230,9 @@ def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
     last = losses[-1]['iter'] if losses else 0
     fig.suptitle(f'{opt["name"]}: {_describe(opt["network_g"])} student'
                  + (f' distilled from {_describe(opt["network_t"])}' if 'network_t' in opt else '')
-                 + f', x{scale}, {last} iterations' + (f'  ({note})' if note and images else ''), fontsize=12)
+                 + f', x{scale}, {last} iterations' + (f'  ({note})' if note and images else '')
+                 + (f'\ncrops: the most detailed {crop} px of each validation image; dB: PSNR of the whole image '
+                    f'(Y channel, border {scale})' if images else ''), fontsize=11)
     fig.tight_layout()
     out = out or os.path.join(exp_dir, 'report.png')
     tmp = out + '.tmp.png'  # written whole, then renamed: a reader never sees half a PNG
