@@ -7,6 +7,8 @@ from sr_kd.errors import exit_on_user_error
 # (subcommand, module that defines add_arguments(parser) and run(args) -> exit status)
 SUBCOMMANDS = [
     ('eval', 'sr_kd.commands.eval_cmd', 'PSNR/SSIM (Y channel, border = scale) of a checkpoint on a benchmark folder'),
+    ('upscale', 'sr_kd.commands.upscale_cmd', 'upscale image files, folders and globs with a checkpoint'),
+    ('export', 'sr_kd.commands.export_cmd', 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'),
     ('report', 'sr_kd.commands.report_cmd', 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'),
 ]
 

@@ -1,0 +1,216 @@
+"""``sr-kd upscale``: super-resolve files, folders and globs with a checkpoint, batch-safe.
+
+One bad file is reported in one line and the batch goes on; outputs are written through a temporary
+name, so an interrupted run leaves only whole images and a re-run skips them.
+"""
+import collections
+import glob
+import os
+import sys
+import time
+
+from sr_kd.image_io import FORMATS
+from sr_kd.inference import DEFAULT_TILE_PAD, PRECISIONS
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
+DEFAULT_TILE = 512
+
+
+def add_arguments(p):
+    p.description = ('Upscale images with a checkpoint; the architecture and scale are read from it. '
+                     'Exit status: 0, or the number of images that failed (at most 125); 2 also for usage errors.')
+    p.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders and glob patterns')
+    p.add_argument('-m', '--model', required=True, help='checkpoint (.pth)')
+    p.add_argument('-o', '--output', required=True, metavar='OUTDIR', help='output folder (created if missing)')
+    p.add_argument('-r', '--recursive', action='store_true', help='descend into subfolders (mirrored in OUTDIR)')
+    p.add_argument('--tile', type=int, default=DEFAULT_TILE, metavar='N',
+                   help=f'process N x N input tiles so memory follows N, not the image (0: whole image; '
+                        f'default {DEFAULT_TILE})')
+    p.add_argument('--tile-pad', type=int, default=DEFAULT_TILE_PAD, metavar='P',
+                   help=f'context pixels around each tile (default {DEFAULT_TILE_PAD}, see docs/performance.md)')
+    p.add_argument('--exact-tiles', action='store_true',
+                   help='tiles that reproduce the whole-image output (IMDN\'s channel attention gets whole-image '
+                        'statistics from extra passes: about 4x the time of plain tiles for 64x6)')
+    p.add_argument('--adaptive', action='store_true',
+                   help="IMDN_AS's adaptive cropping (4 overlapping corner patches, overlap 32, sides a multiple "
+                        'of 4) for sides that are not a multiple of 4; always on for IMDN_AS checkpoints')
+    p.add_argument('--scale', type=int, metavar='S',
+                   help='IMDN_AS only: output scale (the input is resized by S with bicubic first; default 4)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N)')
+    p.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
+                   help='bf16/fp16 run under autocast (bf16 is about 2x faster on CPUs with AVX512-BF16/AMX)')
+    p.add_argument('--suffix', default='', help='added to each output name before the extension')
+    p.add_argument('--ext', choices=list(FORMATS), default='png', help='output format (default png)')
+    p.add_argument('--threads', type=int, metavar='N', help='CPU threads for the network (default: torch\'s)')
+    p.add_argument('--overwrite', action='store_true', help='replace existing outputs (default: skip them)')
+    p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
+
+
+def _expand(item, recursive):
+    """(path, output name relative to OUTDIR) for one INPUT argument."""
+    from sr_kd.errors import SRKDError
+
+    if os.path.isdir(item):
+        found = []
+        for root, dirs, files in os.walk(item):
+            dirs.sort()
+            found += [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), item))
+                      for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)]
+            if not recursive:
+                break
+        return found
+    if os.path.isfile(item):
+        return [(item, os.path.basename(item))]
+    if glob.has_magic(item):
+        matches = sorted(glob.glob(item, recursive=recursive))
+        if not matches:
+            raise SRKDError(f'no files match {item}')
+        return [job for m in matches for job in _expand(m, recursive)]
+    raise SRKDError(f'no such file or folder: {item}')
+
+
+def plan(inputs, outdir, suffix, ext, recursive):
+    """[(input path, output path)] in input order; refuses clashing outputs and outputs that are inputs."""
+    from sr_kd.errors import SRKDError
+
+    jobs, seen = [], {}
+    for item in inputs:
+        for src, rel in _expand(item, recursive):
+            dst = os.path.join(outdir, os.path.splitext(rel)[0] + suffix + '.' + ext)
+            key = os.path.realpath(dst)
+            if key in seen:
+                raise SRKDError(f'{src} and {seen[key]} would both be written to {dst}; '
+                                'give them separate runs or use -r on their common folder')
+            if key == os.path.realpath(src):
+                raise SRKDError(f'the output for {src} is the input itself; use --suffix or another -o')
+            seen[key] = src
+            jobs.append((src, dst))
+    return jobs
+
+
+class Upscaler:
+    """Reads one file, runs the network with the chosen inference settings, returns the array to write."""
+
+    def __init__(self, args):
+        import torch
+
+        from sr_kd.archs.detect import load_model
+        from sr_kd.errors import SRKDError
+
+        if args.device != 'cpu' and not args.device.startswith('cuda'):
+            raise SRKDError(f'--device must be cpu or cuda (cuda:N); got {args.device!r}')
+        if args.device.startswith('cuda') and not torch.cuda.is_available():
+            raise SRKDError('--device cuda was asked for, but torch sees no CUDA device')
+        if args.tile < 0 or args.tile_pad < 0:
+            raise SRKDError('--tile and --tile-pad must be >= 0')
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, self.arch = load_model(args.model, args.param_key, args.device)
+        self.model = model.to(memory_format=torch.channels_last)
+        self.as_model = self.arch['type'] == 'IMDN_AS'
+        if args.scale is not None and not self.as_model and args.scale != self.arch['upscale']:
+            raise SRKDError(f'{args.model} is a x{self.arch["upscale"]} model; --scale {args.scale} cannot change that')
+        if self.as_model and args.tile and (args.tile % 4 or args.tile_pad % 4):
+            raise SRKDError('IMDN_AS needs --tile and --tile-pad that are multiples of 4')
+        if args.exact_tiles and (self.as_model or args.adaptive):
+            raise SRKDError('--exact-tiles works for IMDN checkpoints, not with adaptive cropping (IMDN_AS)')
+        self.scale = (args.scale or 4) if self.as_model else self.arch['upscale']
+        self.args = args
+
+    def __call__(self, path):
+        """(array ready for write_image, output megapixels)."""
+        import torch
+        import torch.nn.functional as F
+
+        from sr_kd.image_io import compose, quantize, read_image
+        from sr_kd.inference import upscale
+
+        a = self.args
+        pic = read_image(path)
+        rgb = pic.rgb
+        if self.as_model:  # IMDN_AS takes the LR already resized to the output size
+            from sr_kd.ops.matlab_resize import imresize
+            rgb = imresize(rgb.astype('float64'), scale=self.scale).clip(0, 1).astype('float32')
+        x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(a.device)
+        sr = upscale(self.model, x, adaptive=a.adaptive or self.as_model, tile=a.tile, tile_pad=a.tile_pad,
+                     precision=a.precision, channels_last=True, exact=a.exact_tiles)
+        size = sr.shape[2:]
+        alpha = None
+        if pic.alpha is not None:  # alpha is not an image the network knows: plain bicubic
+            t = torch.from_numpy(pic.alpha)[None, None].to(a.device)
+            alpha = quantize(F.interpolate(t, size=size, mode='bicubic', align_corners=False), pic.bits)[..., 0]
+        out = compose(quantize(sr, pic.bits), alpha, pic.gray)
+        return out, size[0] * size[1] / 1e6
+
+
+def _failure(src, e):
+    """One line for a failed image (the reader's messages already name the file)."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, (MemoryError, RuntimeError)):
+        msg += ' (out of memory: try a smaller --tile)'
+    return f'failed: {msg}' if src in msg else f'failed: {src}: {msg}'
+
+
+def run(args):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from sr_kd.errors import SRKDError
+    from sr_kd.image_io import write_image
+
+    jobs = plan(args.inputs, args.output, args.suffix, args.ext, args.recursive)
+    todo = [(s, d) for s, d in jobs if args.overwrite or not os.path.exists(d)]
+    skipped = len(jobs) - len(todo)
+    if skipped:
+        print(f'skipping {skipped} of {len(jobs)} images whose output exists (use --overwrite to redo them)')
+    upscaler = Upscaler(args)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit='img', desc='upscale')
+    say = bar.write if bar else print
+    done, failed, megapixels, t0 = 0, 0, 0.0, time.perf_counter()
+    # Encoding a large PNG takes as long as a GPU forward: a few writer threads (zlib releases the GIL)
+    # keep the network busy; at most that many outputs wait in memory.
+    writers = min(4, os.cpu_count() or 1)
+    pending = collections.deque()
+
+    def finish(entry):
+        nonlocal done, failed, megapixels
+        future, src, dst, mp, t_img = entry
+        try:
+            future.result()
+        except (SRKDError, OSError) as e:
+            failed += 1
+            say(_failure(src, e))
+        else:
+            done += 1
+            megapixels += mp
+            if not bar:
+                say(f'[{done + failed}/{len(todo)}] {src} -> {dst} ({mp:.2f} MP, {time.perf_counter() - t_img:.2f} s)')
+        if bar:
+            bar.update()
+
+    with ThreadPoolExecutor(writers) as pool:
+        for src, dst in todo:
+            t_img = time.perf_counter()
+            try:
+                out, mp = upscaler(src)
+            except (SRKDError, MemoryError, torch.OutOfMemoryError) as e:
+                failed += 1
+                say(_failure(src, e))
+                if bar:
+                    bar.update()
+                continue
+            if len(pending) >= writers:
+                finish(pending.popleft())
+            pending.append((pool.submit(write_image, dst, out, args.ext), src, dst, mp, t_img))
+            del out
+        while pending:
+            finish(pending.popleft())
+    if bar:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    print(f'upscaled {done} images ({skipped} skipped, {failed} failed), {megapixels:.2f} MP out, {seconds:.1f} s')
+    return min(failed, 125)

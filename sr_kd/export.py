@@ -1,0 +1,60 @@
+"""Export a network to ONNX (dynamic batch, height and width) and TorchScript, and check the ONNX file.
+
+Deployment targets (onnxruntime, TensorRT, ncnn, chaiNNer) take ONNX; the check runs the exported file
+with onnxruntime so a broken export is caught where it is made, not on a user's machine.
+"""
+import torch
+
+from sr_kd.atomic import atomic_path
+from sr_kd.errors import SRKDError
+
+INPUT, OUTPUT = 'lr', 'sr'
+
+
+def _example_and_dims(arch):
+    """An example input and the dynamic dims: IMDN_AS's sides must stay multiples of 4."""
+    n = torch.export.Dim('batch', min=1)
+    if arch['type'] == 'IMDN_AS':
+        hq, wq = torch.export.Dim('h4', min=2), torch.export.Dim('w4', min=2)
+        return torch.rand(1, arch['num_in_ch'], 64, 64), {0: n, 2: 4 * hq, 3: 4 * wq}
+    h, w = torch.export.Dim('height', min=2), torch.export.Dim('width', min=2)
+    return torch.rand(1, arch['num_in_ch'], 64, 64), {0: n, 2: h, 3: w}
+
+
+def export_onnx(model, arch, path, opset=18):
+    """Write ``model`` as one self-contained ONNX file with input 'lr' and output 'sr' (NCHW, float32)."""
+    x, dims = _example_and_dims(arch)
+    model = model.float().eval().to(memory_format=torch.contiguous_format).cpu()
+
+    with atomic_path(path) as tmp:
+        torch.onnx.export(model, (x,), tmp, input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
+                          dynamic_shapes={'x': dims}, dynamo=True, external_data=False, verbose=False)
+
+
+def export_torchscript(model, arch, path):
+    """Write a traced TorchScript module (TorchScript is deprecated in torch 2.x; ONNX is the main path)."""
+    x, _ = _example_and_dims(arch)
+    model = model.float().eval().cpu()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x)
+    with atomic_path(path) as tmp:
+        traced.save(tmp)
+
+
+def onnx_max_diff(model, arch, path, size=(37, 53), seed=0):
+    """Largest |onnxruntime - PyTorch| on a random image of ``size`` (rounded to a multiple of 4 for IMDN_AS)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise SRKDError('checking the export needs onnxruntime (pip install sr_kd[export])') from e
+    h, w = size
+    if arch['type'] == 'IMDN_AS':
+        h, w = h - h % 4, w - w % 4
+    x = torch.rand(1, arch['num_in_ch'], h, w, generator=torch.Generator().manual_seed(seed))
+    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    got = torch.from_numpy(sess.run([OUTPUT], {INPUT: x.numpy()})[0])
+    with torch.inference_mode():
+        want = model.float().cpu()(x)
+    if got.shape != want.shape:
+        raise SRKDError(f'the ONNX model gives {tuple(got.shape)} for {tuple(x.shape)}, PyTorch {tuple(want.shape)}')
+    return float((got - want).abs().max())

@@ -1,0 +1,144 @@
+"""Image files as people have them, to float arrays and back, for ``sr-kd upscale``.
+
+Pillow reads and writes everything except colour PNGs with 16 bits per channel, which it truncates to
+8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a 16-bit output.
+EXIF orientation is applied on reading (a phone photo comes out the way it is shown), grayscale stays
+grayscale, palette images become RGB(A), and alpha is kept apart so the network never sees it.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sr_kd.atomic import atomic_path
+from sr_kd.errors import SRKDError
+
+FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'webp': 'WEBP'}
+QUALITY = 95  # JPEG/WebP quality of outputs
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_GRAY_TYPES = (0, 4)  # IHDR colour types without colour: gray, gray + alpha
+
+
+@dataclass
+class Picture:
+    """An image ready for a network: ``rgb`` HxWx3 float32 in [0, 1], ``alpha`` HxW float32 or None;
+    ``gray`` and ``bits`` (8 or 16) say how to write the result back."""
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray]
+    gray: bool
+    bits: int
+
+
+def _png_header(path):
+    """(bit depth, colour type) from a PNG's IHDR, or None for any other file."""
+    with open(path, 'rb') as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE):
+        return None
+    return head[24], head[25]
+
+
+def _orient(a, orientation):
+    """EXIF orientation on a numpy image, the same transforms as ``ImageOps.exif_transpose``."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _split(a, scale, gray):
+    """HxW or HxWxC integer array -> Picture (RGB replicated from gray; alpha kept apart)."""
+    a = a.astype(np.float32) / scale
+    if a.ndim == 2:
+        a = a[..., None]
+    color = a[..., :1].repeat(3, axis=2) if a.shape[2] in (1, 2) else a[..., :3]
+    alpha = a[..., -1] if a.shape[2] in (2, 4) else None
+    return Picture(np.ascontiguousarray(color), alpha, gray, 16 if scale > 255 else 8)
+
+
+def _read_png16(path, color_type, orientation):
+    import cv2
+    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise SRKDError(f'cannot read image {path}: OpenCV could not decode it')
+    if a.ndim == 3:
+        a = a[..., [2, 1, 0, 3][:a.shape[2]]]  # BGR(A) -> RGB(A)
+    gray = color_type in _PNG_GRAY_TYPES
+    if gray and a.ndim == 3:  # OpenCV expands gray + alpha to BGRA
+        a = a[..., [0, 3]] if a.shape[2] == 4 else a[..., 0]
+    return _split(_orient(a, orientation), 65535.0, gray)
+
+
+def read_image(path):
+    """A file as a Picture; any decoding problem becomes an SRKDError with one line."""
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            header = _png_header(path) if im.format == 'PNG' else None
+            if header and header[0] == 16:
+                return _read_png16(path, header[1], orientation)
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith('I'):  # 16/32-bit gray (16-bit gray PNG, TIFF)
+                return _split(np.asarray(im), 65535.0, True)
+            if im.mode in ('L', 'LA', '1'):
+                return _split(np.asarray(im.convert('LA' if im.mode == 'LA' else 'L')), 255.0, True)
+            has_alpha = im.mode in ('RGBA', 'PA', 'La') or 'transparency' in im.info
+            return _split(np.asarray(im.convert('RGBA' if has_alpha else 'RGB')), 255.0, False)
+    except SRKDError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SRKDError(f'cannot read image {path}: {msg}') from e
+
+
+def quantize(t, bits):
+    """A 1xCxHxW (or CxHxW) float tensor in [0, 1] -> HxWxC uint8/uint16 array, in place on ``t``
+    (clamp, scale, round) so that a large output costs no float copy."""
+    peak = 255.0 if bits == 8 else 65535.0
+    with torch.inference_mode():  # the network's outputs are inference tensors
+        t = t.squeeze(0).clamp_(0, 1).mul_(peak).round_()
+        return t.permute(1, 2, 0).cpu().numpy().astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def compose(rgb, alpha, gray):
+    """Join the network's RGB output and the resized alpha (both HxW[xC] integer arrays) for writing."""
+    color = rgb
+    if gray:  # the network saw three equal channels; back to one (BT.601 luma)
+        luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        color = np.round(luma).astype(rgb.dtype)[..., None]
+    if alpha is not None:
+        color = np.concatenate([color, alpha[..., None].astype(color.dtype)], axis=2)
+    return color[..., 0] if color.shape[2] == 1 else color
+
+
+def _encode(f, a, fmt):
+    """Write the HxW[xC] array ``a`` to the open file ``f`` in ``fmt`` ('png', 'jpg' or 'webp')."""
+    if a.dtype == np.uint16 and fmt == 'png' and a.ndim == 3:
+        import cv2
+        order = [0, 0, 0, 1] if a.shape[2] == 2 else [2, 1, 0, 3][:a.shape[2]]  # OpenCV has no gray + alpha
+        ok, buf = cv2.imencode('.png', a[..., order])
+        if not ok:
+            raise SRKDError('OpenCV could not encode a 16-bit PNG')
+        f.write(buf.tobytes())
+        return
+    if a.dtype == np.uint16 and fmt != 'png':
+        a = np.round(a / 257.0).astype(np.uint8)  # JPEG and WebP hold 8 bits
+    if fmt == 'jpg' and a.ndim == 3 and a.shape[2] in (2, 4):
+        a = a[..., :-1]  # JPEG has no alpha
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[2] == 2:
+        im = Image.fromarray(a[..., 0]).convert('LA')
+        im.putalpha(Image.fromarray(a[..., 1]))
+    else:
+        im = Image.fromarray(a)
+    extra = {'compress_level': 1} if fmt == 'png' else {'quality': QUALITY}
+    im.save(f, format=FORMATS[fmt], **extra)
+
+
+def write_image(path, a, fmt):
+    """Write an image through a temporary name and a rename (``sr_kd.atomic``)."""
+    with atomic_path(path) as tmp, open(tmp, 'xb') as f:
+        _encode(f, a, fmt)

@@ -1,0 +1,69 @@
+"""``sr-kd export``: ONNX with dynamic batch/height/width matches PyTorch under onnxruntime."""
+import numpy as np
+import pytest
+import torch
+
+import sr_kd  # noqa: F401
+from sr_kd.archs import IMDN, IMDN_AS
+from sr_kd.cli import main
+
+ort = pytest.importorskip('onnxruntime')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny networks gain nothing from threads; on a loaded machine, threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save(tmp_path, cls, **kw):
+    torch.manual_seed(0)
+    net = cls(num_feat=16, num_modules=2, **kw).eval()
+    path = tmp_path / f'{cls.__name__}.pth'
+    torch.save({'params': net.state_dict()}, path)
+    return net, str(path)
+
+
+def run_onnx(path, x):
+    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return sess.run(['sr'], {'lr': x.numpy()})[0]
+
+
+def test_onnx_matches_pytorch_at_any_size(tmp_path, capsys):
+    net, ckpt = save(tmp_path, IMDN, upscale=3)
+    out = tmp_path / 'imdn.onnx'
+    assert main(['export', ckpt, '--onnx', str(out)]) == 0
+    assert 'onnxruntime matches PyTorch' in capsys.readouterr().out
+    for shape in [(1, 3, 29, 43), (2, 3, 16, 20)]:  # not the export's example size
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            want = net(x).numpy()
+        assert np.abs(run_onnx(out, x) - want).max() < 1e-4
+
+
+def test_imdn_as_onnx_takes_multiples_of_4(tmp_path):
+    from sr_kd.export import export_onnx, onnx_max_diff
+    net, _ = save(tmp_path, IMDN_AS)
+    arch = {'type': 'IMDN_AS', 'num_in_ch': 3}
+    export_onnx(net, arch, tmp_path / 'as.onnx')
+    assert onnx_max_diff(net, arch, str(tmp_path / 'as.onnx'), size=(44, 36)) < 1e-4
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_torchscript(tmp_path):
+    net, ckpt = save(tmp_path, IMDN, upscale=2)
+    out = tmp_path / 'imdn.pt'
+    assert main(['export', ckpt, '--torchscript', str(out)]) == 0
+    x = torch.rand(1, 3, 21, 34)
+    with torch.no_grad():
+        assert (torch.jit.load(str(out))(x) - net(x)).abs().max() < 1e-5
+
+
+def test_nothing_to_export_is_a_user_error(tmp_path):
+    _, ckpt = save(tmp_path, IMDN, upscale=2)
+    with pytest.raises(SystemExit) as e:
+        main(['export', ckpt])
+    assert e.value.code == 2

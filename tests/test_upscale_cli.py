@@ -1,0 +1,147 @@
+"""``sr-kd upscale`` on a folder of images as people have them, and the image reader/writer under it."""
+import io
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+import sr_kd  # noqa: F401
+from sr_kd.archs import IMDN
+from sr_kd.cli import main
+from sr_kd.image_io import _orient, read_image
+
+H, W = 12, 16
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny networks gain nothing from threads; on a loaded machine, threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny_x2.pth'
+    torch.save({'params': IMDN(num_feat=16, num_modules=2, upscale=2).state_dict()}, path)
+    return str(path)
+
+
+def rng_image(shape, dtype=np.uint8, seed=0):
+    top = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, top, shape, dtype=dtype, endpoint=True)
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    d = tmp_path / 'in'
+    (d / 'sub').mkdir(parents=True)
+    Image.fromarray(rng_image((H, W, 3))).save(d / 'rgb.png')
+    Image.fromarray(rng_image((H, W, 4), seed=1)).save(d / 'rgba.png')
+    Image.fromarray(rng_image((H, W), seed=2)).save(d / 'gray.png')
+    Image.fromarray(rng_image((H, W, 3), seed=3)).quantize(16).save(d / 'palette.png')
+    cv2.imwrite(str(d / 'rgb16.png'), rng_image((H, W, 3), np.uint16, seed=4))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees clockwise
+    Image.fromarray(rng_image((H, W, 3), seed=5)).save(d / 'phone.jpg', exif=exif)
+    (d / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
+    (d / 'notes.txt').write_text('not an image')
+    Image.fromarray(rng_image((H, W, 3), seed=6)).save(d / 'sub' / 'nested.png')
+    return d
+
+
+def test_mixed_folder(mixed, tmp_path, ckpt, capsys):
+    out = tmp_path / 'out'
+    status = main(['upscale', str(mixed), '-m', ckpt, '-o', str(out), '--tile', '8', '--tile-pad', '4'])
+    printed = capsys.readouterr().out
+    assert status == 1  # one corrupt file
+    assert 'failed: cannot read image' in printed and 'corrupt.png' in printed
+    assert 'upscaled 6 images (0 skipped, 1 failed)' in printed
+    assert sorted(os.listdir(out)) == ['gray.png', 'palette.png', 'phone.png', 'rgb.png', 'rgb16.png', 'rgba.png']
+
+    def load(name):
+        return Image.open(out / name)
+    assert load('rgb.png').mode == 'RGB' and load('rgb.png').size == (2 * W, 2 * H)
+    assert load('gray.png').mode == 'L'
+    assert load('palette.png').mode == 'RGB'
+    assert load('phone.png').size == (2 * H, 2 * W)  # EXIF orientation applied
+    rgba = load('rgba.png')
+    assert rgba.mode == 'RGBA'
+    alpha = torch.from_numpy(rng_image((H, W, 4), seed=1)[..., 3]).float()[None, None] / 255
+    want = F.interpolate(alpha, scale_factor=2, mode='bicubic', align_corners=False).clamp(0, 1) * 255
+    assert np.abs(np.asarray(rgba)[..., 3].astype(float) - want[0, 0].round().numpy()).max() <= 1
+    sixteen = cv2.imread(str(out / 'rgb16.png'), cv2.IMREAD_UNCHANGED)
+    assert sixteen.dtype == np.uint16 and sixteen.shape == (2 * H, 2 * W, 3)
+    assert (sixteen % 257 != 0).any()  # real 16-bit values, not 8-bit ones scaled up
+
+    # A re-run skips what exists; -r reaches the subfolder; --overwrite redoes everything.
+    assert main(['upscale', str(mixed), '-r', '-m', ckpt, '-o', str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert 'upscaled 1 images (6 skipped, 1 failed)' in printed
+    assert (out / 'sub' / 'nested.png').exists()
+    assert main(['upscale', str(mixed / '*.png'), '-m', ckpt, '-o', str(out), '--overwrite']) == 1
+    assert 'upscaled 5 images (0 skipped, 1 failed)' in capsys.readouterr().out
+
+
+def test_suffix_ext_and_gray16(tmp_path, ckpt, capsys):
+    src = tmp_path / 'g16.png'
+    Image.fromarray(rng_image((H, W), np.uint16)).save(src)
+    rgba = tmp_path / 'a.png'
+    Image.fromarray(rng_image((H, W, 4), seed=1)).save(rgba)
+    out = tmp_path / 'out'
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(out), '--suffix', '_x2',
+                 '--tile', '8', '--exact-tiles']) == 0
+    g = Image.open(out / 'g16_x2.png')
+    assert g.mode.startswith('I;16') and g.size == (2 * W, 2 * H)
+    assert main(['upscale', str(rgba), '-m', ckpt, '-o', str(out), '--ext', 'jpg', '--precision', 'bf16']) == 0
+    assert Image.open(out / 'a.jpg').mode == 'RGB'  # JPEG has no alpha
+    assert not [f for f in os.listdir(out) if f.endswith('.tmp')]
+
+
+def test_imdn_as_any_size(tmp_path, capsys):
+    from sr_kd.archs import IMDN_AS
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'as.pth'
+    torch.save({'params': IMDN_AS(num_feat=16, num_modules=2).state_dict()}, ckpt)
+    Image.fromarray(rng_image((13, 17, 3))).save(tmp_path / 'odd.png')
+    assert main(['upscale', str(tmp_path / 'odd.png'), '-m', str(ckpt), '-o', str(tmp_path / 'o'), '--scale', '3']) == 0
+    assert Image.open(tmp_path / 'o' / 'odd.png').size == (51, 39)
+
+
+def test_user_errors_exit_2(tmp_path, ckpt, capsys):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    for d in (a, b):
+        d.mkdir()
+        Image.fromarray(rng_image((H, W, 3))).save(d / 'same.png')
+    for argv in (['upscale', str(a), str(b), '-m', ckpt, '-o', str(tmp_path / 'o')],  # two outputs clash
+                 ['upscale', str(a / 'same.png'), '-m', ckpt, '-o', str(a)],  # output is the input
+                 ['upscale', str(tmp_path / 'missing*.png'), '-m', ckpt, '-o', str(tmp_path / 'o')],
+                 ['upscale', str(a), '-m', str(tmp_path / 'no.pth'), '-o', str(tmp_path / 'o')],
+                 ['upscale', str(a), '-m', ckpt, '-o', str(tmp_path / 'o'), '--device', 'gpu']):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.startswith('sr-kd: error: ')
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_orientation_matches_pillow(tmp_path, orientation):
+    """The numpy transforms used for 16-bit PNGs agree with ImageOps.exif_transpose (the 8-bit path)."""
+    a = rng_image((5, 7, 3))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format='PNG', exif=exif)
+    buf.seek(0)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
+    assert np.array_equal(_orient(a, orientation), want)
+    path = tmp_path / 'o16.png'
+    path.write_bytes(buf.getvalue())
+    assert np.allclose(read_image(str(path)).rgb, want / 255.0)
