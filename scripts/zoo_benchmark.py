@@ -9,10 +9,11 @@ and every zoo term. Weights: before training, each term's weight is set so that 
 gradient on the student is ``share`` times that of the L1 task loss (mean over a few batches at the
 common initialisation), so every method gets the same push and none wins by its scale alone.
 
-Per run: PSNR/SSIM (Y, border 4) on Set5 and Set14 x4 (MATLAB LR files) of the final weights and the
-peak resident memory of the training process (wait4). Per method, in this process on the same batches:
-the median time of one real training step, relative to the student alone (timed before and after the
-others, to show drift). The ``top`` best methods are rerun with the other seeds, with the student
+Per run: PSNR/SSIM (Y, border 4) on Set5 and Set14 x4 (MATLAB LR files) of the final weights. Per
+method, in a fresh process that builds the model and trains on fixed random batches of the same shapes
+(no dataset, so memory is the model's): the median time of one training step and the peak resident
+memory, relative to the student alone measured the same way just before (A/B pairs). The
+``top`` best methods are rerun with the other seeds, with the student
 alone, for the noise. Writes the measured section of docs/zoo.md and docs/zoo.png; results are kept in
 ``<work>/results.json``, so an interrupted benchmark resumes where it stopped.
 """
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 
 import yaml
 
@@ -139,17 +139,38 @@ def student_gradient_norms(opt, batches):
     return norms
 
 
-def step_seconds(opt, batches, steps):
-    """Median time of one real training step (forward, losses, backward, optimizer), data loading excluded."""
-    model = build_model_in_process(opt)
+def step_probe(method, weight, seed, args):
+    """Child-process side: build the model, time ``timed_steps`` training steps after two warm-up steps
+    on fixed random batches; print the median step time and the process's peak resident memory."""
+    import resource
+
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    batches = [{'lq': torch.rand(args.batch, 3, args.lq, args.lq, generator=g),
+                'gt': torch.rand(args.batch, 3, args.lq * 4, args.lq * 4, generator=g)} for _ in range(2)]
+    model = build_model_in_process(train_options(method, weight, seed, args))
     times = []
-    for i in range(steps + 2):  # two warm-up steps
-        b = batches[i % len(batches)]
+    for i in range(args.timed_steps + 2):
         start = time.perf_counter()
-        model.feed_data(b)
+        model.feed_data(batches[i % 2])
         model.optimize_parameters(i + 1)
         times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
+    print(json.dumps({'sec_per_iter': statistics.median(times[2:]),
+                      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def measure_step(method, weight, seed, args):
+    """Run ``step_probe`` in a fresh process (its peak memory is then this method's alone)."""
+    cmd = [sys.executable, os.path.abspath(__file__), '--step-probe', method, '--seeds', str(seed), '--batch', str(args.batch), '--lq', str(args.lq), '--threads', str(args.threads),
+           '--timed-steps', str(args.timed_steps), '--data', args.data, '--teacher', args.teacher]
+    if weight is not None:
+        cmd += ['--weight', repr(weight)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        return {'status': 'failed: ' + (proc.stderr.strip().splitlines() or ['?'])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def probe(method, args, seed, batches, pixel_norm):
@@ -162,8 +183,7 @@ def probe(method, args, seed, batches, pixel_norm):
     except SRKDError as e:
         return {'status': f'refused: {e}'}
     weight = float(f'{args.share * pixel_norm / norm:.3g}') if norm > 0 else 1.0
-    return {'weight': weight, 'grad_ratio': norm / pixel_norm,
-            'sec_per_iter': step_seconds(train_options(method, weight, seed, args), batches, args.timed_steps)}
+    return {'weight': weight, 'grad_ratio': norm / pixel_norm}
 
 
 # ----- one training run (subprocess) ------------------------------------------------------------------
@@ -194,12 +214,10 @@ def train_run(method, weight, seed, args):
     exp = os.path.join(args.work, 'experiments', opt['name'])
     start = time.time()
     with open(os.path.join(args.work, f'{opt["name"]}.out'), 'w') as out:
-        proc = subprocess.Popen([sys.executable, 'sr_kd/train.py', '-opt', opt_path], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    row = {'method': method, 'seed': seed, 'weight': weight, 'wall_s': round(time.time() - start, 1),
-           'peak_rss_mb': round(usage.ru_maxrss / 1024, 1)}
-    if os.waitstatus_to_exitcode(status) != 0:
+        code = subprocess.run([sys.executable, 'sr_kd/train.py', '-opt', opt_path], cwd=REPO, env=env,
+                              stdout=out, stderr=subprocess.STDOUT).returncode
+    row = {'method': method, 'seed': seed, 'weight': weight, 'wall_s': round(time.time() - start, 1)}
+    if code:
         with open(os.path.join(args.work, f'{opt["name"]}.out')) as f:
             row['status'] = 'failed: ' + (f.read().strip().splitlines() or ['no output'])[-1][:300]
         return row
@@ -221,12 +239,13 @@ def summarise(results, seeds):
     table = []
     for method in METHODS:
         r = runs.get((method, s0))
-        row = {'method': method, 'run': r, 'probe': results['probe'].get(method, {})}
+        row = {'method': method, 'run': r, 'probe': results['probe'].get(method, {}),
+               'step': results['steps'].get(method, {})}
         if r and base and method != 'student alone':
             row['d5'] = r['Set5']['psnr'] - base['Set5']['psnr']
             row['d14'] = r['Set14']['psnr'] - base['Set14']['psnr']
-        if 'sec_per_iter' in row['probe'] and 'student alone' in results['probe']:
-            row['time'] = row['probe']['sec_per_iter'] / results['probe']['student alone']['sec_per_iter']
+        if 'time_ratio' in row['step']:
+            row['time'], row['memory'] = row['step']['time_ratio'], row['step']['memory_ratio']
         deltas = [(runs[(method, s)]['Set5']['psnr'] - runs[('student alone', s)]['Set5']['psnr'],
                    runs[(method, s)]['Set14']['psnr'] - runs[('student alone', s)]['Set14']['psnr'])
                   for s in seeds if (method, s) in runs and ('student alone', s) in runs]
@@ -260,14 +279,18 @@ def write_chart(table, path):
     plt.close(fig)
 
 
-def student_line(base, probe):
+def student_line(base, step):
     if not base:
         return 'Student alone: not run.'
-    drift = probe.get('drift')
-    timing = (f'{probe["sec_per_iter"]:.3f} s/step (measured before and after the others: '
-              f'{drift[0]:.3f}, {drift[1]:.3f})' if drift else '')
-    return (f'Student alone: Set5 {base["Set5"]["psnr"]:.2f} dB / {base["Set5"]["ssim"]:.4f}, Set14 '
-            f'{base["Set14"]["psnr"]:.2f} dB / {base["Set14"]["ssim"]:.4f}, {timing}, {base["peak_rss_mb"]:.0f} MB.')
+    line = (f'Student alone: Set5 {base["Set5"]["psnr"]:.2f} dB / {base["Set5"]["ssim"]:.4f}, Set14 '
+            f'{base["Set14"]["psnr"]:.2f} dB / {base["Set14"]["ssim"]:.4f}')
+    pairs = [p for p in step.get('pairs', []) if 'sec_per_iter' in p]
+    if pairs:
+        t = [p['sec_per_iter'] for p in pairs]
+        m = [p['peak_rss_mb'] for p in pairs]
+        line += (f'; one training step {statistics.median(t):.3f} s (range over its {len(t)} measurements '
+                 f'{min(t):.3f} to {max(t):.3f} s: the machine is shared), peak memory {statistics.median(m):.0f} MB')
+    return line + '.'
 
 
 def write_report(results, args):
@@ -280,12 +303,13 @@ def write_report(results, args):
         f'run {meta["date"]}. Taps {", ".join(f"{s}->{t}" for s, t in PAIRS)}. Weights: gradient share '
         f'{meta["share"]} of the L1 task loss at initialisation (see the script). PSNR/SSIM on Y, border 4, '
         f'of the final weights. Time: median of {meta["timed_steps"]} training steps (forward, losses, backward, '
-        'optimizer; teacher forward included, data loading excluded) on the same batches, relative to the '
-        'student alone. Peak MB: peak resident memory of the whole training process.',
+        'optimizer; teacher forward included, data loading excluded) on fixed batches of the same shapes; '
+        'memory: peak resident memory of a fresh process that builds the model and runs those steps; both '
+        'relative to the student alone measured just before (A/B pairs).',
         '',
-        student_line(base, results['probe'].get('student alone', {})),
+        student_line(base, results['steps'].get('student alone', {})),
         '',
-        '| method | weight | Set5 PSNR / SSIM | vs student | Set14 PSNR / SSIM | vs student | time/iter | peak MB |',
+        '| method | weight | Set5 PSNR / SSIM | vs student | Set14 PSNR / SSIM | vs student | time/step | memory |',
         '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for row in table:
@@ -297,7 +321,7 @@ def write_report(results, args):
         w = '-' if r['weight'] is None else f'{r["weight"]:.3g}'
         lines.append(f'| {row["method"]} | {w} | {r["Set5"]["psnr"]:.2f} / {r["Set5"]["ssim"]:.4f} | '
                      f'{fmt(row.get("d5"))} | {r["Set14"]["psnr"]:.2f} / {r["Set14"]["ssim"]:.4f} | '
-                     f'{fmt(row.get("d14"))} | {row.get("time", 1.0):.2f}x | {r["peak_rss_mb"]:.0f} |')
+                     f'{fmt(row.get("d14"))} | {row.get("time", 1.0):.2f}x | {row.get("memory", 1.0):.2f}x |')
     multi = [r for r in table if len(r['seed_deltas']) > 1 and r['method'] != 'student alone']
     if multi:
         runs = {(r['method'], r['seed']): r for r in results['runs'].values() if r.get('status') == 'ok'}
@@ -349,6 +373,8 @@ def main(argv=None):
     p.add_argument('--data', default='../shared/train')
     p.add_argument('--teacher', default='../shared/pretrained/IMDN_x4.pth')
     p.add_argument('--report-only', action='store_true', help='rewrite docs/zoo.md and docs/zoo.png from results.json')
+    p.add_argument('--step-probe', help=argparse.SUPPRESS)  # internal: time one method's step in this process
+    p.add_argument('--weight', type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.work = os.path.abspath(args.work)
     os.makedirs(args.work, exist_ok=True)
@@ -359,33 +385,43 @@ def main(argv=None):
     from basicsr.utils import get_root_logger
     get_root_logger().setLevel('WARNING')
 
+    if args.step_probe:
+        os.chdir(REPO)
+        step_probe(args.step_probe, args.weight, args.seeds[0], args)
+        return
     res_path = os.path.join(args.work, 'results.json')
     setup = {'iters': args.iters, 'batch': args.batch, 'lq': args.lq, 'share': args.share,
              'timed_steps': args.timed_steps, 'threads': args.threads,
              'device': 'GPU' if torch.cuda.is_available() else 'CPU'}
-    results = {'meta': {**setup, 'date': time.strftime('%Y-%m-%d')}, 'probe': {}, 'runs': {}}
+    results = {'meta': {**setup, 'date': time.strftime('%Y-%m-%d')}, 'probe': {}, 'steps': {}, 'runs': {}}
     if os.path.isfile(res_path):
         with open(res_path) as f:
             old = json.load(f)
         if all(old['meta'].get(k) == v for k, v in setup.items()):
-            results = old
+            results = {**results, **old}
     if not args.report_only:
         methods = [m for m in METHODS if not args.only or m in args.only or m == 'student alone']
         os.chdir(REPO)  # the option files' relative paths (../shared/...) are relative to the repository
         todo = [m for m in methods if m not in results['probe']]
         if todo:
             batches = calibration_batches(args, args.seeds[0], args.calibration_batches)
-            alone = train_options('student alone', None, args.seeds[0], args)
-            pix = statistics.mean(student_gradient_norms({**alone, 'train': {**alone['train'], 'optim_g': {
-                **alone['train']['optim_g'], 'lr': 0.0}}}, batches))
-            before = step_seconds(alone, batches, args.timed_steps)
+            pix = statistics.mean(student_gradient_norms(
+                train_options('student alone', None, args.seeds[0], args, lr=0.0), batches))
             for m in todo:
-                if METHODS[m][0]:
-                    results['probe'][m] = probe(m, args, args.seeds[0], batches, pix)
-                    print(f'probed {m}: {results["probe"][m]}', flush=True)
-                    save(results, res_path)
-            after = step_seconds(alone, batches, args.timed_steps)
-            results['probe']['student alone'] = {'sec_per_iter': (before + after) / 2, 'drift': [before, after]}
+                results['probe'][m] = probe(m, args, args.seeds[0], batches, pix) if METHODS[m][0] else {}
+                print(f'probed {m}: {results["probe"][m]}', flush=True)
+                save(results, res_path)
+        steps = [m for m in methods if m != 'student alone' and m not in results['steps']
+                 and 'weight' in results['probe'].get(m, {})]
+        for m in steps:  # A/B pairs: the student alone right before each method, so drift hits both
+            alone = measure_step('student alone', None, args.seeds[0], args)
+            row = measure_step(m, results['probe'][m]['weight'], args.seeds[0], args)
+            if 'sec_per_iter' in row and 'sec_per_iter' in alone:
+                row.update(time_ratio=row['sec_per_iter'] / alone['sec_per_iter'],
+                           memory_ratio=row['peak_rss_mb'] / alone['peak_rss_mb'])
+            results['steps'].setdefault('student alone', {'pairs': []})['pairs'].append(alone)
+            results['steps'][m] = row
+            print(f'step {m}: {row}', flush=True)
             save(results, res_path)
 
         def run(method, seed):
