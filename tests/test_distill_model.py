@@ -180,3 +180,16 @@ def test_bad_options_fail_in_one_line(opt, mutate, expect):
     with pytest.raises(SRKDError) as err:
         build_model(bad)
     assert expect in str(err.value) and '\n' not in str(err.value)
+
+
+def test_terms_that_rerun_the_networks_train_inside_the_model(opt):
+    """Sobolev re-runs student and teacher (DistillInputs carries both networks)."""
+    o = copy.deepcopy(opt)
+    o['train']['distill_opts'] = [{'type': 'SobolevLoss', 'name': 'sob'}]
+    model = build_model(o)
+    teacher_before = {k: v.clone() for k, v in model.net_t.state_dict().items()}
+    model.feed_data(_batch())
+    model.optimize_parameters(1)
+    assert torch.isfinite(torch.tensor(model.log_dict['l_sob']))
+    assert all(torch.equal(v, model.net_t.state_dict()[k]) for k, v in teacher_before.items())
+    assert all(p.grad is None for p in model.net_t.parameters())

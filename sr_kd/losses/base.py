@@ -22,7 +22,8 @@ class DistillInputs:
     gt: Optional[torch.Tensor] = None    # the HR batch
     inputs_s: Optional[List[torch.Tensor]] = None  # tapped modules' inputs, when a term sets needs_inputs
     inputs_t: Optional[List[torch.Tensor]] = None
-    student: Optional[nn.Module] = None  # the student network, for terms that run it again (Sobolev)
+    student: Optional[nn.Module] = None  # the student network, for terms that run it again (Sobolev, DML)
+    teacher: Optional[nn.Module] = None  # the frozen teacher, for terms that run it again (Sobolev)
 
 
 class DistillLoss(nn.Module):

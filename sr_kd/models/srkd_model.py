@@ -114,7 +114,8 @@ class SRKDModel(SRModel):
         with torch.no_grad():
             sr_t = self.net_t(lq)
         d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=list(self.taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
-                          lq=lq, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs), student=student)
+                          lq=lq, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs), student=student,
+                          teacher=self.net_t)
         self.taps_s.clear()
         self.taps_t.clear()
         for (sn, tn), fs, ft in zip(zip(s_names, t_names), d.feats_s, d.feats_t):
@@ -179,7 +180,7 @@ class SRKDModel(SRModel):
             d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=[f.float() for f in self.taps_t.outputs],
                               sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=self.gt,
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
-                              student=self.get_bare_model(self.net_g))
+                              student=self.get_bare_model(self.net_g), teacher=self.net_t)
             for name, val in zip(self.distill_names(), self.distill(d)):
                 loss_dict[f'l_{name}'] = val
                 l_total = l_total + val
