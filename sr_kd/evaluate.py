@@ -7,23 +7,12 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from sr_kd.data.image_source import IMAGE_EXTS, read_rgb_uint8
 from sr_kd.errors import SRKDError
 from sr_kd.inference import upscale
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 from sr_kd.ops.metrics import psnr_ssim_y, to_uint8
-
-IMAGE_EXTS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.webp')
-
-
-def read_rgb(path):
-    """An image file as an HxWx3 uint8 RGB array (grayscale and palette images converted)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert('RGB'))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
 def list_images(folder):
@@ -46,14 +35,14 @@ def find_lr(lr_dir, hr_path, scale):
 
 def load_pair(hr_path, scale, lr_dir=None):
     """(LR, HR cropped to LR*scale) as uint8 RGB arrays; checks that their sizes agree with the scale."""
-    hr = read_rgb(hr_path)
+    hr = read_rgb_uint8(hr_path)
     if lr_dir is None:
         if min(hr.shape[:2]) < scale:
             raise SRKDError(f'{hr_path} is smaller than the scale {scale}')
         lr = bicubic_lr(hr, scale)
     else:
         lr_path = find_lr(lr_dir, hr_path, scale)
-        lr = read_rgb(lr_path)
+        lr = read_rgb_uint8(lr_path)
         (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
         if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
             raise SRKDError(f'{os.path.basename(lr_path)} is {lw}x{lh} but {os.path.basename(hr_path)} is {hw}x{hh}: '
