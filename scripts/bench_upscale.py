@@ -172,6 +172,25 @@ def set5_psnr(args):
         print(f'| {precision} | {np.mean([r[0] for r in rows]):.4f} | {np.mean([r[1] for r in rows]):.4f} |')
 
 
+def ntire_runtime(args, repeats=10):
+    """The NTIRE efficient-SR protocol's number: IMDN 64x6 x4 on a 256x256 input, fp32 and ours, in ms."""
+    x = test_image(256, 256).to(args.device)
+    fns = runners(build('64x6', None).to(args.device), args.device, False)
+    print(f'\n## IMDN 64x6 x4 on 256x256 (NTIRE efficient-SR runtime), best of {repeats}\n')
+    print('| configuration | ms |')
+    print('| --- | --- |')
+    for k in ('plain fp32', 'ours fp32', 'ours bf16') + (('ours fp16',) if args.device == 'cuda' else ()):
+        fns[k](x)
+        best = float('inf')
+        for _ in range(repeats):
+            sync(args.device)
+            t0 = time.perf_counter()
+            fns[k](x)
+            sync(args.device)
+            best = min(best, time.perf_counter() - t0)
+        print(f'| {k} | {1000 * best:.1f} |')
+
+
 def rss_1080p(args):
     """``sr-kd upscale`` of a 1920x1080 PNG with tiles, in a subprocess, and that process's peak RSS."""
     from PIL import Image
@@ -205,6 +224,7 @@ def main():
     p.add_argument('--compile', action='store_true', help='add a torch.compile configuration')
     p.add_argument('--set5', action='store_true', help='Set5 PSNR in fp32 and bf16 (needs ../shared)')
     p.add_argument('--rss-1080p', action='store_true', help='peak RSS of a tiled 1080p x4 upscale')
+    p.add_argument('--ntire', action='store_true', help='IMDN x4 runtime on 256x256 (ms)')
     p.add_argument('--tile', type=int, default=TILE, help='tile for --rss-1080p')
     p.add_argument('--upscale-args', nargs=argparse.REMAINDER, default=[], help='more sr-kd upscale options')
     p.add_argument('--child', help=argparse.SUPPRESS)
@@ -220,6 +240,8 @@ def main():
     speed_table(args)
     if args.set5:
         set5_psnr(args)
+    if args.ntire:
+        ntire_runtime(args)
     if args.rss_1080p:
         rss_1080p(args)
 

@@ -1,5 +1,5 @@
 """Write a file under a temporary name in its own folder and rename it, so a kill never leaves a torn
-file and a batch re-run can trust that every output it finds is whole.
+file: a batch re-run can trust every output it finds, and auto-resume every checkpoint.
 
 The temporary file is created with ``open(..., 'xb')``, not ``mkstemp``, so the result gets the user's
 usual permissions (umask) instead of 0600.
@@ -10,14 +10,34 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to ``path`` (same extension); rename it to ``path`` on success."""
+def atomic_path(path, keep_ext=True):
+    """Yield a temporary path next to ``path``; fsync and rename it to ``path`` on success.
+
+    ``keep_ext`` keeps the extension on the temporary name (Pillow picks the format from it). Checkpoints
+    pass False: BasicSR's auto-resume lists ``*.state`` files, and a torn temporary must not be one.
+    """
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{os.path.splitext(name)[1]}')
+    ext = os.path.splitext(name)[1] if keep_ext else ''
+    tmp = os.path.join(folder, f'.{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{ext}')
     try:
         yield tmp
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(obj, path):
+    """torch.save to ``path`` through a temporary file and an atomic rename."""
+    import torch
+    with atomic_path(path, keep_ext=False) as tmp, open(tmp, 'xb') as f:
+        torch.save(obj, f)
+
+
+def atomic_write_text(path, text):
+    """Write a text file through a temporary name and a rename."""
+    with atomic_path(path, keep_ext=False) as tmp, open(tmp, 'x') as f:
+        f.write(text)

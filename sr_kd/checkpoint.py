@@ -1,31 +1,12 @@
-"""Reading and writing checkpoints safely.
+"""Reading checkpoints safely (writes: ``sr_kd.atomic``).
 
-Writes go to a temporary file in the same folder and are renamed, so a kill never leaves a torn file.
 Reads use ``weights_only=True``: a checkpoint that carries pickled code is refused.
 """
 import os
-import tempfile
 
 import torch
 
 from sr_kd.errors import SRKDError
-
-
-def atomic_save(obj, path):
-    """torch.save to ``path`` through a temporary file and an atomic rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -71,15 +52,6 @@ def extract_state_dict(ckpt, param_key=None):
         raise SRKDError('checkpoint does not hold a state_dict of tensors')
     return sd
 
-
-def atomic_write_text(path, text):
-    """Write a text file through a temporary name and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def check_fits(net, sd, strict, what):

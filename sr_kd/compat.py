@@ -340,7 +340,7 @@ def _patch_atomic_saves():
     from basicsr.models import base_model
     from basicsr.utils.dist_util import master_only
 
-    from sr_kd.checkpoint import atomic_save
+    from sr_kd.atomic import atomic_save
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):

@@ -6,7 +6,9 @@ import torch
 
 import sr_kd  # noqa: F401 - compat + registries for every test
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Test tensors are tiny: threads only wait on each other, worst on a loaded 2-core machine. Training runs
+# started as subprocesses pick their own thread count.
+torch.set_num_threads(1)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 SHARED = os.path.abspath(os.path.join(ROOT, os.pardir, 'shared'))

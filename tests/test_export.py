@@ -10,14 +10,6 @@ from sr_kd.cli import main
 ort = pytest.importorskip('onnxruntime')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny networks gain nothing from threads; on a loaded machine, threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def save(tmp_path, cls, **kw):
     torch.manual_seed(0)

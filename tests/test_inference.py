@@ -10,16 +10,6 @@ from sr_kd.inference import adaptive_crop_forward, upscale
 from conftest import shared_path
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a loaded machine each parallel region waits for
-    descheduled threads: one thread keeps these tests fast everywhere."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(cls=IMDN, **kw):
     torch.manual_seed(0)
     return cls(num_feat=16, num_modules=2, **kw).eval()

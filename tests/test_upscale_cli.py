@@ -17,14 +17,6 @@ from sr_kd.image_io import _orient, read_image
 H, W = 12, 16
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny networks gain nothing from threads; on a loaded machine, threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope='module')
 def ckpt(tmp_path_factory):
@@ -124,7 +116,8 @@ def test_user_errors_exit_2(tmp_path, ckpt, capsys):
                  ['upscale', str(a / 'same.png'), '-m', ckpt, '-o', str(a)],  # output is the input
                  ['upscale', str(tmp_path / 'missing*.png'), '-m', ckpt, '-o', str(tmp_path / 'o')],
                  ['upscale', str(a), '-m', str(tmp_path / 'no.pth'), '-o', str(tmp_path / 'o')],
-                 ['upscale', str(a), '-m', ckpt, '-o', str(tmp_path / 'o'), '--device', 'gpu']):
+                 ['upscale', str(a), '-m', ckpt, '-o', str(tmp_path / 'o'), '--device', 'gpu'],
+                 ['upscale', str(a), '-m', ckpt, '-o', str(tmp_path / 'o'), '--compile', '--exact-tiles']):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2

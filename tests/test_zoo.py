@@ -14,8 +14,6 @@ from sr_kd.errors import SRKDError
 from sr_kd.losses.base import DistillLoss
 from zoo_util import FEATURE_TERMS, NEEDS_BATCH_2, build, forward_pair, leaf_inputs, make_nets, shapes
 
-torch.set_num_threads(1)
-
 # identical student and teacher features give zero; connectors set to identity for that check
 ZERO_AT_IDENTITY = {
     'FitNetLoss': {'connector': 'identity'}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {},

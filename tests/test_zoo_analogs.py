@@ -12,8 +12,6 @@ from sr_kd.errors import SRKDError
 from sr_kd.losses.base import DistillInputs
 from zoo_util import TinySR
 
-torch.set_num_threads(1)
-
 
 def inputs(student, teacher, lq, gt=None):
     sr_s = student(lq)

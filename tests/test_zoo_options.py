@@ -12,7 +12,6 @@ from sr_kd.distill.taps import FeatureTaps
 from sr_kd.losses.base import DistillInputs
 from sr_kd.options import load_yaml
 
-torch.set_num_threads(1)
 FILES = sorted((Path(__file__).resolve().parents[1] / 'options' / 'zoo').glob('*.yml'))
 FAMILIES = {'hint_attention', 'relational', 'spatial', 'decomposition', 'classification_analogs'}
 

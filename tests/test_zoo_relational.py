@@ -7,7 +7,6 @@ import torch
 
 from zoo_util import build, leaf_inputs, shapes
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import torch
 
 from zoo_util import build, leaf_inputs, shapes
 
-torch.set_num_threads(1)
 
 
 def close(value, ref, rtol=1e-5):

@@ -27,6 +27,6 @@ def run(args):
         print(f'{r["name"]:<{width}}  {r["psnr"]:8.4f}  {r["ssim"]:7.4f}')
     print(f'{"mean":<{width}}  {res["mean"]["psnr"]:8.4f}  {res["mean"]["ssim"]:7.4f}')
     if args.json:
-        from sr_kd.checkpoint import atomic_write_text
+        from sr_kd.atomic import atomic_write_text
         atomic_write_text(args.json, json.dumps(res, indent=2))
     return 0

@@ -42,6 +42,9 @@ def add_arguments(p):
     p.add_argument('--suffix', default='', help='added to each output name before the extension')
     p.add_argument('--ext', choices=list(FORMATS), default='png', help='output format (default png)')
     p.add_argument('--threads', type=int, metavar='N', help='CPU threads for the network (default: torch\'s)')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile the network (needs a C++ compiler on CPU): tens of seconds once, then '
+                        'faster per image; pays on folders of same-sized frames (docs/performance.md)')
     p.add_argument('--overwrite', action='store_true', help='replace existing outputs (default: skip them)')
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
 
@@ -114,6 +117,12 @@ class Upscaler:
             raise SRKDError('IMDN_AS needs --tile and --tile-pad that are multiples of 4')
         if args.exact_tiles and (self.as_model or args.adaptive):
             raise SRKDError('--exact-tiles works for IMDN checkpoints, not with adaptive cropping (IMDN_AS)')
+        if args.compile and args.exact_tiles:
+            raise SRKDError('--compile and --exact-tiles do not go together (the statistics passes hook the network)')
+        if args.compile:
+            import torch._inductor.config as inductor
+            inductor.freezing = True  # weights become constants: oneDNN prepacks them once
+            self.model = torch.compile(self.model)
         self.scale = (args.scale or 4) if self.as_model else self.arch['upscale']
         self.args = args
 

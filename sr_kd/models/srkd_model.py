@@ -19,7 +19,8 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from sr_kd.checkpoint import atomic_write_text, check_fits, extract_state_dict, load_checkpoint
+from sr_kd.atomic import atomic_write_text
+from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
 from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.errors import SRKDError
