@@ -202,16 +202,26 @@ def _patch_sampler():
     EnlargedSampler.__iter__ = __iter__
 
 
-def _patch_validation_rng():
+def _patch_validation():
     """Validation leaves the RNGs as it found them (its data loader draws a seed from torch's RNG), so the
-    training trajectory does not depend on val_freq and a resumed run matches an uninterrupted one."""
+    training trajectory does not depend on val_freq and a resumed run matches an uninterrupted one.
+
+    basicsr's loop also leaves ``current_iter`` past total_iter (one step per remaining epoch) and then
+    validates once more: the last table read "@ 502 iter" after 500 iterations and repeated the one at
+    500. The iteration is clamped to total_iter and a dataset already validated at it is not run again."""
     from basicsr.models import base_model
     original = base_model.BaseModel.validation
 
-    def validation(self, *args, **kwargs):
+    def validation(self, dataloader, current_iter, *args, **kwargs):
+        if self.is_train and isinstance(current_iter, int):  # test.py passes the run's name instead
+            current_iter = min(current_iter, int(self.opt['train']['total_iter']))
+            done = self.__dict__.setdefault('_validated', set())
+            if (dataloader.dataset.opt.get('name'), current_iter) in done:
+                return
+            done.add((dataloader.dataset.opt.get('name'), current_iter))
         state = rng_state()
         try:
-            return original(self, *args, **kwargs)
+            return original(self, dataloader, current_iter, *args, **kwargs)
         finally:
             set_rng_state(state)
 
@@ -386,7 +396,7 @@ def apply():
     _patch_resume()
     _patch_sampler()
     _patch_epoch_count()
-    _patch_validation_rng()
+    _patch_validation()
     _patch_jpeg_quality()
     _patch_distributed()
     _patch_exp_dirs()

@@ -30,6 +30,8 @@ def test_report_of_a_finished_run(tmp_path):
     assert (tmp_path / 'r.png').stat().st_size < 500_000
     psnr = read_jsonl(exp / 'val_metrics.jsonl')
     assert [r['iter'] for r in psnr] == [2, 4] and set(psnr[-1]) >= {'bicubic', 'teacher', 'student'}
+    # basicsr validates again after its loop, one iteration past the end: neither repeated nor mislabelled
+    assert [json.loads(ln)['iter'] for ln in (exp / 'val_metrics.jsonl').read_text().splitlines()] == [2, 4]
 
     (exp / 'models' / 'net_g_latest.pth').unlink()  # falls back to the highest numbered checkpoint
     for name in ('net_g_4.pth', 'net_g_2.pth'):

@@ -265,9 +265,8 @@ class SRKDModel(SRModel):
             for who in ('bicubic', 'teacher'):
                 for m in metrics:
                     tb_logger.add_scalar(f'metrics/{name}/{who}_{m}', rows[who][m], current_iter)
-        last = min(current_iter, int(self.opt['train']['total_iter']))  # basicsr's final call overshoots
         with open(self._val_log(), 'a') as f:
-            f.write(json.dumps({'iter': last, 'dataset': name, **rows}) + '\n')
+            f.write(json.dumps({'iter': current_iter, 'dataset': name, **rows}) + '\n')
 
     def _val_log(self):
         return os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl')
