@@ -167,7 +167,8 @@ def _check_datasets(opt, is_train):
                 raise SRKDError(f'{where}{key} must be a folder path, not {root!r}')
             if root is not None and root != 'skimage' and backend == 'disk' \
                     and not os.path.isdir(os.path.expanduser(root)):
-                raise SRKDError(f'{where}{key}: folder not found: {root}')
+                hint = ' (datasets/README.md says how to prepare it)' if root.startswith('datasets/') else ''
+                raise SRKDError(f'{where}{key}: folder not found: {root}{hint}')
         if kind == 'train':
             _int(ds, 'batch_size_per_gpu', where)
             _int(ds, 'num_worker_per_gpu', where, minimum=0)
