@@ -76,7 +76,7 @@ def test_mixed_folder(mixed, tmp_path, ckpt, capsys):
     # A re-run skips what exists; -r reaches the subfolder; --overwrite redoes everything.
     assert main(['upscale', str(mixed), '-r', '-m', ckpt, '-o', str(out)]) == 1
     printed = capsys.readouterr().out
-    assert 'upscaled 1 images (6 skipped, 1 failed)' in printed
+    assert 'upscaled 1 image (6 skipped, 1 failed)' in printed
     assert (out / 'sub' / 'nested.png').exists()
     assert main(['upscale', str(mixed / '*.png'), '-m', ckpt, '-o', str(out), '--overwrite']) == 1
     assert 'upscaled 5 images (0 skipped, 1 failed)' in capsys.readouterr().out

@@ -221,5 +221,6 @@ def run(args):
     if bar:
         bar.close()
     seconds = time.perf_counter() - t0
-    print(f'upscaled {done} images ({skipped} skipped, {failed} failed), {megapixels:.2f} MP out, {seconds:.1f} s')
+    print(f'upscaled {done} image{"" if done == 1 else "s"} ({skipped} skipped, {failed} failed), '
+          f'{megapixels:.2f} MP out, {seconds:.1f} s')
     return min(failed, 125)
