@@ -53,7 +53,6 @@ def extract_state_dict(ckpt, param_key=None):
     return sd
 
 
-
 def check_fits(net, sd, strict, what):
     """Raise one line naming the keys or shapes that keep ``sd`` from loading into ``net``."""
     own = net.state_dict()

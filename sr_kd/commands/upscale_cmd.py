@@ -43,8 +43,8 @@ def add_arguments(p):
     p.add_argument('--ext', choices=list(FORMATS), default='png', help='output format (default png)')
     p.add_argument('--threads', type=int, metavar='N', help='CPU threads for the network (default: torch\'s)')
     p.add_argument('--compile', action='store_true',
-                   help='torch.compile the network (needs a C++ compiler on CPU): tens of seconds once, then '
-                        'faster per image; pays on folders of same-sized frames (docs/performance.md)')
+                   help='torch.compile the network (needs a C++ compiler on CPU): about 20 s once (less with a '
+                        'warm cache), then faster per image; pays on folders of frames (docs/performance.md)')
     p.add_argument('--overwrite', action='store_true', help='replace existing outputs (default: skip them)')
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
 
