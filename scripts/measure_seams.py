@@ -30,6 +30,35 @@ def compare(a, b):
     return (a - b).abs().max().item(), (la - lb).abs().max().item(), (la != lb).float().mean().item(), psnr
 
 
+def plot(curves, path, what):
+    """Max abs diff to the whole image against tile-pad, one line per tile size, log scale."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from sr_kd.atomic import atomic_path
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, pts in curves.items():
+        pads, diffs = zip(*pts)
+        style = dict(marker='o') if len(pts) > 1 else dict(marker='*', markersize=12, linestyle='none')
+        ax.plot(pads, [max(d, 1e-7) for d in diffs], label=label, **({'linestyle': '--'} if 'control' in label
+                                                                      else {}), **style)
+    ax.axhline(1 / 255, color='grey', linewidth=0.8)
+    ax.text(0, 1 / 255 * 1.3, 'one 8-bit level', color='grey', fontsize=8)
+    ax.axvline(DEFAULT_TILE_PAD, color='black', linewidth=0.8, linestyle=':')
+    ax.text(DEFAULT_TILE_PAD - 1, 0.03, f'default --tile-pad {DEFAULT_TILE_PAD}', fontsize=8, ha='right',
+            transform=ax.get_xaxis_transform())
+    ax.set(yscale='log', xlabel='--tile-pad (LR pixels)', ylabel='max |tiled - whole image|',
+           title=f'Tiling seams, IMDN {what}')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    print(f'\n# plot: {path}')
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--model', default='../shared/pretrained/IMDN_x4.pth')
@@ -41,7 +70,9 @@ def main():
                    help='pads to measure with exact tiles (whole-image attention statistics) at --exact-tile')
     p.add_argument('--exact-tile', type=int, default=256)
     p.add_argument('--control-tile', type=int, default=128, help='tile size of the no-attention control')
+    p.add_argument('--plot', metavar='PNG', help='also draw max abs diff against pad (docs/seams.png)')
     args = p.parse_args()
+    curves = {}  # label -> [(pad, max abs diff)]
 
     x = torch.from_numpy(np.array(Image.open(args.image).convert('RGB'))).permute(2, 0, 1)[None].float() / 255
     model, arch = load_model(args.model)
@@ -58,10 +89,12 @@ def main():
     for tile in args.tiles:
         for pad in args.pads:
             d, lv, share, psnr = compare(upscale(model, x, tile=tile, tile_pad=pad), whole)
+            curves.setdefault(f'tile {tile}', []).append((pad, d))
             print(f'| {tile} | {pad} | {d:.4f} | {lv:.0f} | {100 * share:.2f}% | {psnr:.1f} |', flush=True)
     for pad in args.exact:
         t0 = time.perf_counter()
         d, lv, share, psnr = compare(upscale(model, x, tile=args.exact_tile, tile_pad=pad, exact=True), whole)
+        curves.setdefault(f'tile {args.exact_tile}, --exact-tiles', []).append((pad, d))
         print(f'| {args.exact_tile}, exact | {pad} | {d:.1e} | {lv:.0f} | {100 * share:.2f}% | {psnr:.1f} '
               f'| ({time.perf_counter() - t0:.1f} s)', flush=True)
 
@@ -73,7 +106,12 @@ def main():
     print('| --- | --- | --- |')
     for pad in args.pads:
         d, lv, _, _ = compare(upscale(model, x, tile=args.control_tile, tile_pad=pad), whole)
+        curves.setdefault(f'tile {args.control_tile}, attention off (control)', []).append((pad, d))
         print(f'| {pad} | {d:.2e} | {lv:.0f} |', flush=True)
+
+    if args.plot:
+        plot(curves, args.plot, f'{arch["num_feat"]}x{arch["num_modules"]} x{arch["upscale"]}, '
+                                f'{x.shape[3]}x{x.shape[2]} LR input')
 
     as_model, _ = load_model(args.as_model)
     h, w = x.shape[2] - x.shape[2] % 4, x.shape[3] - x.shape[3] % 4

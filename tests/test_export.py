@@ -10,7 +10,6 @@ from sr_kd.cli import main
 ort = pytest.importorskip('onnxruntime')
 
 
-
 def save(tmp_path, cls, **kw):
     torch.manual_seed(0)
     net = cls(num_feat=16, num_modules=2, **kw).eval()

@@ -17,7 +17,6 @@ from sr_kd.image_io import _orient, read_image
 H, W = 12, 16
 
 
-
 @pytest.fixture(scope='module')
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
