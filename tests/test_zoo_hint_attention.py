@@ -5,15 +5,12 @@ import math
 import pytest
 import torch
 
-from zoo_util import build, leaf_inputs, shapes
+from zoo_util import build, leaf_inputs, random_feats, shapes
 
 
 @pytest.fixture
 def feats():
-    torch.manual_seed(10)
-    fs = [torch.randn(3, 4, 4, 4) for _ in range(2)]
-    ft = [torch.randn(3, 4, 4, 4) for _ in range(2)]
-    return fs, ft
+    return random_feats(10, (3, 4, 4, 4), (3, 4, 4, 4))
 
 
 def close(value, ref, rtol=1e-5):

@@ -5,16 +5,13 @@ import math
 import pytest
 import torch
 
-from zoo_util import build, leaf_inputs, shapes
+from zoo_util import build, leaf_inputs, random_feats, shapes
 
 
 
 @pytest.fixture
 def feats():
-    torch.manual_seed(20)
-    fs = [torch.randn(4, 3, 4, 4) for _ in range(2)]
-    ft = [torch.randn(4, 5, 4, 4) for _ in range(2)]
-    return fs, ft
+    return random_feats(20, (4, 3, 4, 4), (4, 5, 4, 4))
 
 
 def close(value, ref, rtol=1e-5):

@@ -70,3 +70,9 @@ def leaf_inputs(feats_s, feats_t, sr_s=None, sr_t=None):
 
 def shapes(feats):
     return [tuple(f.shape[1:]) for f in feats]
+
+
+def random_feats(seed, s_shape, t_shape, levels=2):
+    """Student and teacher feature lists of ``levels`` random N x C x H x W tensors each."""
+    torch.manual_seed(seed)
+    return [torch.randn(*s_shape) for _ in range(levels)], [torch.randn(*t_shape) for _ in range(levels)]
