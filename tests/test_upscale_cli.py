@@ -1,6 +1,7 @@
 """``sr-kd upscale`` on a folder of images as people have them, and the image reader/writer under it."""
 import io
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -137,3 +138,18 @@ def test_orientation_matches_pillow(tmp_path, orientation):
     path = tmp_path / 'o16.png'
     path.write_bytes(buf.getvalue())
     assert np.allclose(read_image(str(path)).rgb, want / 255.0)
+
+
+@pytest.mark.skipif(not (shutil.which('g++') or shutil.which('c++')), reason='torch.compile on CPU needs a C++ compiler')
+def test_compile_matches_eager(tmp_path, ckpt, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i in range(2):  # the second image runs the compiled graph again
+        Image.fromarray(rng_image((H, W, 3), seed=i)).save(src / f'{i}.png')
+    outs = {}
+    for flag in ([], ['--compile']):
+        out = tmp_path / ('compiled' if flag else 'eager')
+        assert main(['upscale', str(src), '-m', ckpt, '-o', str(out), *flag]) == 0
+        outs[bool(flag)] = [np.asarray(Image.open(out / f'{i}.png'), dtype=np.int16) for i in range(2)]
+    for eager, compiled in zip(outs[False], outs[True]):
+        assert eager.shape == (2 * H, 2 * W, 3) and np.abs(eager - compiled).max() <= 1
