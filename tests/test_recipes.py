@@ -41,13 +41,15 @@ def test_recipe_passes_checks_or_names_what_is_missing(name, monkeypatch):
     monkeypatch.chdir(REPO)  # option files name folders relative to the repository
     opt = load_yaml(str(REPO / 'options' / name))
     is_train = not name.startswith('test_')
-    roots = [ds.get(k) for ds in opt['datasets'].values() for k in ('dataroot_gt', 'dataroot_lq')]
-    missing = [r for r in roots if r and r != 'skimage' and not (REPO / r).is_dir()]
+    paths = [ds.get(k) for ds in opt['datasets'].values() for k in ('dataroot_gt', 'dataroot_lq')]
+    paths += [v for k, v in (opt.get('path') or {}).items() if k.startswith('pretrain_network')]
+    missing = [p for p in paths if p and p != 'skimage' and not (REPO / p).exists()]
     if not missing:
         check_options(opt, is_train)
         return
-    with pytest.raises(SRKDError, match='folder not found') as e:
+    with pytest.raises(SRKDError, match='not found') as e:  # the first missing one, whichever is checked first
         check_options(opt, is_train)
-    assert missing[0] in str(e.value) and '\n' not in str(e.value)
-    if missing[0].startswith('datasets/'):
+    named = [p for p in missing if p in str(e.value)]
+    assert named and '\n' not in str(e.value), str(e.value)
+    if named[0].startswith('datasets/'):
         assert 'datasets/README.md' in str(e.value)
