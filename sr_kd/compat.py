@@ -216,9 +216,10 @@ def _patch_validation():
         if self.is_train and isinstance(current_iter, int):  # test.py passes the run's name instead
             current_iter = min(current_iter, int(self.opt['train']['total_iter']))
             done = self.__dict__.setdefault('_validated', set())
-            if (dataloader.dataset.opt.get('name'), current_iter) in done:
+            key = (dataloader.dataset.opt.get('name'), current_iter)
+            if key in done:
                 return
-            done.add((dataloader.dataset.opt.get('name'), current_iter))
+            done.add(key)
         state = rng_state()
         try:
             return original(self, dataloader, current_iter, *args, **kwargs)
