@@ -6,6 +6,7 @@ the same crop of the whole image's LR, with no border artefacts. Validation: who
 a multiple of the scale. Images smaller than the crop are skipped (counted in the log) or refused, and
 corrupt images are skipped with a warning or stop the run, as the options say.
 """
+import os
 import random
 
 import numpy as np
@@ -48,13 +49,25 @@ def probe_image(path):
         raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
+def training_paths(opt):
+    """The images a dataset option block names: ``dataroot_gt`` (and ``images``) minus ``exclude`` (names
+    held out, e.g. a validation split of the same folder). The offline teacher cache lists the same."""
+    paths = list_hr_images(opt['dataroot_gt'], opt.get('images'))
+    held_out = set(opt.get('exclude') or ())
+    kept = [p for p in paths if os.path.splitext(os.path.basename(p))[0] not in held_out]
+    if not kept:
+        raise SRKDError(f'dataset {opt.get("name")}: exclude leaves no images in {opt["dataroot_gt"]}')
+    return kept
+
+
 def to_tensor(img):
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
 @DATASET_REGISTRY.register()
 class HROnlyDataset(data.Dataset):
-    """Options: dataroot_gt (folder or ``skimage``), images (optional name list), scale, phase,
+    """Options: dataroot_gt (folder or ``skimage``), images (optional name list), exclude (names left out),
+    scale, phase,
     gt_size (train HR crop), use_hflip, use_rot, small_images ('skip' | 'error'),
     corrupt_images ('skip' | 'error'), cache (keep decoded images in memory, default true)."""
 
@@ -73,7 +86,7 @@ class HROnlyDataset(data.Dataset):
             raise SRKDError(f'gt_size must be a positive multiple of scale {self.scale}, got {self.gt_size}')
         logger = get_root_logger()
         paths, small, corrupt = [], [], []
-        for p in list_hr_images(opt['dataroot_gt'], opt.get('images')):
+        for p in training_paths(opt):
             try:
                 w, h = probe_image(p)
             except SRKDError as e:
@@ -127,9 +140,14 @@ class HROnlyDataset(data.Dataset):
             lh, lw = hr.shape[0] // s, hr.shape[1] // s
             top, left = random.randint(0, lh - lq_size), random.randint(0, lw - lq_size)
             lq, gt = lr_crop(hr, s, top, left, lq_size)
-            lq, gt = augment([lq.copy(), gt.copy()], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+            (lq, gt), flips = augment([lq.copy(), gt.copy()], self.opt.get('use_hflip', True),
+                                      self.opt.get('use_rot', True), return_status=True)
+            # where the crop came from (LR top, left) and how it was turned (hflip, vflip, rot90): the
+            # offline teacher reads the same window of its whole-image output (distill/teacher_cache.py)
+            crop = torch.tensor([top, left, *map(int, flips)])
         else:
             gt = hr[:hr.shape[0] - hr.shape[0] % s, :hr.shape[1] - hr.shape[1] % s]
             lq = bicubic_lr(gt, s)
+            crop = torch.tensor([0, 0, 0, 0, 0])
         path = self.paths[index]
-        return {'lq': to_tensor(lq), 'gt': to_tensor(gt), 'lq_path': path, 'gt_path': path}
+        return {'lq': to_tensor(lq), 'gt': to_tensor(gt), 'lq_path': path, 'gt_path': path, 'crop': crop}

@@ -24,20 +24,29 @@ class DistillInputs:
     inputs_t: Optional[List[torch.Tensor]] = None
     student: Optional[nn.Module] = None  # the student network, for terms that run it again (Sobolev, DML)
     teacher: Optional[nn.Module] = None  # the frozen teacher, for terms that run it again (Sobolev)
+    maps_t: Optional[dict] = None        # offline teacher: {spec_key(stat, p): [teacher maps (N, H, W) per pair]}
 
 
 class DistillLoss(nn.Module):
     """Base of every distillation term: ``forward`` returns ``loss_weight * compute(inputs)``.
 
+    A term that trains a part of its own by a loss of its own (MHGD's graph head, DML's peer) returns
+    ``(distill, own)`` from ``compute``: only ``distill`` is scaled by ``loss_weight``, so how hard the
+    student is pushed does not change how that part learns. ``own`` must not reach the student.
+
     Class attributes a term may set:
       min_batch     the smallest batch the method is defined for (relational losses need 2);
       needs_inputs  the term wants each tapped module's input too (pre-activation features);
-      uses_features False for terms on SR outputs only (then ``distill.pairs`` may be empty).
+      uses_features False for terms on SR outputs only (then ``distill.pairs`` may be empty);
+      offline_maps  None when the term needs the teacher's full features or network (the online teacher),
+                    else the (stat, p) statistic maps it reads from the offline teacher cache, which also
+                    holds the teacher's SR output (distill/teacher_cache.py).
     """
 
     min_batch = 1
     needs_inputs = False
     uses_features = True
+    offline_maps = None
 
     def __init__(self, loss_weight=1.0):
         super().__init__()
@@ -50,7 +59,11 @@ class DistillLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, d: DistillInputs) -> torch.Tensor:
-        return self.compute(d) * self.loss_weight
+        out = self.compute(d)
+        if isinstance(out, tuple):
+            distill, own = out
+            return distill * self.loss_weight + own
+        return out * self.loss_weight
 
 
 def level_weights(weights, n):

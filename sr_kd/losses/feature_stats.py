@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
+from sr_kd.distill.teacher_cache import spec_key
 from sr_kd.losses.base import DistillLoss, level_weights
 
 STATS = ('mean_pow', 'pow_mean', 'max', 'min', 'std')
@@ -70,8 +71,14 @@ class FeatureStatsLoss(DistillLoss):
             if (hs, ws) != (ht, wt):
                 raise SRKDError(f'FeatureStatsLoss needs equal spatial sizes, got {hs}x{ws} and {ht}x{wt}')
 
-    def level_loss(self, fs, ft):
-        ms, mt = stat_map(fs, self.stat, self.p), stat_map(ft, self.stat, self.p)
+    @property
+    def offline_maps(self):
+        """One channel per position is all this term needs of the teacher: the offline cache stores it."""
+        return ((self.stat, self.p),)
+
+    def level_loss(self, fs, mt):
+        """Loss of one level: student features ``fs`` against the teacher's statistic map ``mt`` (N, H, W)."""
+        ms = stat_map(fs, self.stat, self.p)
         if self.normalize:
             ms, mt = normalize_map(ms), normalize_map(mt)
         else:
@@ -82,4 +89,8 @@ class FeatureStatsLoss(DistillLoss):
 
     def compute(self, d):
         weights = getattr(self, 'weights', None) or [1.0] * len(d.feats_s)
-        return sum(w * self.level_loss(fs, ft) for w, fs, ft in zip(weights, d.feats_s, d.feats_t))
+        if d.maps_t is not None:
+            maps_t = d.maps_t[spec_key(self.stat, self.p)]
+        else:
+            maps_t = [stat_map(ft, self.stat, self.p) for ft in d.feats_t]
+        return sum(w * self.level_loss(fs, mt) for w, fs, mt in zip(weights, d.feats_s, maps_t))

@@ -16,6 +16,7 @@ class OutputDistillLoss(DistillLoss):
     """Pixel loss between student SR and teacher SR (criterion: l1, mse or charbonnier)."""
 
     uses_features = False
+    offline_maps = ()  # the teacher's SR output only: runs from the offline cache
 
     def __init__(self, criterion='l1', loss_weight=1.0):
         super().__init__(loss_weight)

@@ -13,16 +13,17 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from sr_kd.atomic import atomic_write_text
-from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
+from sr_kd.data.hr_dataset import training_paths
+from sr_kd.distill import teacher_cache
 from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
+from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
 from sr_kd.errors import SRKDError
 from sr_kd.losses.base import DistillInputs
 from sr_kd.ops.matlab_resize import imresize
@@ -71,6 +72,7 @@ class SRKDModel(SRModel):
                            batch)
         self.distill = self.distill.to(self.device)
         self._dry_run_terms(probe)
+        self._setup_offline_teacher()
         if self.distill.has_parameters():
             self.distill = self.model_to_device(self.distill)
         self.loss_log = os.path.join(self.opt['path']['experiments_root'], 'losses.jsonl')
@@ -78,29 +80,30 @@ class SRKDModel(SRModel):
 
     # ----- teacher -----------------------------------------------------------------------------------
     def _build_teacher(self):
-        if 'network_t' not in self.opt:
-            raise SRKDError('SRKDModel needs a network_t (the teacher) in the option file')
-        path_opt = self.opt['path']
-        load_path = path_opt.get('pretrain_network_t')
-        if not load_path:
-            raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
-        try:
-            self.net_t = build_network(self.opt['network_t'])
-        except TypeError as e:
-            raise SRKDError(f'network_t: {e}') from e
-        sd = extract_state_dict(load_checkpoint(load_path), path_opt.get('param_key_t', 'params'))
-        strict = path_opt.get('strict_load_t', True)
-        check_fits(self.net_t, sd, strict,
-                   f'teacher checkpoint {load_path} does not fit network_t ({self.opt["network_t"]["type"]})')
-        self.net_t.load_state_dict(sd, strict=strict)
-        self.net_t = self.net_t.to(self.device).eval()
-        for p in self.net_t.parameters():
-            p.requires_grad_(False)
-        s_up = self.opt['network_g'].get('upscale', self.opt.get('scale'))
-        t_up = self.opt['network_t'].get('upscale', self.opt.get('scale'))
-        if s_up != t_up:
-            raise SRKDError(f'teacher upscale x{t_up} differs from student upscale x{s_up}')
-        get_root_logger().info(f'Teacher {self.opt["network_t"]["type"]} loaded from {load_path} (frozen).')
+        self.net_t = build_teacher(self.opt, self.device)
+        self.t_dtype = teacher_dtype(self.opt, self.device)
+        precision = 'bf16' if self.t_dtype is not None else 'fp32'
+        get_root_logger().info(f'Teacher precision: {precision} (distill.teacher_precision: '
+                               f'{(self.opt.get("distill") or {}).get("teacher_precision", "auto")})')
+
+    def _setup_offline_teacher(self):
+        """distill.teacher: offline: read the teacher's targets from its cache (built now when missing)."""
+        d_opt = self.opt.get('distill') or {}
+        mode = d_opt.get('teacher', 'online')
+        if mode not in ('online', 'offline'):
+            raise SRKDError(f"distill.teacher must be 'online' or 'offline', not {mode!r}")
+        self.teacher_cache = None
+        if mode == 'online':
+            return
+        train_ds = self.opt['datasets'].get('train', {})
+        if train_ds.get('type') != 'HROnlyDataset':
+            raise SRKDError('distill.teacher: offline needs a training dataset that reports its crops '
+                            f'(type: HROnlyDataset), not {train_ds.get("type")!r}')
+        specs = teacher_cache.offline_specs(self.distill.names, self.distill.terms)
+        root = d_opt.get('teacher_cache') or os.path.join(self.opt['path'].get('root', '.'), 'experiments',
+                                                          'teacher_cache')
+        self.teacher_cache = teacher_cache.ensure(self.opt, self.net_t, self.taps_t, specs, self.t_dtype,
+                                                  training_paths(train_ds), root)
 
     def _probe(self, s_names, t_names, batch):
         """Run both networks once on a random LR batch (own generator: the global RNGs stay untouched) to
@@ -155,17 +158,26 @@ class SRKDModel(SRModel):
         if extra:
             self.optimizer_g.add_param_group({'params': extra})
 
-    def _teacher_forward(self):
-        autocast = self.device.type == 'cuda' and self.opt.get('distill', {}).get('teacher_bf16', True)
-        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=autocast):
-            return self.net_t(self.lq).float()
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.crop = data.get('crop')
+        self.crop_paths = data.get('gt_path')
+
+    def _teacher_targets(self):
+        """(teacher SR, teacher features or None, teacher maps or None) for this batch: read from the
+        offline cache, or one teacher forward (at ``self.t_dtype``) with its taps."""
+        if self.teacher_cache is not None:
+            sr_t, maps = self.teacher_cache.targets(self.crop_paths, self.crop, self.lq.shape[-1], self.device)
+            return sr_t, None, maps
+        sr_t = run_teacher(self.net_t, self.lq, self.t_dtype)
+        return sr_t, [f.float() for f in self.taps_t.outputs], None
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
         self.taps_s.clear()
         self.taps_t.clear()
         self.output = self.net_g(self.lq)
-        sr_t = self._teacher_forward()
+        sr_t, feats_t, maps_t = self._teacher_targets()
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -178,7 +190,7 @@ class SRKDModel(SRModel):
                     loss_dict[key] = val
                     l_total = l_total + val
         if len(self.distill_names()):
-            d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=[f.float() for f in self.taps_t.outputs],
+            d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=feats_t, maps_t=maps_t,
                               sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=self.gt,
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t)

@@ -1,0 +1,68 @@
+"""The frozen teacher: built and loaded from the option file, and run at the precision the machine does best.
+
+One place for both, so training (online teacher), the offline teacher cache (``sr-kd cache-teacher``) and
+the step benchmark load and run the same teacher the same way.
+"""
+import torch
+
+from basicsr.archs import build_network
+from basicsr.utils import get_root_logger
+
+from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
+from sr_kd.errors import SRKDError
+
+TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
+
+
+def cpu_has_bf16():
+    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX), so a bf16 forward is faster than fp32;
+    elsewhere torch emulates bf16 and it is slower (measured in scripts/bench_kd_step.py)."""
+    cpu = torch.cpu
+    return bool(getattr(cpu, '_is_avx512_bf16_supported', lambda: False)()
+                or getattr(cpu, '_is_amx_tile_supported', lambda: False)())
+
+
+def teacher_dtype(opt, device):
+    """torch.bfloat16 or None (fp32) for ``distill.teacher_precision`` (auto | fp32 | bf16)."""
+    choice = str((opt.get('distill') or {}).get('teacher_precision', 'auto'))
+    if choice not in TEACHER_PRECISIONS:
+        raise SRKDError(f'distill.teacher_precision must be one of {", ".join(TEACHER_PRECISIONS)}, not {choice!r}')
+    if choice == 'fp32':
+        return None
+    if choice == 'bf16':
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == 'cuda' or cpu_has_bf16() else None
+
+
+def run_teacher(net, x, dtype):
+    """Teacher forward under no_grad, autocast to ``dtype`` when one is given; the output in fp32."""
+    with torch.no_grad(), torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
+        return net(x).float()
+
+
+def build_teacher(opt, device):
+    """The teacher of ``network_t`` with the weights of ``path.pretrain_network_t`` (``param_key_t``,
+    ``strict_load_t``): eval mode, no gradients, on ``device``; its scale must equal the student's."""
+    if 'network_t' not in opt:
+        raise SRKDError('SRKDModel needs a network_t (the teacher) in the option file')
+    path_opt = opt['path']
+    load_path = path_opt.get('pretrain_network_t')
+    if not load_path:
+        raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+    try:
+        net = build_network(opt['network_t'])
+    except TypeError as e:
+        raise SRKDError(f'network_t: {e}') from e
+    sd = extract_state_dict(load_checkpoint(load_path), path_opt.get('param_key_t', 'params'))
+    strict = path_opt.get('strict_load_t', True)
+    check_fits(net, sd, strict, f'teacher checkpoint {load_path} does not fit network_t ({opt["network_t"]["type"]})')
+    net.load_state_dict(sd, strict=strict)
+    net = net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    s_up = opt['network_g'].get('upscale', opt.get('scale'))
+    t_up = opt['network_t'].get('upscale', opt.get('scale'))
+    if s_up != t_up:
+        raise SRKDError(f'teacher upscale x{t_up} differs from student upscale x{s_up}')
+    get_root_logger().info(f'Teacher {opt["network_t"]["type"]} loaded from {load_path} (frozen).')
+    return net

@@ -1,0 +1,233 @@
+"""Offline teacher: its SR output and statistic maps, computed once per training image and read per crop.
+
+With ``distill.teacher: offline`` the teacher runs once on every whole training image (its LR made by the
+same MATLAB-exact bicubic as the training crops, so a crop's LR equals the same window of the whole LR);
+its SR output (float16, CHW) and, for terms that compare one-channel statistic maps
+(``FeatureStatsLoss``), those maps at each teacher tap (float32) are stored as ``.npy`` files. A training
+step then reads the windows of its crops (memory-mapped) and applies the crop's flips and transposition,
+so the teacher costs nothing per step. Terms that need the full teacher features or the teacher network
+keep the online teacher: ``offline_specs`` names them.
+
+The cache lives in ``<cache root>/<key>``, the key hashing the teacher (architecture options and weights
+file content), the training images (names and content), the scale, the taps, the maps and the precision:
+any change makes a new key and a new build. A build writes into ``<key>.partial-<pid>`` and renames it
+when complete, so a killed build is never read (it is removed by the next build).
+"""
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+
+from sr_kd.errors import SRKDError
+
+FORMAT = 1
+MANIFEST = 'manifest.json'
+
+
+def spec_key(stat, p):
+    return f'{stat}_p{p:g}'
+
+
+def offline_specs(names, terms):
+    """The statistic maps (as ``spec_key`` strings) the terms read from the cache; one line naming every
+    term that needs the online teacher (its full features or its network)."""
+    specs, online = [], []
+    for name, term in zip(names, terms):
+        maps = getattr(term, 'offline_maps', None)
+        if maps is None:
+            online.append(f'l_{name} ({type(term).__name__})')
+            continue
+        specs += [spec_key(*m) for m in maps if spec_key(*m) not in specs]
+    if online:
+        raise SRKDError('distill.teacher: offline stores only the teacher\'s SR output and statistic maps, but '
+                        f'{", ".join(online)} need the full teacher features or network; '
+                        'use distill.teacher: online, or drop those terms')
+    return specs
+
+
+def relative_names(paths):
+    """Each path relative to the folder that holds them all: the cache's names for the images, which
+    survive moving the data folder and keep same-named files of different subfolders apart."""
+    base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), base) for p in paths]
+
+
+def _file_digest(path, h):
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+
+
+def cache_key(opt, paths, taps, specs, dtype):
+    """16 hex digits of SHA-256 over everything that changes the stored targets."""
+    h = hashlib.sha256()
+    desc = {'format': FORMAT, 'network_t': opt['network_t'], 'param_key_t': opt['path'].get('param_key_t', 'params'),
+            'scale': int(opt['scale']), 'taps': list(taps), 'specs': list(specs), 'precision': str(dtype)}
+    h.update(json.dumps(desc, sort_keys=True, default=str).encode())
+    _file_digest(opt['path']['pretrain_network_t'], h)
+    for p, name in zip(paths, relative_names(paths)):
+        h.update(name.encode())
+        _file_digest(p, h)
+    return h.hexdigest()[:16]
+
+
+def _read_manifest(folder):
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def resolve(root, key):
+    """The folder of cache ``key`` under ``root``; ``root`` itself when it is one cache (it holds a manifest),
+    which must then have this key (else one line: it was built for another teacher, data or taps)."""
+    own = _read_manifest(root)
+    if own is not None:
+        if own.get('key') != key:
+            raise SRKDError(f'distill.teacher_cache {root} holds the targets of another teacher, data or taps '
+                            f'(built for {own.get("teacher", "?")}, key {own.get("key")}; this run needs key {key}); '
+                            'point teacher_cache at a parent folder, or remove that cache')
+        return root
+    return os.path.join(root, key)
+
+
+def is_complete(folder, key):
+    m = _read_manifest(folder)
+    return bool(m) and m.get('key') == key and m.get('format') == FORMAT and all(
+        os.path.isfile(os.path.join(folder, f'{stem}_{part}.npy')) for stem in m['images'].values()
+        for part in ('sr', 'maps'))
+
+
+def _remove_stale_partials(folder):
+    parent, base = os.path.split(folder)
+    if not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        if not name.startswith(base + '.partial-'):
+            continue
+        pid = name.rsplit('-', 1)[-1]
+        alive = pid.isdigit() and os.path.exists(f'/proc/{pid}') and int(pid) != os.getpid()
+        if not alive:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def build(folder, key, net, taps, paths, scale, specs, dtype, teacher_name='', progress=True):
+    """Run the teacher on every whole image of ``paths`` and store SR + maps under ``folder`` (atomically)."""
+    from tqdm import tqdm
+
+    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.distill.teacher import run_teacher
+    from sr_kd.losses.feature_stats import stat_map
+    from sr_kd.ops.matlab_resize import bicubic_lr
+
+    _remove_stale_partials(folder)
+    tmp = f'{folder}.partial-{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    device = next(net.parameters()).device
+    images, levels = {}, []
+    names = relative_names(paths)
+    for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=not progress)):
+        hr = read_rgb_uint8(path)
+        hr = hr[:hr.shape[0] - hr.shape[0] % scale, :hr.shape[1] - hr.shape[1] % scale]
+        lr = bicubic_lr(hr, scale)
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+        taps.clear()
+        sr = run_teacher(net, x, dtype)
+        maps = []
+        for spec in specs:
+            stat, p = spec.rsplit('_p', 1)
+            maps += [stat_map(f.float(), stat, float(p))[0] for f in taps.outputs]
+        taps.clear()
+        levels = [m.shape[0] // lr.shape[0] for m in maps]
+        stem = f'{i:05d}'
+        np.save(os.path.join(tmp, f'{stem}_sr.npy'), sr[0].cpu().numpy().astype(np.float16))
+        np.save(os.path.join(tmp, f'{stem}_maps.npy'),
+                torch.stack(maps).cpu().numpy() if maps else np.zeros((0, 1, 1), np.float32))
+        images[names[i]] = stem
+    manifest = {'format': FORMAT, 'key': key, 'teacher': teacher_name, 'scale': scale, 'specs': list(specs),
+                'levels': len(taps.names), 'map_factors': levels, 'images': images}
+    with open(os.path.join(tmp, MANIFEST), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process finished the same build first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not is_complete(folder, key):
+            raise
+    return folder
+
+
+def _augment(t, hflip, vflip, rot90):
+    """basicsr.data.transforms.augment on a (..., H, W) tensor: hflip, then vflip, then the H/W transpose."""
+    if hflip:
+        t = t.flip(-1)
+    if vflip:
+        t = t.flip(-2)
+    if rot90:
+        t = t.transpose(-1, -2)
+    return t
+
+
+class TeacherCache:
+    """Reads the teacher's targets for a batch of crops from a complete cache folder."""
+
+    def __init__(self, folder, paths):
+        self.folder = folder
+        m = _read_manifest(folder)
+        self.scale, self.specs, self.levels = m['scale'], m['specs'], m['levels']
+        self.factors = m['map_factors']
+        self.stems = {os.path.abspath(p): m['images'].get(n) for p, n in zip(paths, relative_names(paths))}
+        self._open = {}
+
+    def _arrays(self, path):
+        path = os.path.abspath(path)
+        if path not in self._open:
+            stem = self.stems.get(path)
+            if stem is None:
+                raise SRKDError(f'the teacher cache {self.folder} has no entry for {path}')
+            self._open[path] = tuple(np.load(os.path.join(self.folder, f'{stem}_{part}.npy'), mmap_mode='r')
+                                     for part in ('sr', 'maps'))
+        return self._open[path]
+
+    def targets(self, paths, crops, lq_size, device):
+        """(teacher SR (N, 3, H, W), {spec: [maps (N, h, w) per level]}) for crops (N, 5):
+        LR top, LR left, hflip, vflip, rot90 of each sample of ``paths``."""
+        s = self.scale
+        srs, maps = [], []
+        for path, (top, left, hf, vf, rot) in zip(paths, crops.tolist()):
+            sr, mp = self._arrays(path)
+            srs.append(_augment(torch.from_numpy(np.array(
+                sr[:, top * s:(top + lq_size) * s, left * s:(left + lq_size) * s], dtype=np.float32)), hf, vf, rot))
+            if len(mp):
+                maps.append(torch.stack([_augment(torch.from_numpy(np.array(
+                    mp[i, top * f:(top + lq_size) * f, left * f:(left + lq_size) * f], dtype=np.float32)), hf, vf, rot)
+                    for i, f in enumerate(self.factors)]))
+        sr_t = torch.stack(srs).to(device)
+        by_spec = {}
+        if maps:
+            stacked = torch.stack(maps).to(device)  # N, specs * levels, h, w
+            for j, spec in enumerate(self.specs):
+                by_spec[spec] = [stacked[:, j * self.levels + i] for i in range(self.levels)]
+        return sr_t, by_spec
+
+
+def ensure(opt, net, taps, specs, dtype, paths, root, progress=True):
+    """The complete cache for this run (built when missing), as a TeacherCache."""
+    from basicsr.utils import get_root_logger
+
+    key = cache_key(opt, paths, taps.names, specs, dtype)
+    folder = resolve(root, key)
+    if not is_complete(folder, key):
+        if os.path.isdir(folder):  # damaged by hand (builds are atomic): never read it, rebuild it
+            get_root_logger().warning(f'teacher cache {folder} is incomplete or damaged: rebuilding it')
+            shutil.rmtree(folder)
+        get_root_logger().info(f'Building the offline teacher cache {folder} ({len(paths)} images) ...')
+        build(folder, key, net, taps, paths, int(opt['scale']), specs, dtype,
+              teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
+    get_root_logger().info(f'Offline teacher: targets read from {folder}')
+    return TeacherCache(folder, paths)

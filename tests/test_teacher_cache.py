@@ -1,0 +1,138 @@
+"""Offline teacher (distill.teacher: offline): the cached targets are the online teacher's, each crop reads
+its own window turned as the crop was, the cache key follows everything the targets depend on, a killed
+build is never read, and bad options fail before the first iteration in one line."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from kd_util import assert_one_line_error, build_in_process, make_teacher, run_cli, tiny_options, write_images, \
+    write_options
+from sr_kd.distill import teacher_cache
+from sr_kd.distill.teacher import run_teacher
+from sr_kd.losses.feature_stats import stat_map
+from sr_kd.ops.matlab_resize import bicubic_lr
+from sr_kd.data.image_source import read_rgb_uint8
+
+
+def _offline_opt(tmp_path, **distill):
+    opt = tiny_options(tmp_path, name='offline')
+    opt['distill'].update(teacher='offline', teacher_cache=str(tmp_path / 'cache'), **distill)
+    return opt
+
+
+def _model(tmp_path, opt, steps=0):
+    return build_in_process(write_options(tmp_path / 'opt.yml', opt), tmp_path / 'root', steps=steps)
+
+
+def test_offline_targets_equal_the_online_teacher_on_whole_images(tmp_path):
+    model = _model(tmp_path, _offline_opt(tmp_path))
+    cache = model.teacher_cache
+    assert cache is not None and len(cache.stems) == 3
+    for path in cache.stems:
+        hr = read_rgb_uint8(path)
+        x = torch.from_numpy(bicubic_lr(hr, 2).transpose(2, 0, 1).copy()).float().div(255)[None]
+        model.taps_t.clear()
+        online = run_teacher(model.net_t, x, None)
+        feats = [f.float() for f in model.taps_t.outputs]
+        sr, maps = cache._arrays(path)
+        # float16 storage: half a unit in the last place of values below 2 is <= 2**-11 * 2 ~ 1e-3
+        np.testing.assert_allclose(np.asarray(sr, np.float32), online[0].numpy(), rtol=0, atol=1e-3)
+        assert np.abs(np.asarray(sr, np.float32) - online[0].numpy()).mean() < 2e-4
+        for i, f in enumerate(feats):  # maps are float32: equal to rounding
+            np.testing.assert_allclose(maps[i], stat_map(f, 'pow_mean', 2)[0].numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_each_crop_reads_its_window_turned_as_the_crop(tmp_path):
+    """The dataset's crop record (top, left, hflip, vflip, rot90) locates its HR patch exactly (basicsr's
+    cv2 flips against our tensor flips), and the teacher targets come through the same window and turn."""
+    from basicsr.data import build_dataset
+    opt = _offline_opt(tmp_path)
+    model = _model(tmp_path, opt)
+    ds = build_dataset(dict(opt['datasets']['train'], phase='train', scale=2))
+    seen = set()
+    torch.manual_seed(0)
+    for i in range(40):
+        item = ds[i % len(ds)]
+        top, left, hf, vf, rot = item['crop'].tolist()
+        seen.add((hf, vf, rot))
+        hr = torch.from_numpy(read_rgb_uint8(item['gt_path']).transpose(2, 0, 1).copy()).float().div(255)
+        window = hr[:, top * 2:top * 2 + 16, left * 2:left * 2 + 16]
+        assert torch.equal(teacher_cache._augment(window, hf, vf, rot), item['gt'])
+        sr_t, maps = model.teacher_cache.targets([item['gt_path']], item['crop'][None], 8, torch.device('cpu'))
+        whole, whole_maps = model.teacher_cache._arrays(item['gt_path'])
+        expect = torch.from_numpy(np.asarray(whole[:, top * 2:top * 2 + 16, left * 2:left * 2 + 16], np.float32))
+        assert torch.equal(sr_t[0], teacher_cache._augment(expect, hf, vf, rot))
+        m = torch.from_numpy(np.asarray(whole_maps[0, top:top + 8, left:left + 8], np.float32))
+        assert torch.equal(maps['pow_mean_p2'][0][0], teacher_cache._augment(m, hf, vf, rot))
+    assert len(seen) >= 6  # most of the 8 flip/turn combinations were exercised
+
+
+def test_offline_training_logs_each_term(tmp_path):
+    model = _model(tmp_path, _offline_opt(tmp_path), steps=2)
+    assert {'l_pix', 'l_fs', 'l_out'} <= set(model.log_dict)
+    assert all(np.isfinite(v) for v in model.log_dict.values())
+    assert model.taps_t.outputs == [None]  # the teacher did not run in the step
+
+
+def _key(opt, paths, taps=('IMDB2',), specs=('pow_mean_p2',)):
+    return teacher_cache.cache_key(opt, paths, list(taps), list(specs), None)
+
+
+def test_cache_key_follows_teacher_data_and_taps(tmp_path):
+    opt = tiny_options(tmp_path)
+    folder = tmp_path / 'data' / 'train'
+    paths = sorted(str(p) for p in folder.iterdir())
+    base = _key(opt, paths)
+    assert _key(opt, paths) == base
+    assert _key(opt, paths, taps=('IMDB1',)) != base
+    assert _key(opt, paths, specs=('pow_mean_p4',)) != base
+    assert _key(opt, paths[:2]) != base
+    other = dict(opt, path=dict(opt['path'], pretrain_network_t=make_teacher(tmp_path / 't2.pth', seed=1)))
+    assert _key(other, paths) != base
+    write_images(tmp_path / 'changed', n=3, seed=5)  # same names, other pixels
+    assert _key(opt, sorted(str(p) for p in (tmp_path / 'changed').iterdir())) != base
+
+
+def test_a_killed_build_is_rebuilt_never_read(tmp_path, monkeypatch):
+    opt = _offline_opt(tmp_path)
+    calls = {'n': 0}
+    real_save = np.save
+
+    def dying_save(path, arr):  # the build is killed after its first file
+        calls['n'] += 1
+        if calls['n'] == 2:
+            raise KeyboardInterrupt
+        real_save(path, arr)
+
+    monkeypatch.setattr(teacher_cache.np, 'save', dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        _model(tmp_path, opt)
+    monkeypatch.setattr(teacher_cache.np, 'save', real_save)
+    left = os.listdir(tmp_path / 'cache')
+    assert len(left) == 1 and '.partial-' in left[0]  # only the partial folder, no cache under the key
+    model = _model(tmp_path, opt)
+    assert teacher_cache.is_complete(model.teacher_cache.folder, os.path.basename(model.teacher_cache.folder))
+    assert not any('.partial-' in n for n in os.listdir(tmp_path / 'cache') if str(os.getpid()) not in n)
+    os.remove(os.path.join(model.teacher_cache.folder, '00001_sr.npy'))  # damaged by hand: rebuilt, not read
+    model = _model(tmp_path, opt)
+    assert os.path.isfile(os.path.join(model.teacher_cache.folder, '00001_sr.npy'))
+
+
+def test_offline_with_a_full_feature_term_fails_before_training(tmp_path):
+    opt = _offline_opt(tmp_path)
+    opt['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fitnet', 'loss_weight': 1.0})
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'o.yml', opt)], tmp_path / 'root')
+    assert_one_line_error(proc, 'l_fitnet (FitNetLoss)', 'distill.teacher: online')
+    assert not (tmp_path / 'cache').exists()
+
+
+def test_a_cache_of_another_teacher_fails_before_training(tmp_path):
+    opt = _offline_opt(tmp_path)
+    model = _model(tmp_path, opt)
+    other = _offline_opt(tmp_path)
+    other['path']['pretrain_network_t'] = make_teacher(tmp_path / 'other.pth', seed=3)
+    other['distill']['teacher_cache'] = model.teacher_cache.folder  # one cache, of the first teacher
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'o.yml', other)], tmp_path / 'root')
+    assert_one_line_error(proc, 'another teacher', 'teacher.pth')
