@@ -60,8 +60,8 @@ def test_zero_when_student_equals_teacher(name):
     value = loss(d)
     assert value.detach().abs() < 1e-6
     value.backward()
-    for f in d.feats_s:
-        assert f.grad is None or f.grad.abs().max() < 1e-5
+    for f in d.feats_s:  # every level is distilled, so a gradient must exist, and vanish at the minimum
+        assert f.grad is not None and f.grad.abs().max() < 1e-5
 
 
 def test_mhgd_student_gradient_vanishes_at_identity():
@@ -124,7 +124,9 @@ def test_bf16_autocast_computes_in_float32(name):
     ft = [torch.randn(4, 16, 8, 8).bfloat16() for _ in range(3)]
     loss = build(name, shapes(fs), shapes(ft))
     plain, auto = copy.deepcopy(loss), copy.deepcopy(loss)  # same state (memories, BN statistics)
+    torch.manual_seed(5)  # and the same random draws (MHGD's drop-head)
     reference = plain(leaf_inputs([f.float() for f in fs], [f.float() for f in ft]))
+    torch.manual_seed(5)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         value = auto(leaf_inputs(fs, ft))
     assert value.dtype == torch.float32

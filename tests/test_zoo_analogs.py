@@ -103,6 +103,25 @@ def test_dml_mutual_l1_and_the_peer_learns_the_task():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in loss.peer.parameters())
 
 
+@pytest.mark.parametrize('w', [0.25, 4.0])
+def test_dml_weight_keeps_the_peers_symmetric(w):
+    """Each peer minimises task + w x distance to the other (Zhang et al.): the peer's gradient is that of
+    L1(peer, HR) + w L1(peer, student), the student's that of w L1(student, peer)."""
+    student, teacher = nets()
+    lq, gt = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 8, 8)
+    loss = build_loss({'type': 'DMLLoss', 'network_peer': PEER, 'loss_weight': w})
+    d = inputs(student, teacher, lq, gt)
+    sr_leaf = d.sr_s.detach().requires_grad_(True)
+    loss(DistillInputs([], [], sr_leaf, d.sr_t, lq, gt)).backward()
+    got = [p.grad.clone() for p in loss.peer.parameters()]
+    loss.peer.zero_grad(set_to_none=True)
+    sr_p = loss.peer(lq)
+    ((sr_p - gt).abs().mean() + w * (sr_p - sr_leaf.detach()).abs().mean()).backward()
+    for a, p in zip(got, loss.peer.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-5, atol=1e-8)
+    assert torch.allclose(sr_leaf.grad, w * torch.sign(sr_leaf.detach() - sr_p.detach()) / sr_p.numel(), atol=1e-8)
+
+
 def test_dml_flat_batch_of_one_is_finite():
     loss = build_loss({'type': 'DMLLoss', 'network_peer': PEER, 'criterion': 'mse'})
     lq = torch.full((1, 3, 4, 4), 0.3)

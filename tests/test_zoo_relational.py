@@ -112,7 +112,8 @@ def test_pkt_kl_between_conditional_probabilities(feats):
     close(build('PKTLoss', shapes(fs), shapes(ft))(leaf_inputs(fs, ft)), sum(pkt(s, t) for s, t in zip(fs, ft)))
 
 
-def test_irg_vertex_edge_transformation():
+@pytest.mark.parametrize('weights', [[1, 1], [1, 0], [0, 0], [0.5, 2]])
+def test_irg_vertex_edge_transformation(weights):
     torch.manual_seed(21)
     fs = [torch.randn(3, 4, 4, 4), torch.randn(3, 4, 4, 4)]
     ft = [torch.randn(3, 8, 4, 4), torch.randn(3, 4, 4, 4)]  # teacher widths differ between levels
@@ -133,12 +134,13 @@ def test_irg_vertex_edge_transformation():
         d = [float(((x - y) ** 2).sum()) for x, y in zip(vecs(a), vecs(b))]
         return [x / max(d) for x in d]
     vert = float(((sr_s.double() - sr_t.double()) ** 2).mean())
-    edge = (mse(edges(fs[0]), edges(ft[0])) + mse(edges(fs[1]), edges(ft[1]))) / 2
+    w0, w1 = weights  # level l's weight scales its edges and the transformation from l-1 to l
+    edge = (w0 * mse(edges(fs[0]), edges(ft[0])) + w1 * mse(edges(fs[1]), edges(ft[1]))) / 2
     ts, tt = tran(fs[0], fs[1]), tran(ft[0], ft[1])
-    tr = sum((x - y) ** 2 for x, y in zip(ts, tt)) / 3
+    tr = w1 * sum((x - y) ** 2 for x, y in zip(ts, tt)) / 3
     ref = 0.1 * vert + 5 * edge + 5 * tr
     d = leaf_inputs(fs, ft, sr_s=sr_s.requires_grad_(True), sr_t=sr_t)
-    close(build('IRGLoss', shapes(fs), shapes(ft))(d), ref)
+    close(build('IRGLoss', shapes(fs), shapes(ft), level_weights=weights)(d), ref)
 
 
 def test_crd_infonce_against_the_memory_and_fifo_update():

@@ -98,6 +98,8 @@ def bn(x, block, train):
 
 
 def test_mhgd_graph_kl_and_estimation_loss():
+    """The seed (KD_methods_with_TF, MHGD): Attention_head returns the raw products of keys and queries;
+    softmax only inside the estimator (then drop-head, then ReLU'd features mixed per head) and the KL."""
     torch.manual_seed(33)
     heads = 2
     fs = [torch.randn(3, 4, 4, 4), torch.randn(3, 6, 4, 4)]
@@ -119,27 +121,49 @@ def test_mhgd_graph_kl_and_estimation_loss():
     (vs0, vt0), (vs1, vt1) = first(fs[0], ft[0]), first(fs[1], ft[1])
     d2 = (4 + 6) // 2
 
-    def graph(v, v_prev, train):
+    def graph(v, v_prev, train):  # X_ah = sender (keys, level l) x receiver (queries, level l-1), raw
         key, query = bn(v, head.key, train), bn(v_prev, head.query, train)
         g = torch.empty(heads, 3, 3, dtype=torch.float64)
         for h, i, j in itertools.product(range(heads), range(3), range(3)):
-            g[h, i, j] = key[i, h * d2:(h + 1) * d2] @ query[j, h * d2:(h + 1) * d2] / math.sqrt(d2)
-        return torch.softmax(g, dim=-1)
+            g[h, i, j] = key[i, h * d2:(h + 1) * d2] @ query[j, h * d2:(h + 1) * d2]
+        return g
     g_t, g_s = graph(vt1, vt0, False), graph(vs1, vs0, False)
     mean = g_t.mean(dim=-1, keepdim=True)
     p, q = torch.softmax(torch.tanh(g_s - mean), -1), torch.softmax(torch.tanh(g_t - mean), -1)
     kl = float((p * (p.log() - q.log())).sum()) / 3
+    light, heavy = (build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads, loss_weight=w) for w in (1.0, 10.0))
+    for term in (light, heavy):
+        term.load_state_dict(loss_state)
+        torch.manual_seed(7)
+        term.value = term(leaf_inputs(fs, ft))
+    close(heavy.value - light.value, 9 * kl, rtol=1e-4)  # the graph KL alone, whatever the estimator does
 
-    g = graph(vt1, vt0, True)
-    x = bn(vt0, head.est_in, True)
-    mixed = torch.cat([g[h] @ x[:, h * 6:(h + 1) * 6] for h in range(heads)], dim=1)  # heads side by side
-    est = bn(mixed, head.est_out, True)
+    torch.manual_seed(7)
+    noise = torch.randn(heads, 3, 1, dtype=torch.float64)  # the drop-head's only random draw
+    keep = (noise - noise.mean(dim=0, keepdim=True) > 0).double()
+    g = torch.softmax(graph(vt1, vt0, True), dim=-1) * keep
+    x = bn(vt0, head.est_in, True).clamp_min(0)  # batch norm then ReLU
+    mixed = torch.cat([g[h] @ x for h in range(heads)], dim=1)  # heads side by side
+    est = mixed @ head.est_out.weight.detach().double().t() + head.est_out.bias.detach().double()
     est = est / est.norm(dim=1, keepdim=True)
     aux = float((1 - (est * vt1).sum(dim=1)).mean())
+    torch.manual_seed(7)
     close(loss(leaf_inputs(fs, ft)), kl + aux, rtol=1e-4)
-    heavy = build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads, loss_weight=10.0)
-    heavy.load_state_dict(loss_state)
-    close(heavy(leaf_inputs(fs, ft)), 10 * kl + aux, rtol=1e-4)  # the weight scales the graph term only
+    close(heavy.value, 10 * kl + aux, rtol=1e-4)  # the weight scales the graph term only
+
+
+def test_mhgd_drop_head_keeps_about_half_the_heads_and_at_least_one():
+    from sr_kd.losses.decomposition import drop_heads
+    torch.manual_seed(35)
+    g = torch.softmax(torch.randn(8, 5, 5), dim=-1)
+    kept = []
+    for _ in range(400):
+        out = drop_heads(g)
+        rows_kept = (out.abs().sum(dim=-1) > 0)  # (heads, N): whole rows are kept or zeroed
+        assert torch.equal(out[rows_kept], g[rows_kept])
+        assert (rows_kept.sum(dim=0) >= 1).all() and (rows_kept.sum(dim=0) <= 7).all()
+        kept.append(rows_kept.float())
+    assert abs(float(torch.stack(kept).mean()) - 0.5) < 0.05
 
 
 @pytest.mark.parametrize('kind', ['zero', 'rank_one'])

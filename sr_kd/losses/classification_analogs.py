@@ -61,7 +61,9 @@ class DMLLoss(DistillLoss):
     usually the same as network_g) trains alongside; each follows the other's SR output (L1 in place of
     the KL between class posteriors) and the peer also learns the task against the HR patch (when the
     inputs carry it; the model's probe batch has none). The peer is a child of this term, so the
-    optimizer trains it and the checkpoint keeps it."""
+    optimizer trains it and the checkpoint keeps it. ``loss_weight`` scales both mimicry terms and not
+    the peer's task term, so the peers stay symmetric: each learns task + loss_weight x follow-the-other
+    (the student's task term is ``pixel_opt``)."""
 
     uses_features = False
 
@@ -78,8 +80,6 @@ class DMLLoss(DistillLoss):
         sr_p = self.peer(d.lq)  # under the step's autocast, as the student
         with torch.autocast(device_type=d.lq.device.type, enabled=False):
             sr_s, sr_p = d.sr_s.float(), sr_p.float()
-            follow = self.fn(sr_s, sr_p.detach())
-            peer = self.fn(sr_p, sr_s.detach())
-            if d.gt is not None:
-                peer = peer + self.fn(sr_p, d.gt.float())
-            return follow + peer
+            mimicry = self.fn(sr_s, sr_p.detach()) + self.fn(sr_p, sr_s.detach())
+            task = self.fn(sr_p, d.gt.float()) if d.gt is not None else sr_p.new_zeros(())
+            return mimicry, task

@@ -10,8 +10,6 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,28 +120,50 @@ def _frozen(block, x):
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), False, 0.0, bn.eps)
 
 
+def drop_heads(g):
+    """The seed's drop-head on row-normalised graphs (heads, N, N): per patch, each head's row is kept
+    where a normal draw exceeds that patch's mean draw over the heads, so about half the heads survive
+    (always at least one), and the estimator cannot lean on one head."""
+    noise = torch.randn(g.shape[0], g.shape[1], 1, device=g.device, dtype=g.dtype)
+    return g * (noise - noise.mean(dim=0, keepdim=True) > 0).to(g.dtype)
+
+
 class _GraphHead(nn.Module):
     """MHGD's multi-head attention from level l's vectors (keys) to level l-1's (queries), and the
-    estimator that rebuilds level l from level l-1 through the graph (its loss trains the head)."""
+    estimator that rebuilds level l from level l-1 through the graph (its loss trains the head).
+
+    As the seed: the graph is the raw product of the heads' keys and queries (logits, no scaling and
+    no softmax); softmax is applied only where a distribution is needed, in the estimator (then the
+    drop-head) and in the KL. The estimator is Linear+BN+ReLU to (d_prev + d) / 2 per patch, the graph
+    mixes patches per head, the heads side by side go through a Linear with bias to d, L2-normalised.
+    TensorFlow's ``fully_connected`` also applies a ReLU by default, which the seed leaves implicit; it is
+    not reproduced: after the estimator's last layer it would forbid the negative entries of the unit
+    vector it must rebuild."""
 
     def __init__(self, d_prev, d, heads):
         super().__init__()
-        self.heads, self.d, self.d2 = heads, d, (d + d_prev) // 2
+        self.heads, self.d, self.d2, self.d_est = heads, d, (d + d_prev) // 2, (d + d_prev) // 2
         self.key, self.query = _bn_linear(d, self.d2 * heads), _bn_linear(d_prev, self.d2 * heads)
-        self.est_in, self.est_out = _bn_linear(d_prev, d * heads), _bn_linear(d * heads, d)
+        self.est_in = _bn_linear(d_prev, self.d_est)
+        self.est_out = nn.Linear(self.d_est * heads, d)
 
     def split(self, x, dim):
         return x.view(len(x), self.heads, dim).transpose(0, 1)  # (heads, N, dim)
 
     def graph(self, v, v_prev, frozen=False):
+        """Attention logits (heads, N, N): row i holds patch i's key against every patch's query."""
         run = _frozen if frozen else (lambda block, x: block(x))
         k, q = self.split(run(self.key, v), self.d2), self.split(run(self.query, v_prev), self.d2)
-        return torch.softmax(k @ q.mT / math.sqrt(self.d2), dim=-1)  # (heads, N, N)
+        return k @ q.mT
+
+    def estimate(self, g, v_prev):
+        """Level l rebuilt from level l-1 through the graph logits ``g``, one unit vector per patch."""
+        x = F.relu(self.est_in(v_prev))  # (N, d_est)
+        mixed = drop_heads(torch.softmax(g, dim=-1)) @ x  # (heads, N, d_est)
+        return F.normalize(self.est_out(mixed.transpose(0, 1).reshape(len(v_prev), -1)), dim=1)
 
     def estimation_loss(self, v, v_prev):
-        g = self.graph(v, v_prev)
-        x = (g @ self.split(self.est_in(v_prev), self.d)).transpose(0, 1).reshape(len(v), -1)
-        est = F.normalize(self.est_out(x), dim=1)
+        est = self.estimate(self.graph(v, v_prev), v_prev)
         return (1 - (est * v).sum(dim=1)).mean()
 
 
@@ -157,9 +177,11 @@ class MHGDLoss(_DecompositionLoss):
     """Multi-head graph distillation (Lee & Song, BMVC 2019): each level is compressed to its first
     right singular vector; an 8-head attention network gives a patch-by-patch graph between consecutive
     levels; it is trained on the teacher only, by its own loss (estimate level l from level l-1 through
-    the graph, cosine), and the student's graph (same frozen network) follows the teacher's by KL after
-    tanh(G - mean_T). ``loss_weight`` scales the graph KL only: the head's own loss is added unweighted,
-    so how hard the student is pushed does not change how the head learns. Needs batches of 2 or more."""
+    the graph, cosine), and the student's graph logits (same frozen network) follow the teacher's by
+    KL(softmax(tanh(G_S - mean_T)) || softmax(tanh(G_T - mean_T))) per row, the mean taken over the
+    teacher's row. The KL is averaged over patches where the seed sums it (so the weight does not
+    depend on the batch size). ``loss_weight`` scales the graph KL only: the head's own loss is added
+    unweighted (see DistillLoss). Needs batches of 2 or more."""
 
     min_batch = 2
 
@@ -180,11 +202,11 @@ class MHGDLoss(_DecompositionLoss):
 
     def distill(self, fs, ft, d):
         vs = [self.first_vector(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
-        loss, aux_scale = 0, (1 / self.loss_weight if self.loss_weight else 0.0)
+        kl, own = 0, 0
         for i in range(1, len(vs)):
             head, (v_s, v_t), (vb_s, vb_t) = self.graphs[i - 1], vs[i], vs[i - 1]
             g_t, g_s = head.graph(v_t, vb_t, frozen=True), head.graph(v_s, vb_s, frozen=True)
-            aux = head.estimation_loss(v_t, vb_t)  # after: the graphs use the statistics before this step
+            own = own + head.estimation_loss(v_t, vb_t)  # after: the graphs use the statistics before this step
             mean = g_t.mean(dim=-1, keepdim=True)
-            loss = loss + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean)) + aux * aux_scale
-        return loss
+            kl = kl + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean))
+        return kl, own

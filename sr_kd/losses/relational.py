@@ -128,7 +128,8 @@ class IRGLoss(ZooLoss):
     """Instance relationship graph (Liu et al., CVPR 2019): vertices (the instances' outputs: here the SR
     images), edges (squared distances between patches at each level, max-normalised) and the
     transformation between consecutive levels (each patch's squared distance from one level to the
-    next, max-normalised over the batch); weights 0.1, 5, 5 as the seeds. The level weight scales edges."""
+    next, max-normalised over the batch); weights 0.1, 5, 5 as the seeds. The level weight of level l
+    scales its edges and the transformation from level l-1 to l (see _zoo)."""
 
     min_batch = 2
 
@@ -148,7 +149,8 @@ class IRGLoss(ZooLoss):
                    for w, s, t in zip(self.weights, fs, ft)) / len(fs)
         tran = vert.new_zeros(())
         for i in range(1, len(fs)):
-            tran = tran + F.mse_loss(self.transformation(fs[i - 1], fs[i]), self.transformation(ft[i - 1], ft[i]))
+            tran = tran + self.weights[i] * F.mse_loss(self.transformation(fs[i - 1], fs[i]),
+                                                       self.transformation(ft[i - 1], ft[i]))
         tran = tran / max(len(fs) - 1, 1)
         return self.w_vert * vert + self.w_edge * edge + self.w_tran * tran
 
