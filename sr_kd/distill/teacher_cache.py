@@ -131,7 +131,7 @@ def build(folder, key, net, taps, paths, scale, specs, dtype, teacher_name='', p
     device = next(net.parameters()).device
     images, levels = {}, []
     names = relative_names(paths)
-    for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=not progress)):
+    for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=None if progress else True)):  # None: bar on terminals only
         hr = read_rgb_uint8(path)
         hr = hr[:hr.shape[0] - hr.shape[0] % scale, :hr.shape[1] - hr.shape[1] % scale]
         lr = bicubic_lr(hr, scale)

@@ -1,0 +1,262 @@
+"""Does distillation pay? Every recipe trains the same student (IMDN 32x4, x4) with the same data, schedule
+and budget, taught by the official IMDN_x4 teacher; results go to docs/kd_study/ and docs/kd_study.md.
+
+    python scripts/kd_study.py                      # run (or continue) the plan, two runs at a time
+    python scripts/kd_study.py --runs student:1,dukd:0 --jobs 1
+    python scripts/kd_study.py --report             # tables and plots from what has finished
+
+Recipes are chosen on a validation split of the training images (every 10th file of ../shared/train,
+left out of training); Set5/Set14 (and B100/Urban100/Manga109 under datasets/benchmarks/ when present)
+are evaluated once, on the final weights. Resumable: each finished run appends one line to
+docs/kd_study/results.jsonl and is skipped afterwards; an unfinished run continues from its last
+checkpoint (``--auto_resume``), so the study survives a kill and spans sessions. Each run is one process
+with one thread (``--threads``), ``--jobs`` at a time.
+"""
+import argparse
+import copy
+import glob
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+sys.path.insert(0, REPO)
+SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+OUT = os.path.join(REPO, 'docs', 'kd_study')
+RESULTS = os.path.join(OUT, 'results.jsonl')
+PAIRS = [['IMDB1', 'IMDB2'], ['IMDB2', 'IMDB3'], ['IMDB4', 'IMDB6']]
+FS = {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean', 'p': 2, 'normalize': True, 'loss_weight': 0.1}
+OUTPUT = {'type': 'OutputDistillLoss', 'name': 'out', 'criterion': 'l1', 'loss_weight': 0.5}
+DUKD_FILE = os.path.join(REPO, 'options', 'dukd.yml')
+
+
+def _dukd_terms():
+    """DUKD's terms as options/dukd.yml lists them (the paper's weights)."""
+    from sr_kd.options import load_yaml
+    return json.loads(json.dumps(load_yaml(DUKD_FILE)['train']['distill_opts']))
+
+
+# recipe -> (what it is, distill_opts or None for the student alone, distill overrides)
+RECIPES = {
+    'student': ('student alone (SRModel, L1)', None, {}),
+    'output': ('output distillation (L1 to the teacher SR, weight 0.5)', lambda: [OUTPUT], {}),
+    'output_offline': ('output distillation, offline teacher', lambda: [OUTPUT], {'teacher': 'offline'}),
+    'default': ('previous default: feature statistics (AT map, 0.1) + output (0.5)', lambda: [FS, OUTPUT], {}),
+    'default_offline': ('previous default, offline teacher', lambda: [FS, OUTPUT], {'teacher': 'offline'}),
+    'at': ('AT (weight 116, docs/zoo.md)', lambda: [{'type': 'ATLoss', 'name': 'at', 'p': 2, 'loss_weight': 116}], {}),
+    'ft': ('FT (weight 8.52, docs/zoo.md)', lambda: [{'type': 'FTLoss', 'name': 'ft', 'loss_weight': 8.52}], {}),
+    'nst': ('NST (weight 0.0491, docs/zoo.md)', lambda: [{'type': 'NSTLoss', 'name': 'nst', 'loss_weight': 0.0491}],
+            {}),
+    'dukd': ('DUKD (options/dukd.yml: output 0.2, zoom-in with label consistency 0.2, zoom-out 0.2 + recon 1.0)', _dukd_terms, {}),
+}
+# One seed of everything, the most informative first; then seeds for the student alone and the leaders.
+PLAN = ['student:0', 'default_offline:0', 'dukd:0', 'output_offline:0', 'output:0', 'default:0', 'at:0', 'ft:0',
+        'nst:0', 'student:1', 'student:2']
+
+
+def split_names(root):
+    """(training names, validation names): every 10th image (sorted) is held out for validation."""
+    from sr_kd.data.image_source import list_hr_images
+    names = [os.path.splitext(os.path.basename(p))[0] for p in list_hr_images(root)]
+    return [n for i, n in enumerate(names) if i % 10], names[::10]
+
+
+def options(recipe, seed, iters, data_root, teacher):
+    """The option dict of one run, built from options/imdn_kd.yml so the study measures what users run."""
+    from sr_kd.options import load_yaml
+    opt = json.loads(json.dumps(load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))))  # plain dicts
+    _, terms, distill = RECIPES[recipe]
+    _, val_names = split_names(data_root)
+    opt['name'] = f'kd_study_{recipe}_s{seed}_{iters // 1000}k'
+    opt['manual_seed'] = seed
+    opt['datasets']['train'].update(name='train291_minus_val', dataroot_gt=data_root, exclude=val_names,
+                                    dataset_enlarge_ratio=100, num_worker_per_gpu=0)
+    opt['datasets']['val'] = {'name': 'train_val_split', 'type': 'HROnlyDataset', 'dataroot_gt': data_root,
+                              'images': val_names}
+    opt['path'].update(pretrain_network_t=teacher, param_key_t=None)
+    opt['train'].update(total_iter=iters)
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'gamma': 0.5,
+                                 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
+    opt['val']['val_freq'] = iters // 10
+    opt['logger'].update(print_freq=100, save_checkpoint_freq=1000, use_tb_logger=False)
+    if terms is None:
+        opt['model_type'] = 'SRModel'
+        for key in ('network_t', 'distill'):
+            opt.pop(key)
+        opt['train'].pop('distill_opts', None)
+    else:
+        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **distill)
+        opt['train']['distill_opts'] = copy.deepcopy(terms())
+    return opt
+
+
+def exp_dir(opt):
+    return os.path.join(REPO, 'experiments', opt['name'])
+
+
+def finished():
+    if not os.path.isfile(RESULTS):
+        return set()
+    with open(RESULTS) as f:
+        return {json.loads(line)['run'] for line in f if line.strip()}
+
+
+def iteration_seconds(folder):
+    """Median training seconds per iteration over every log of the run (BasicSR's 'time (data)')."""
+    times = []
+    for log in glob.glob(os.path.join(folder, 'train_*.log')):
+        with open(log, errors='replace') as f:
+            times += [float(m) for m in re.findall(r'time \(data\): ([\d.]+)', f.read())]
+    return statistics.median(times) if times else None
+
+
+def benchmark_sets():
+    """(name, HR folder, LR folder or None) of the test sets present."""
+    sets = []
+    for name in ('Set5', 'Set14'):
+        hr = os.path.join(SHARED, 'benchmarks', name, 'HR')
+        if os.path.isdir(hr):
+            sets.append((name, hr, os.path.join(SHARED, 'benchmarks', name, 'LR_bicubic', 'X4')))
+    for name in ('B100', 'Urban100', 'Manga109'):
+        hr = os.path.join(REPO, 'datasets', 'benchmarks', name, 'HR')
+        if os.path.isdir(hr):
+            lr = os.path.join(REPO, 'datasets', 'benchmarks', name, 'LR_bicubic', 'X4')
+            sets.append((name, hr, lr if os.path.isdir(lr) else None))
+    return sets
+
+
+def evaluate_run(opt):
+    """Test-set PSNR/SSIM (Y, border 4) of the run's final student."""
+    import torch
+
+    import sr_kd  # noqa: F401
+    from basicsr.archs import build_network
+
+    from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+    from sr_kd.evaluate import evaluate
+
+    torch.set_num_threads(1)
+    net = build_network(opt['network_g'])
+    ckpt = os.path.join(exp_dir(opt), 'models', 'net_g_latest.pth')
+    net.load_state_dict(extract_state_dict(load_checkpoint(ckpt), 'params'))
+    net.eval()
+    out = {}
+    with torch.no_grad():
+        for name, hr, lr in benchmark_sets():
+            out[name] = evaluate(net, None, hr, 4, lr, progress=False)['mean']
+    return out
+
+
+def validation_curve(folder, model_type):
+    """[(iteration, PSNR, SSIM)] on the validation split, from the run's log(s)."""
+    path = os.path.join(folder, 'val_metrics.jsonl')
+    if model_type == 'SRKDModel' and os.path.isfile(path):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return sorted({r['iter']: (r['iter'], r['student']['psnr'], r['student']['ssim']) for r in rows}.values())
+    curve, it = {}, None
+    for log in sorted(glob.glob(os.path.join(folder, 'train_*.log'))):
+        psnr = None
+        with open(log, errors='replace') as f:
+            for line in f:
+                m = re.search(r'iter:\s*([\d,]+)', line)
+                if m:  # BasicSR validates right after logging that iteration
+                    it = int(m.group(1).replace(',', ''))
+                m = re.search(r'# (psnr|ssim): ([\d.]+)', line)
+                if m and it is not None:
+                    if m.group(1) == 'psnr':
+                        psnr = float(m.group(2))
+                    elif psnr is not None:
+                        curve[it] = (it, psnr, float(m.group(2)))
+    return sorted(curve.values())
+
+
+def start(run, args):
+    recipe, seed = run.split(':')
+    opt = options(recipe, int(seed), args.iters, args.data, args.teacher)
+    from sr_kd.atomic import atomic_write_text
+    import yaml
+    os.makedirs(os.path.join(OUT, 'options'), exist_ok=True)
+    opt_path = os.path.join(OUT, 'options', f'{opt["name"]}.yml')
+    atomic_write_text(opt_path, yaml.safe_dump(opt, sort_keys=False))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    log = open(os.path.join(OUT, 'logs', f'{opt["name"]}.out'), 'a')
+    cmd = [sys.executable, os.path.join(REPO, 'sr_kd', 'train.py'), '-opt', opt_path]
+    if os.path.isdir(os.path.join(exp_dir(opt), 'training_states')):
+        cmd.append('--auto_resume')
+    print(f'[{time.strftime("%H:%M:%S")}] start {run} ({RECIPES[recipe][0]}): {" ".join(cmd[1:])}', flush=True)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), opt
+
+
+def record(run, opt, rc):
+    folder = exp_dir(opt)
+    if rc != 0 or not os.path.isfile(os.path.join(folder, 'models', 'net_g_latest.pth')):
+        print(f'[{time.strftime("%H:%M:%S")}] {run} stopped with status {rc}: see docs/kd_study/logs/', flush=True)
+        return
+    recipe, seed = run.split(':')
+    row = {'run': run, 'recipe': recipe, 'seed': int(seed), 'iters': opt['train']['total_iter'],
+           'name': opt['name'], 'sec_per_iter': iteration_seconds(folder),
+           'curve': validation_curve(folder, opt['model_type']), 'test': evaluate_run(opt),
+           'machine': machine(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
+    with open(RESULTS, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+    print(f'[{time.strftime("%H:%M:%S")}] done {run}: ' + ', '.join(f'{k} {v["psnr"]:.3f}' for k, v in row['test'].items()),
+          flush=True)
+
+
+def machine():
+    import platform
+    cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')), '?')
+    return f'{cpu}, {os.cpu_count()} cores, {platform.python_version()}'
+
+
+def run_plan(runs, args):
+    os.makedirs(os.path.join(OUT, 'logs'), exist_ok=True)
+    done = finished()
+    todo = [r for r in runs if r not in done and r.split(':')[0] in RECIPES]
+    active = []
+    while todo or active:
+        while todo and len(active) < args.jobs:
+            run = todo.pop(0)
+            try:
+                proc, opt = start(run, args)
+            except Exception as e:  # noqa: BLE001 - e.g. a recipe whose option file is not there yet
+                print(f'{run}: cannot start ({type(e).__name__}: {e})', flush=True)
+                continue
+            active.append((run, proc, opt))
+        time.sleep(5)
+        for item in list(active):
+            run, proc, opt = item
+            if proc.poll() is not None:
+                active.remove(item)
+                try:
+                    record(run, opt, proc.returncode)
+                except Exception as e:  # noqa: BLE001 - one run's evaluation must not stop the study
+                    print(f'{run}: evaluation failed ({type(e).__name__}: {e}); rerun the study to retry', flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--runs', help='comma-separated recipe:seed (default: the plan); recipes: ' + ', '.join(RECIPES))
+    p.add_argument('--iters', type=int, default=20000)
+    p.add_argument('--jobs', type=int, default=2, help='runs at a time')
+    p.add_argument('--threads', type=int, default=1, help='threads per run')
+    p.add_argument('--data', default=os.path.join(SHARED, 'train'))
+    p.add_argument('--teacher', default=os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'))
+    p.add_argument('--report', action='store_true', help='only write docs/kd_study.md and the plots')
+    args = p.parse_args(argv)
+    if not args.report:
+        for path in (args.data, args.teacher):
+            if not os.path.exists(path):
+                sys.exit(f'kd_study: error: {path} not found (the study needs ../shared)')
+        run_plan(args.runs.split(',') if args.runs else PLAN, args)
+    from kd_study_report import write_report
+    write_report(RESULTS, OUT)
+
+
+if __name__ == '__main__':
+    main()
