@@ -37,7 +37,7 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     saved = load_checkpoint(str(exp / 'tiny' / 'models' / 'net_g_latest.pth'))['params']
     assert all(torch.equal(saved[k], ranks[0]['params'][k]) for k in saved)
     assert sorted(p.name for p in (exp / 'tiny' / 'models').iterdir()) == [
-        'net_d_2.pth', 'net_d_4.pth', 'net_d_latest.pth', 'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth']
+        'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth', 'net_kd_2.pth', 'net_kd_4.pth', 'net_kd_latest.pth']
     assert len(list((exp / 'tiny').glob('train_tiny_*.log'))) == 1
     iters = [json.loads(ln)['iter'] for ln in (exp / 'tiny' / 'losses.jsonl').read_text().splitlines()]
     assert iters == [1, 2, 4]  # 3 was skipped

@@ -146,13 +146,16 @@ def test_save_and_resume_restore_exact_state(opt):
     state = torch.load(os.path.join(opt['path']['training_states'], '2.state'), weights_only=True)
     ckpt = torch.load(os.path.join(opt['path']['models'], 'net_g_2.pth'), weights_only=True)
     assert not any(k.startswith('net_t') for k in ckpt['params']) and set(ckpt) == {'params'}
-    assert sorted(os.listdir(opt['path']['models'])) in (['net_g_2.pth'], ['net_d_2.pth', 'net_g_2.pth'])
+    # the connectors are saved apart, not under BasicSR's discriminator name (net_d)
+    assert sorted(os.listdir(opt['path']['models'])) == ['net_g_2.pth', 'net_kd_2.pth']
+    assert set(torch.load(os.path.join(opt['path']['models'], 'net_kd_2.pth'), weights_only=True)['params'])
     resumed_opt = copy.deepcopy(opt)
     resumed_opt['path']['pretrain_network_g'] = os.path.join(opt['path']['models'], 'net_g_2.pth')
     resumed = build_model(resumed_opt)
     resumed.resume_training(state)
     for a, b in zip(model.net_g.state_dict().values(), resumed.net_g.state_dict().values()):
         assert torch.equal(a, b)
+    assert len(model.distill.state_dict()) == 4  # FitNet's connectors
     for a, b in zip(model.distill.state_dict().values(), resumed.distill.state_dict().values()):
         assert torch.equal(a, b)
     sa, sb = model.optimizer_g.state_dict(), resumed.optimizer_g.state_dict()
@@ -195,3 +198,63 @@ def test_terms_that_rerun_the_networks_train_inside_the_model(opt):
     assert torch.isfinite(torch.tensor(model.log_dict['l_sob']))
     assert all(torch.equal(v, model.net_t.state_dict()[k]) for k, v in teacher_before.items())
     assert all(p.grad is None for p in model.net_t.parameters())
+
+
+def _memories(model):
+    from sr_kd.losses.relational import _Memory
+    return [m for m in model.distill.modules() if isinstance(m, _Memory)]
+
+
+def test_crd_memory_skips_the_dry_run_and_is_restored_on_resume(opt):
+    """The probe batch never enters CRD's memories; training fills them; resume restores them exactly."""
+    o = copy.deepcopy(opt)
+    o['train']['distill_opts'] = [{'type': 'CRDLoss', 'name': 'crd', 'nce_k': 16, 'feat_dim': 8}]
+    model = build_model(o)
+    assert len(_memories(model)) == 4 and all(int(m.filled) == 0 for m in _memories(model))
+    for it in range(1, 3):
+        model.feed_data(_batch(it))
+        model.optimize_parameters(it)
+    assert all(int(m.filled) == 4 for m in _memories(model))
+    model.save(0, 2)
+    state = torch.load(os.path.join(opt['path']['training_states'], '2.state'), weights_only=True)
+    resumed_opt = copy.deepcopy(o)
+    resumed_opt['path']['pretrain_network_g'] = os.path.join(opt['path']['models'], 'net_g_2.pth')
+    resumed = build_model(resumed_opt)
+    resumed.resume_training(state)
+    for a, b in zip(_memories(model), _memories(resumed)):
+        assert torch.equal(a.bank, b.bank) and int(a.ptr) == int(b.ptr) and int(a.filled) == int(b.filled)
+
+
+def test_holistic_critic_trains_apart_and_resumes_exactly(opt):
+    """The critic: out of the student's optimizer, stepped by its own after each student step, never
+    touching the teacher; saved (weights + optimizer) and restored so the next step is identical."""
+    o = copy.deepcopy(opt)
+    o['train']['distill_opts'] = [{'type': 'HolisticLoss', 'name': 'ho', 'dim': 8, 'loss_weight': 0.1}]
+    model = build_model(o)
+    critic = model.distill.terms[0].critic
+    opt_params = {id(p) for g in model.optimizer_g.param_groups for p in g['params']}
+    assert not any(id(p) in opt_params for p in critic.parameters())
+    teacher_before = {k: v.clone() for k, v in model.net_t.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in critic.state_dict().items()}
+    for it in range(1, 3):
+        torch.manual_seed(it)
+        model.feed_data(_batch(it))
+        model.optimize_parameters(it)
+    assert any(not torch.equal(v, critic.state_dict()[k]) for k, v in critic_before.items())
+    assert all(torch.equal(v, model.net_t.state_dict()[k]) for k, v in teacher_before.items())
+    assert all(p.grad is None for p in model.net_t.parameters())
+    model.save(0, 2)
+    assert sorted(os.listdir(opt['path']['models'])) == ['net_g_2.pth']  # nothing named net_d
+    state = torch.load(os.path.join(opt['path']['training_states'], '2.state'), weights_only=True)
+    resumed_opt = copy.deepcopy(o)
+    resumed_opt['path']['pretrain_network_g'] = os.path.join(opt['path']['models'], 'net_g_2.pth')
+    resumed = build_model(resumed_opt)
+    resumed.resume_training(state)
+    for m in (model, resumed):
+        torch.manual_seed(9)
+        m.feed_data(_batch(9))
+        m.optimize_parameters(3)
+    for a, b in zip(model.distill.state_dict().values(), resumed.distill.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(model.net_g.state_dict().values(), resumed.net_g.state_dict().values()):
+        assert torch.equal(a, b)

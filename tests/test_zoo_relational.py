@@ -143,27 +143,46 @@ def test_irg_vertex_edge_transformation(weights):
     close(build('IRGLoss', shapes(fs), shapes(ft), level_weights=weights)(d), ref)
 
 
-def test_crd_infonce_against_the_memory_and_fifo_update():
+def test_crd_infonce_against_the_batch_and_the_filled_memory():
+    """Each anchor's positive against the other patches of the batch and the memory's real entries only
+    (it starts empty); the batch then enters the FIFO queue, which wraps and keeps the newest."""
     torch.manual_seed(22)
     fs, ft = [torch.randn(3, 4, 4, 4)], [torch.randn(3, 6, 4, 4)]
-    loss = build('CRDLoss', shapes(fs), shapes(ft), nce_k=8, feat_dim=5)
+    loss = build('CRDLoss', shapes(fs), shapes(ft), nce_k=5, feat_dim=5)
     head = loss.heads[0]
-    bank_s, bank_t = head.memory_s.bank.clone().double(), head.memory_t.bank.clone().double()
 
     def embed(linear, f):
         z = f.double().mean(dim=(2, 3)) @ linear.weight.detach().double().t() + linear.bias.detach().double()
         return z / z.norm(dim=1, keepdim=True)
-    zs, zt = embed(head.embed_s, fs[0]), embed(head.embed_t, ft[0])
 
     def nce(anchor, pos, bank):
         total = 0.0
-        for a, p in zip(anchor, pos):
-            logits = [float(a @ p) / 0.07] + [float(a @ b) / 0.07 for b in bank]
-            total += -logits[0] + math.log(sum(math.exp(x) for x in logits))
+        for i, a in enumerate(anchor):
+            logits = [float(a @ p) / 0.07 for p in pos] + [float(a @ b) / 0.07 for b in bank]
+            total += -logits[i] + math.log(sum(math.exp(x) for x in logits))
         return total / len(anchor)
-    ref = nce(zt, zs, bank_s) + nce(zs, zt, bank_t)
-    close(loss(leaf_inputs(fs, ft)), ref)
-    # the batch's embeddings entered the queues; the older entries stay
-    assert torch.allclose(head.memory_s.bank[:3].double(), zs, atol=1e-6)
-    assert torch.allclose(head.memory_t.bank[3:].double(), bank_t[3:])
-    assert int(head.memory_s.ptr) == 3
+    queue_s, queue_t = [], []  # every embedding pushed so far, oldest first
+    for step in range(3):
+        batch_s = [f + step for f in fs]
+        zs, zt = embed(head.embed_s, batch_s[0]), embed(head.embed_t, ft[0])
+        ref = nce(zt, zs, queue_s[-5:]) + nce(zs, zt, queue_t[-5:])
+        close(loss(leaf_inputs(batch_s, ft)), ref)
+        queue_s += list(zs)
+        queue_t += list(zt)
+        assert int(head.memory_s.filled) == min(len(queue_s), 5)
+        held = head.memory_s.negatives().double()
+        for want in queue_s[-5:]:  # the newest five, whatever slot each landed in
+            assert int(torch.isclose(held, want, atol=1e-6).all(dim=1).sum()) == 1
+
+
+def test_crd_memory_is_saved_and_restored():
+    torch.manual_seed(23)
+    fs, ft = [torch.randn(3, 4, 4, 4)], [torch.randn(3, 6, 4, 4)]
+    loss = build('CRDLoss', shapes(fs), shapes(ft), nce_k=8, feat_dim=5)
+    loss(leaf_inputs(fs, ft))
+    state = loss.state_dict()
+    assert {'heads.0.memory_s.bank', 'heads.0.memory_s.ptr', 'heads.0.memory_s.filled'} <= set(state)
+    fresh = build('CRDLoss', shapes(fs), shapes(ft), nce_k=8, feat_dim=5)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.heads[0].memory_t.negatives(), loss.heads[0].memory_t.negatives())
+    assert int(fresh.heads[0].memory_t.filled) == 3

@@ -60,3 +60,17 @@ class DistillHead(nn.Module):
 
     def forward(self, inputs):
         return [term(inputs) for term in self.terms]
+
+    # terms with a part of their own (a critic and its optimizer): see DistillLoss.own_step
+    def own_step(self, inputs):
+        for term in self.terms:
+            term.own_step(inputs)
+
+    def own_state(self):
+        states = {name: term.own_state() for name, term in zip(self.names, self.terms)}
+        return {name: state for name, state in states.items() if state is not None}
+
+    def load_own_state(self, states):
+        for name, term in zip(self.names, self.terms):
+            if name in states:
+                term.load_own_state(states[name])

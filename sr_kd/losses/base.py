@@ -24,6 +24,7 @@ class DistillInputs:
     inputs_t: Optional[List[torch.Tensor]] = None
     student: Optional[nn.Module] = None  # the student network, for terms that run it again (Sobolev, DML)
     teacher: Optional[nn.Module] = None  # the frozen teacher, for terms that run it again (Sobolev)
+    teacher_dtype: Optional[torch.dtype] = None  # the precision terms that run the teacher again should use
     maps_t: Optional[dict] = None        # offline teacher: {spec_key(stat, p): [teacher maps (N, H, W) per pair]}
 
 
@@ -57,6 +58,19 @@ class DistillLoss(nn.Module):
 
     def compute(self, d: DistillInputs) -> torch.Tensor:
         raise NotImplementedError
+
+    # A part trained by its own optimizer (HolisticLoss's critic) keeps requires_grad off outside
+    # ``own_step``, so the student's optimizer never sees it; the model calls ``own_step`` after each
+    # student step and saves ``own_state`` (e.g. that optimizer) in the training state.
+    def own_step(self, d: DistillInputs):
+        """Train the term's own part on this step's inputs, after the student's step (nothing by default)."""
+
+    def own_state(self):
+        """What resume needs beyond the term's state_dict (e.g. its own optimizer), or None."""
+        return None
+
+    def load_own_state(self, state):
+        """Restore what ``own_state`` returned."""
 
     def forward(self, d: DistillInputs) -> torch.Tensor:
         out = self.compute(d)

@@ -3,7 +3,7 @@ vector; the student reproduces how the teacher relates the patches of a batch (s
 correlations, distances and angles, probabilities, graphs), so widths may differ without connectors.
 
 All but CRD need a batch of 2 or more (``min_batch = 2``): with one patch there is no relation.
-CRD compares each patch with a memory of earlier patches, so it works from batch 1.
+CRD compares each patch with a memory of earlier patches too, so it works from batch 1.
 """
 import math
 
@@ -156,18 +156,25 @@ class IRGLoss(ZooLoss):
 
 
 class _Memory(nn.Module):
-    """A FIFO queue of recent embeddings (the negatives), started with random unit vectors as CRD's bank."""
+    """A FIFO queue of recent embeddings (the negatives). It starts empty and only its filled slots are
+    read, so every negative is a real patch's embedding (CRD's bank starts from random vectors, which at
+    an SR budget of a few thousand patches would be most of a 16384-slot memory). Saved with the run."""
 
     def __init__(self, size, dim):
         super().__init__()
-        self.register_buffer('bank', F.normalize(torch.randn(size, dim), dim=1), persistent=False)
-        self.register_buffer('ptr', torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer('bank', torch.zeros(size, dim))
+        self.register_buffer('ptr', torch.zeros((), dtype=torch.long))
+        self.register_buffer('filled', torch.zeros((), dtype=torch.long))
+
+    def negatives(self):
+        return self.bank[: int(self.filled)]
 
     def push(self, z):
         z = z.detach()[: len(self.bank)]
         idx = (self.ptr + torch.arange(len(z), device=z.device)) % len(self.bank)
         self.bank = self.bank.index_copy(0, idx, z.to(self.bank.dtype))  # out of place: the step's graph keeps the old bank
         self.ptr = (self.ptr + len(z)) % len(self.bank)
+        self.filled = (self.filled + len(z)).clamp_max(len(self.bank))
 
 
 class _CRDHead(nn.Module):
@@ -177,19 +184,23 @@ class _CRDHead(nn.Module):
         self.memory_s, self.memory_t = _Memory(nce_k, feat_dim), _Memory(nce_k, feat_dim)
 
 
-def info_nce(anchor, positive, negatives, tau):
-    """-log softmax of the positive among [positive, negatives], averaged over anchors."""
-    logits = torch.cat([(anchor * positive).sum(dim=1, keepdim=True), anchor @ negatives.t()], dim=1) / tau
-    return F.cross_entropy(logits, torch.zeros(len(anchor), dtype=torch.long, device=anchor.device))
+def info_nce(anchor, positive, memory, tau):
+    """-log softmax of each anchor's positive among all positives of the batch (the other patches are
+    negatives) and the memory's embeddings, averaged over anchors."""
+    logits = torch.cat([anchor @ positive.t(), anchor @ memory.t()], dim=1) / tau
+    return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
 
 
 @LOSS_REGISTRY.register()
 class CRDLoss(ZooLoss):
     """Contrastive representation distillation (Tian et al., ICLR 2020), SR-adapted: the instance is the
     training patch; pooled features are embedded (linear, L2-norm, 128-d); a patch's teacher and student
-    embeddings are the positive pair, the last 16384 patches' embeddings (a FIFO memory: random crops
-    have no lasting identity for CRD's per-instance momentum bank) the negatives; both directions,
-    softmax (InfoNCE) estimator with temperature 0.07 instead of NCE, whose constant needs the dataset size."""
+    embeddings are the positive pair; the negatives are the batch's other patches and up to the last
+    16384 patches' embeddings (a FIFO memory that starts empty, so no negative is a random vector; random
+    crops have no lasting identity for CRD's per-instance momentum bank); both directions, softmax
+    (InfoNCE) estimator with temperature 0.07 instead of NCE, whose constant needs the dataset size. The
+    memories are buffers of the term: saved in the training state, restored on resume, and left as they
+    were by SRKDModel's dry run."""
 
     def __init__(self, feat_dim=128, nce_k=16384, nce_t=0.07, level_weights=None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
@@ -202,8 +213,8 @@ class CRDLoss(ZooLoss):
         h = self.heads[i]
         zs = F.normalize(h.embed_s(fs.mean(dim=(2, 3))), dim=1)
         zt = F.normalize(h.embed_t(ft.mean(dim=(2, 3))), dim=1)
-        loss = (info_nce(zt, zs, h.memory_s.bank, self.nce_t) +   # teacher anchor, student negatives
-                info_nce(zs, zt, h.memory_t.bank, self.nce_t))    # student anchor, teacher negatives
+        loss = (info_nce(zt, zs, h.memory_s.negatives(), self.nce_t) +   # teacher anchor, student negatives
+                info_nce(zs, zt, h.memory_t.negatives(), self.nce_t))    # student anchor, teacher negatives
         if self.training:
             h.memory_s.push(zs)
             h.memory_t.push(zt)

@@ -203,6 +203,8 @@ class SRKDModel(SRModel):
             return
         l_total.backward()
         self.optimizer_g.step()
+        if len(self.distill_names()):  # terms' own parts (a critic), after the student's step
+            self.get_bare_model(self.distill).own_step(d)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self._append_loss_log(current_iter)
         if self.ema_decay > 0:
@@ -242,18 +244,20 @@ class SRKDModel(SRModel):
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
         if hasattr(self, 'distill') and self.get_bare_model(self.distill).has_parameters():
-            self.save_network(self.distill, 'net_d', current_iter)
+            self.save_network(self.distill, 'net_kd', current_iter)  # not net_d: BasicSR's GAN discriminator
 
     def extra_training_state(self):
         """Saved inside the training state, so resume restores the connectors with the optimizer."""
         if not hasattr(self, 'distill'):
             return {}
         bare = self.get_bare_model(self.distill)
-        return {'distill': {k: v.cpu() for k, v in bare.state_dict().items()}, 'skipped_steps': self.skipped_steps}
+        return {'distill': {k: v.cpu() for k, v in bare.state_dict().items()}, 'distill_own': bare.own_state(),
+                'skipped_steps': self.skipped_steps}
 
     def resume_training(self, resume_state):
         if hasattr(self, 'distill') and 'distill' in resume_state:
             self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
+            self.get_bare_model(self.distill).load_own_state(resume_state.get('distill_own', {}))
             self.skipped_steps = resume_state.get('skipped_steps', 0)
         if self.opt['rank'] == 0:  # lines after the checkpoint come again from the resumed run
             for log in (self.loss_log, self._val_log()):
