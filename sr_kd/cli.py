@@ -10,6 +10,8 @@ SUBCOMMANDS = [
     ('upscale', 'sr_kd.commands.upscale_cmd', 'upscale image files, folders and globs with a checkpoint'),
     ('export', 'sr_kd.commands.export_cmd', 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'),
     ('report', 'sr_kd.commands.report_cmd', 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'),
+    ('cache-teacher', 'sr_kd.commands.cache_teacher_cmd',
+     'build the offline teacher cache of an option file (distill.teacher: offline) ahead of training'),
 ]
 
 

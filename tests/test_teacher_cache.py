@@ -136,3 +136,27 @@ def test_a_cache_of_another_teacher_fails_before_training(tmp_path):
     other['distill']['teacher_cache'] = model.teacher_cache.folder  # one cache, of the first teacher
     proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'o.yml', other)], tmp_path / 'root')
     assert_one_line_error(proc, 'another teacher', 'teacher.pth')
+
+
+def test_cache_teacher_command_builds_what_training_reads(tmp_path, monkeypatch):
+    opt = _offline_opt(tmp_path)
+    del opt['distill']['teacher_cache']  # the default place, beside the experiments
+    path = write_options(tmp_path / 'o.yml', opt)
+    proc = run_cli(['-m', 'sr_kd.cli', 'cache-teacher', '-opt', path], tmp_path / 'root')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'teacher cache ready' in proc.stdout and '(3 images)' in proc.stdout
+    built = os.listdir(tmp_path / 'root' / 'experiments' / 'teacher_cache')
+    assert len(built) == 1
+
+    def no_build(*args, **kwargs):
+        raise AssertionError('training rebuilt the cache the command had built')
+
+    monkeypatch.setattr(teacher_cache, 'build', no_build)
+    model = _model(tmp_path, opt, steps=1)
+    assert os.path.basename(model.teacher_cache.folder) == built[0]
+
+
+def test_cache_teacher_refuses_an_online_option_file(tmp_path):
+    path = write_options(tmp_path / 'o.yml', tiny_options(tmp_path))
+    proc = run_cli(['-m', 'sr_kd.cli', 'cache-teacher', '-opt', path], tmp_path / 'root')
+    assert_one_line_error(proc, 'distill.teacher: offline')

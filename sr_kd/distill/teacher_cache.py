@@ -231,3 +231,29 @@ def ensure(opt, net, taps, specs, dtype, paths, root, progress=True):
               teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
     get_root_logger().info(f'Offline teacher: targets read from {folder}')
     return TeacherCache(folder, paths)
+
+
+def default_root(experiments_root):
+    """Where caches go unless ``distill.teacher_cache`` says: beside the experiments, shared by every run."""
+    return os.path.join(experiments_root, 'teacher_cache')
+
+
+def ensure_for_options(opt, device, root_path):
+    """The cache of an option file, built without a model (``sr-kd cache-teacher``): the same teacher, taps,
+    terms and images as the training run of that file, so the run finds it under the same key."""
+    from sr_kd.data.hr_dataset import training_paths
+    from sr_kd.distill.head import build_terms
+    from sr_kd.distill.taps import FeatureTaps
+    from sr_kd.distill.teacher import build_teacher, teacher_dtype
+
+    d_opt = opt.get('distill') or {}
+    if d_opt.get('teacher', 'online') != 'offline':
+        raise SRKDError('this option file does not use the offline teacher: set distill.teacher: offline')
+    opt.setdefault('scale', opt.get('network_t', {}).get('upscale', 1))
+    names, terms = build_terms(opt.get('train', {}).get('distill_opts'))
+    specs = offline_specs(names, terms)
+    net = build_teacher(opt, device)
+    taps = FeatureTaps(net, [str(p[1]) for p in d_opt.get('pairs') or []], role='teacher')
+    train_ds = opt['datasets']['train']
+    root = d_opt.get('teacher_cache') or default_root(os.path.join(root_path, 'experiments'))
+    return ensure(opt, net, taps, specs, teacher_dtype(opt, device), training_paths(train_ds), root)

@@ -1,0 +1,20 @@
+"""``sr-kd cache-teacher -opt X.yml``: build the offline teacher cache of an option file ahead of training
+(``distill.teacher: offline``; training builds it too when it is missing)."""
+
+
+def add_arguments(p):
+    p.add_argument('-opt', '--opt', required=True, help='the distillation option file (the one you train with)')
+    p.add_argument('--device', default='cpu', help="device the teacher runs on (default cpu; 'cuda' on a GPU)")
+
+
+def run(args):
+    import torch
+
+    from sr_kd.distill.teacher_cache import ensure_for_options
+    from sr_kd.entry import root_path
+    from sr_kd.options import load_yaml
+
+    opt = load_yaml(args.opt)
+    cache = ensure_for_options(opt, torch.device(args.device), root_path())
+    print(f'teacher cache ready: {cache.folder} ({len(cache.stems)} images)')
+    return 0
