@@ -206,6 +206,7 @@ def test_terms_of_one_step_share_inputs_and_labels():
     ({'type': 'DUKDConsistencyLoss', 'ops': ['rot90']}, 'ops'),
     ({'type': 'DUKDConsistencyLoss', 'source': 'hr'}, 'source'),
     ({'type': 'DUKDZoomInLoss', 'n_crops': 0}, 'n_crops'),
+    ({'type': 'DUKDConsistencyLoss', 'n_crops': 'two'}, 'n_crops'),
     ({'type': 'DUKDZoomOutLoss', 'criterion': 'l3'}, 'criterion'),
 ])
 def test_bad_options_fail_in_one_line(bad, fragment):
@@ -243,3 +244,13 @@ def test_short_training_through_basicsr_logs_each_part(tmp_path):
             assert key in r and np.isfinite(r[key]) and r[key] > 0, (key, r)
     log = next(exp.glob('train_*.log')).read_text()
     assert 'l_zo_rec' in log and 'l_lc' in log
+
+
+def test_offline_teacher_refuses_the_terms_that_run_the_teacher():
+    from sr_kd.distill.teacher_cache import offline_specs
+    names = ['zi', 'zo', 'lc']
+    with pytest.raises(SRKDError, match='l_zi .*l_zo .*l_lc '):
+        offline_specs(names, [build_loss(dict(TERMS[n])) for n in names])
+    # the reconstruction term and consistency on the batch itself read no teacher network: they run offline
+    names = ['zo_rec', 'lc_lr']
+    assert offline_specs(names, [build_loss(dict(TERMS[n])) for n in names]) == []

@@ -161,9 +161,9 @@ class _DUKDTerm(DistillLoss):
 
 
 def _n_crops(n_crops):
-    if int(n_crops) != n_crops or int(n_crops) < 1:
+    if isinstance(n_crops, bool) or not isinstance(n_crops, int) or n_crops < 1:
         raise SRKDError(f'DUKD: n_crops must be a whole number >= 1, got {n_crops!r}')
-    return int(n_crops)
+    return n_crops
 
 
 @LOSS_REGISTRY.register()
