@@ -57,6 +57,8 @@ METHODS = {
     'IRG': ({'type': 'IRGLoss'}, 'relational'),
     'CRD': ({'type': 'CRDLoss'}, 'relational'),
     'pair-wise': ({'type': 'PairWiseLoss'}, 'spatial'),
+    'pair-wise (released)': ({'type': 'PairWiseLoss', 'variant': 'released'}, 'spatial'),
+    'holistic': ({'type': 'HolisticLoss'}, 'spatial'),
     'FSP': ({'type': 'FSPLoss'}, 'spatial'),
     'KD-SVD': ({'type': 'KDSVDLoss'}, 'decomposition'),
     'MHGD': ({'type': 'MHGDLoss'}, 'decomposition'),
@@ -295,7 +297,10 @@ def student_line(base, step):
 
 def write_report(results, args):
     table, base = summarise(results, args.seeds)
-    write_chart(table, os.path.join(REPO, 'docs', 'zoo.png'))
+    if args.section != 'zoo-benchmark':  # a partial rerun: only the methods it ran
+        table = [r for r in table if r['run'] or r['probe'].get('status')]
+    chart = 'zoo.png' if args.section == 'zoo-benchmark' else f'{args.section}.png'
+    write_chart(table, os.path.join(REPO, 'docs', chart))
     meta = results['meta']
     lines = [
         f'Budget: {meta["iters"]} iterations, batch {meta["batch"]}, LR patch {meta["lq"]} (HR {meta["lq"] * 4}), '
@@ -338,11 +343,11 @@ def write_report(results, args):
             sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
             lines.append(f'| {r["method"]} | {len(d5)} | {fmt(statistics.mean(d5))} +- {sd(d5):.2f} | '
                          f'{fmt(statistics.mean(d14))} +- {sd(d14):.2f} |')
-    lines += ['', '![PSNR difference to the student alone](zoo.png)']
+    lines += ['', f'![PSNR difference to the student alone]({chart})']
     doc = os.path.join(REPO, 'docs', 'zoo.md')
     with open(doc) as f:
         text = f.read()
-    start, end = '<!-- zoo-benchmark:start -->', '<!-- zoo-benchmark:end -->'
+    start, end = f'<!-- {args.section}:start -->', f'<!-- {args.section}:end -->'
     head, rest = text.split(start)
     _, tail = rest.split(end)
     with open(doc, 'w') as f:
@@ -373,6 +378,9 @@ def main(argv=None):
     p.add_argument('--data', default='../shared/train')
     p.add_argument('--teacher', default='../shared/pretrained/IMDN_x4.pth')
     p.add_argument('--report-only', action='store_true', help='rewrite docs/zoo.md and docs/zoo.png from results.json')
+    p.add_argument('--section', default='zoo-benchmark',
+                   help='marker name of the docs/zoo.md section to write (and docs/<section>.png unless the '
+                        'default): a partial rerun (--only) writes its own section instead of the full table')
     p.add_argument('--step-probe', help=argparse.SUPPRESS)  # internal: time one method's step in this process
     p.add_argument('--weight', type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -27,7 +27,8 @@ NOT_ZERO = {'ABLoss', 'VIDLoss', 'CRDLoss', 'MHGDLoss'}
 
 def test_every_registered_distill_loss_is_covered():
     zoo = {n for n, c in LOSS_REGISTRY._obj_map.items() if isinstance(c, type) and issubclass(c, DistillLoss)}
-    covered = set(FEATURE_TERMS) | {'SobolevLoss', 'DMLLoss', 'FeatureStatsLoss', 'OutputDistillLoss'}
+    covered = set(FEATURE_TERMS) | {'SobolevLoss', 'DMLLoss', 'HolisticLoss', 'FeatureStatsLoss', 'OutputDistillLoss'}
+    covered |= {'DUKDZoomInLoss', 'DUKDZoomOutLoss', 'DUKDZoomOutReconLoss', 'DUKDConsistencyLoss'}  # test_dukd.py
     assert zoo == covered
     assert set(ZERO_AT_IDENTITY) | NOT_ZERO == set(FEATURE_TERMS)
 
@@ -147,6 +148,8 @@ def test_bad_options_raise_one_line_errors():
         build('ATLoss', [(8, 8, 8)], [(16, 4, 4)])
     with pytest.raises(SRKDError, match="pool must be 'avg' or 'max'"):
         build_loss({'type': 'PairWiseLoss', 'pool': 'median'})
+    with pytest.raises(SRKDError, match="variant must be 'paper' or 'released'"):
+        build_loss({'type': 'PairWiseLoss', 'variant': 'official'})
     with pytest.raises(SRKDError, match='init_var must exceed eps'):
         build_loss({'type': 'VIDLoss', 'init_var': 0})
 

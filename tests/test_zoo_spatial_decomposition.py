@@ -29,6 +29,33 @@ def test_pairwise_cosine_affinity_of_pooled_nodes():
     close(build('PairWiseLoss', shapes(fs), shapes(ft))(leaf_inputs(fs, ft)), total / 2)
 
 
+def test_pairwise_released_variant_max_pools_a_fixed_grid():
+    """Released code: window = 0.5 x the feature size (here 3x2 of a 6x4 map, so 2x2 nodes), max-pooled."""
+    torch.manual_seed(31)
+    fs, ft = [torch.randn(2, 3, 6, 4)], [torch.randn(2, 5, 6, 4)]
+
+    def affinity(x):
+        nodes = [x[:, i:i + 3, j:j + 2].double().amax(dim=(1, 2)) for i in (0, 3) for j in (0, 2)]
+        return [[float(a @ b) / (float(a.norm()) + 1e-8) / (float(b.norm()) + 1e-8) for b in nodes] for a in nodes]
+    total = 0.0
+    for n in range(2):
+        a_s, a_t = affinity(fs[0][n]), affinity(ft[0][n])
+        total += sum((a_s[i][j] - a_t[i][j]) ** 2 for i in range(4) for j in range(4)) / 16
+    close(build('PairWiseLoss', shapes(fs), shapes(ft), variant='released')(leaf_inputs(fs, ft)), total / 2)
+
+
+@pytest.mark.parametrize('variant', ['paper', 'released'])
+def test_pairwise_gradient_along_the_feature_only_when_the_norm_is_detached(variant):
+    """Scaling the student's feature leaves a cosine unchanged: with the norm differentiated (paper) the
+    gradient has no radial part; the released code detaches the norm, so it has one."""
+    torch.manual_seed(32)
+    fs, ft = [torch.randn(2, 3, 4, 4)], [torch.randn(2, 5, 4, 4)]
+    d = leaf_inputs(fs, ft)
+    build('PairWiseLoss', shapes(fs), shapes(ft), variant=variant, pool='max')(d).backward()
+    radial = float((d.feats_s[0].grad * d.feats_s[0].detach()).sum())
+    assert (abs(radial) < 1e-6) == (variant == 'paper'), radial
+
+
 def test_fsp_flow_matrices_between_consecutive_levels():
     torch.manual_seed(31)
     fs = [torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4), torch.randn(2, 3, 4, 4)]

@@ -145,9 +145,10 @@ class _ChannelAttention(nn.Module):
 
 @LOSS_REGISTRY.register()
 class AFDLoss(_ConnectedLoss):
-    """Attention feature distillation as in the seeds (Wang et al., ICLR 2020; SE-block attention): a
-    learned attention on the teacher's pooled feature weighs per-channel distances between spatially
-    L2-normalised maps."""
+    """Attention feature distillation as in the seeds (Wang et al., ICLR 2020), not as the paper: the seed
+    replaces the paper's attention with an SE block ("the original implementation of attention is
+    unstable"): a squeeze-excite on the teacher's pooled feature gives a weight per channel (sigmoid,
+    normalised to sum 1) that weighs per-channel distances between spatially L2-normalised maps."""
 
     def __init__(self, att_f=1.0, connector='auto', level_weights=None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)

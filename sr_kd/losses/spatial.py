@@ -13,22 +13,38 @@ from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector, match_si
 
 @LOSS_REGISTRY.register()
 class PairWiseLoss(ZooLoss):
-    """Structured pair-wise distillation (Liu et al., CVPR 2019): beta x beta cells are pooled into nodes
-    (beta=2, average pooling, as the paper's best setting), all node pairs are connected (global range)
-    with cosine affinity, and the student's affinity graph follows the teacher's (squared difference,
-    averaged over node pairs and the batch). Widths may differ."""
+    """Structured pair-wise distillation (Liu et al., CVPR 2019): nodes are pooled from the feature, all
+    node pairs are connected (global range) with cosine affinity, and the student's affinity graph follows
+    the teacher's (squared difference, averaged over node pairs and the batch). Widths may differ.
 
-    def __init__(self, node_size=2, pool='avg', level_weights=None, loss_weight=1.0):
+    ``variant: paper`` (default): beta x beta cells pooled into nodes (``node_size`` 2, ``pool`` avg, as
+    the paper's best setting; ``pool: max`` max-pools the same cells). ``variant: released`` follows the
+    released code (CriterionPairWiseforWholeFeatAfterPool): a fixed grid of nodes, each max-pooled over a
+    window of ``scale`` (0.5) times the feature's height and width (so 2 x 2 nodes), and the channel
+    norm of each node (plus 1e-8) is detached: the loss value is the cosine's, its gradient is not."""
+
+    def __init__(self, node_size=2, pool='avg', variant='paper', scale=0.5, level_weights=None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         if pool not in ('avg', 'max'):
             raise SRKDError(f"PairWiseLoss: pool must be 'avg' or 'max', not {pool!r}")
-        if int(node_size) < 1:
-            raise SRKDError(f'PairWiseLoss: node_size must be a positive integer, got {node_size}')
-        self.node_size, self.pool = int(node_size), pool
+        if variant not in ('paper', 'released'):
+            raise SRKDError(f"PairWiseLoss: variant must be 'paper' or 'released', not {variant!r}")
+        if int(node_size) < 1 or not 0 < float(scale) <= 1:
+            raise SRKDError(f'PairWiseLoss: node_size must be a positive integer and scale in (0, 1], '
+                            f'got {node_size} and {scale}')
+        self.node_size, self.pool, self.variant, self.scale = int(node_size), pool, variant, float(scale)
+
+    def nodes(self, x):
+        """(N, C, M) node features, unit length along C."""
+        if self.variant == 'paper':
+            pool = F.avg_pool2d if self.pool == 'avg' else F.max_pool2d
+            return F.normalize(pool(x, self.node_size, ceil_mode=True).flatten(2), dim=1)
+        kernel = (max(int(x.shape[-2] * self.scale), 1), max(int(x.shape[-1] * self.scale), 1))
+        pooled = F.max_pool2d(x, kernel, stride=kernel, ceil_mode=True).flatten(2)
+        return pooled / (pooled.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-8).detach()
 
     def affinity(self, x):
-        pool = F.avg_pool2d if self.pool == 'avg' else F.max_pool2d
-        nodes = F.normalize(pool(x, self.node_size, ceil_mode=True).flatten(2), dim=1)  # (N, C, M)
+        nodes = self.nodes(x)
         return torch.bmm(nodes.transpose(1, 2), nodes)
 
     def level(self, i, fs, ft):
