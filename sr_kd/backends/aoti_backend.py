@@ -1,0 +1,56 @@
+"""The AOTInductor backend: ``torch.export`` with dynamic batch/height/width, compiled ahead of time by
+inductor into a shared library (weights frozen in, so oneDNN packs them once at build time), packaged
+as a ``.pt2`` file and cached: the compile is paid once per model, precision and machine, not per run.
+
+bf16 is built by exporting the model under autocast, so the package computes what eager autocast does.
+"""
+import copy
+
+import torch
+
+from sr_kd.backends import Runner
+from sr_kd.backends.cache import Entry, model_digest
+
+
+class _Export(torch.nn.Module):
+    """The network as it is exported: float32 in, float32 out, autocast inside for bf16."""
+
+    def __init__(self, net, precision):
+        super().__init__()
+        self.net, self.precision = net, precision
+
+    def forward(self, x):
+        if self.precision == 'fp32':
+            return self.net(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return self.net(x).float()
+
+
+def _versions():
+    return {'torch': torch.__version__, 'cpu': torch.backends.cpu.get_cpu_capability()}
+
+
+def compile_package(model, info, precision, path):
+    """Export and AOT-compile ``model`` to ``path`` (.pt2)."""
+    from sr_kd.export import _example_and_dims
+
+    x, dims = _example_and_dims(info)
+    x = x.repeat(2, 1, 1, 1)  # batch 1 would be specialised (0/1 rule): adaptive cropping runs batches of 4
+    net = _Export(copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format).cpu(), precision)
+    with torch.no_grad():
+        program = torch.export.export(net, (x,), dynamic_shapes={'x': dims})
+    torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs={'freezing': True})
+
+
+def prepare_aoti(model, info, precision, options):
+    key = {'backend': 'aoti', 'model': model_digest(model), 'precision': precision,
+           'shapes': f'dynamic batch/height/width, sides multiple of {info.size_multiple}'}
+    entry = Entry(key, _versions(), '.pt2', options.cache_root)
+    path, meta, built = entry.get(lambda tmp: compile_package(model, info, precision, tmp),
+                                  f'the AOTInductor {precision} package of {info.label} (a C++ compile: minutes on 2 cores)')
+    compiled = torch._inductor.aoti_load_package(path)
+
+    def run(x):
+        return compiled(x.contiguous())
+    return Runner(fn=run, backend='aoti', precision=precision, autocast='fp32', eager=False,
+                  note=f'built in {meta["build_seconds"]:.0f} s' if built else 'cached')

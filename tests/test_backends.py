@@ -1,0 +1,213 @@
+"""Backends (sr_kd.backends): each one's output equals eager fp32 through the one forward path (whole
+images of two sizes, plain tiles, adaptive batches), its cache rebuilds what is stale or corrupt, and a
+missing optional dependency fails in one line (``--backend onnxruntime``) or is skipped (``auto``).
+
+Tolerance: 1e-4 max abs on outputs in [0, 1] for the fp32 backends (onnxruntime's and inductor's
+convolutions sum in another order than oneDNN's; measured differences are ~1e-6).
+The AOTInductor test compiles one tiny package (a C++ build: ~30 s on a quiet 2-core machine).
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sr_kd  # noqa: F401
+from sr_kd.archs import IMDN
+from sr_kd.archs.loading import describe
+from sr_kd.backends import Options, check, prepare
+from sr_kd.backends.cache import ENTRY, Entry
+from sr_kd.cli import main
+from sr_kd.errors import SRKDError
+from sr_kd.inference import upscale
+
+TOL = 1e-4
+SIZES = [(23, 31), (40, 36)]
+HAS_CXX = bool(shutil.which('g++') or shutil.which('c++') or shutil.which('clang++'))
+
+
+@pytest.fixture(scope='module')
+def net():
+    torch.manual_seed(0)
+    return IMDN(num_feat=16, num_modules=2, upscale=2).eval()
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp('backend_cache'))
+
+
+def _image(h, w, seed=0):
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_matches_eager(runner, net, info):
+    for h, w in SIZES:
+        x = _image(h, w)
+        want = upscale(net, x, info)
+        got = upscale(runner.fn, x, info, precision=runner.autocast)
+        assert got.shape == want.shape == (1, 3, 2 * h, 2 * w)
+        assert (got - want).abs().max() < TOL, (runner.label, h, w)
+        shapes = []
+
+        def counted(t):
+            shapes.append(tuple(t.shape[2:]))
+            return runner.fn(t)
+        want_tiles = upscale(net, x, info, tile=16, tile_pad=4)
+        got_tiles = upscale(counted, x, info, tile=16, tile_pad=4, precision=runner.autocast)
+        assert (got_tiles - want_tiles).abs().max() < TOL, (runner.label, 'tiles', h, w)
+        assert len(shapes) >= 4 and all(s[0] < h and s[1] < w for s in shapes)  # really tiles
+
+
+def test_onnxruntime_matches_eager(net, cache):
+    pytest.importorskip('onnxruntime')
+    runner = prepare('onnxruntime', net, describe(net), 'fp32', Options(cache_root=cache))
+    assert runner.backend == 'onnxruntime' and not runner.eager
+    _assert_matches_eager(runner, net, describe(net))
+
+
+@pytest.mark.skipif(not HAS_CXX, reason='AOTInductor needs a C++ compiler')
+def test_aoti_matches_eager_and_is_reused(net, cache, capsys):
+    info = describe(net)
+    runner = prepare('aoti', net, info, 'fp32', Options(cache_root=cache))
+    _assert_matches_eager(runner, net, info)
+    x = _image(12, 20).repeat(4, 1, 1, 1)  # adaptive cropping runs batches of four
+    assert (runner.fn(x) - net(x)).abs().max() < TOL
+    capsys.readouterr()
+    again = prepare('aoti', net, info, 'fp32', Options(cache_root=cache))
+    assert again.note == 'cached' and 'building' not in capsys.readouterr().err
+
+
+def test_combinations_refused_in_one_line():
+    with pytest.raises(SRKDError, match='needs --backend eager'):
+        check('onnxruntime', 'fp32', exact_tiles=True)
+    with pytest.raises(SRKDError, match='runs fp32/int8, not bf16'):
+        check('onnxruntime', 'bf16')
+    with pytest.raises(SRKDError, match='runs on the CPU here'):
+        check('aoti', 'fp32', device='cuda')
+
+
+def test_int8_refused_over_budget_unless_forced(net, cache):
+    pytest.importorskip('onnxruntime')
+    info = describe(net)
+    with pytest.raises(SRKDError, match=r'int8 costs .* dB .*refused; --force-int8'):
+        prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache))
+    runner = prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache, force_int8=True))
+    assert 'int8 costs' in runner.note
+    x = _image(*SIZES[0])
+    diff = (upscale(runner.fn, x, info) - upscale(net, x, info)).abs()
+    assert 0 < diff.mean() < 0.02  # quantised: close, not equal
+
+
+def test_cache_rebuilds_stale_and_corrupt(tmp_path, capsys):
+    builds = []
+
+    def make(tmp):
+        builds.append(tmp)
+        with open(tmp, 'wb') as f:
+            f.write(b'artefact %d' % len(builds))
+
+    entry = Entry({'model': 'abc', 'precision': 'fp32'}, {'torch': '1'}, '.bin', str(tmp_path))
+    path, meta, built = entry.get(make, 'thing')
+    assert built and open(path, 'rb').read() == b'artefact 1'
+    assert entry.get(make, 'thing')[2] is False and len(builds) == 1  # valid: used as it is
+
+    with open(path, 'r+b') as f:  # corrupt: same size, other bytes
+        f.write(b'X')
+    path, _, built = entry.get(make, 'thing')
+    assert built and open(path, 'rb').read() == b'artefact 2'
+    assert 'corrupt: rebuilding' in capsys.readouterr().err
+
+    newer = Entry({'model': 'abc', 'precision': 'fp32'}, {'torch': '2'}, '.bin', str(tmp_path))  # torch upgraded
+    path, _, built = newer.get(make, 'thing')
+    assert built and 'stale' in capsys.readouterr().err and open(path, 'rb').read() == b'artefact 3'
+
+    with open(os.path.join(newer.folder, ENTRY), 'w') as f:  # torn entry.json
+        f.write('{"artefact": ')
+    path, _, built = newer.get(make, 'thing')
+    assert built and len(builds) == 4
+    assert sorted(os.listdir(newer.folder)) == sorted([ENTRY, os.path.basename(path)])  # old artefacts removed
+
+
+def test_corrupt_onnx_entry_is_rebuilt_not_used(net, tmp_path):
+    pytest.importorskip('onnxruntime')
+    info = describe(net)
+    prepare('onnxruntime', net, info, 'fp32', Options(cache_root=str(tmp_path)))
+    (folder,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    meta = json.loads((folder / ENTRY).read_text())
+    (folder / meta['artefact']).write_bytes(b'not onnx')
+    runner = prepare('onnxruntime', net, info, 'fp32', Options(cache_root=str(tmp_path)))
+    assert runner.note.startswith('built')
+    x = _image(*SIZES[0])
+    assert (upscale(runner.fn, x, info) - upscale(net, x, info)).abs().max() < TOL
+
+
+@pytest.fixture
+def folder(tmp_path, net):
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i, (h, w) in enumerate(SIZES):
+        a = np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(a).save(src / f'{i}.png')
+    ckpt = tmp_path / 'tiny_x2.pth'
+    torch.save({'params': net.state_dict()}, ckpt)
+    return src, str(ckpt)
+
+
+def _outputs(out):
+    return [np.asarray(Image.open(out / f'{i}.png'), dtype=np.int16) for i in range(len(SIZES))]
+
+
+def test_cli_backends_agree(folder, tmp_path, monkeypatch, capsys):
+    pytest.importorskip('onnxruntime')
+    src, ckpt = folder
+    monkeypatch.setenv('SR_KD_CACHE', str(tmp_path / 'cache'))
+    outs = {}
+    for backend in ('eager', 'onnxruntime'):
+        out = tmp_path / backend
+        assert main(['upscale', str(src), '-m', ckpt, '-o', str(out), '--tile', '16', '--tile-pad', '4',
+                     '--backend', backend]) == 0
+        outs[backend] = _outputs(out)
+    for a, b in zip(outs['eager'], outs['onnxruntime']):
+        assert np.abs(a - b).max() <= 1
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'x'), '--backend', 'onnxruntime',
+                 '--exact-tiles']) == 2
+    assert 'needs --backend eager' in capsys.readouterr().err
+
+
+def test_missing_onnxruntime(folder, tmp_path, monkeypatch, capsys):
+    src, ckpt = folder
+    monkeypatch.setenv('SR_KD_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import onnxruntime -> ImportError
+    status = main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out'), '--backend', 'onnxruntime'])
+    err = capsys.readouterr().err
+    assert status == 2 and 'onnxruntime is not installed' in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'out').exists()
+
+    monkeypatch.setattr(shutil, 'which', lambda name: None)  # and no C++ compiler: auto has eager alone
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'auto'), '--backend', 'auto']) == 0
+    err = capsys.readouterr().err
+    assert 'auto: skipping onnxruntime: onnxruntime is not installed' in err
+    assert 'auto: eager fp32' in err
+    assert len(_outputs(tmp_path / 'auto')) == 2
+
+
+def test_auto_measures_once_and_remembers(net, tmp_path, monkeypatch, capsys):
+    pytest.importorskip('onnxruntime')
+    monkeypatch.setattr(shutil, 'which', lambda name: None)  # no AOTInductor: eager against onnxruntime
+    info = describe(net)
+    runner = prepare('auto', net, info, 'fp32', Options(cache_root=str(tmp_path)))
+    x = _image(*SIZES[1])
+    got = upscale(runner.fn, x, info)
+    err = capsys.readouterr().err
+    assert runner.backend in ('eager', 'onnxruntime') and 'fastest on a 40x36 input' in err
+    assert (got - upscale(net, x, info)).abs().max() < TOL
+    (decision,) = (tmp_path / 'auto').iterdir()
+    assert json.loads(decision.read_text())['choice'] == runner.backend
+    again = prepare('auto', net, info, 'fp32', Options(cache_root=str(tmp_path)))
+    assert again.backend == runner.backend and 'measured on this machine' in again.note
+    assert (upscale(again.fn, x, info) - got).abs().max() < TOL
