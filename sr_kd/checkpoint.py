@@ -50,6 +50,11 @@ def extract_state_dict(ckpt, param_key=None):
     sd = {(k[7:] if k.startswith('module.') else k): v for k, v in ckpt.items()}
     if not sd or not all(torch.is_tensor(v) for v in sd.values()):
         raise SRKDError('checkpoint does not hold a state_dict of tensors')
+    from sr_kd.rules import nonfinite_names
+    bad = nonfinite_names(sd)
+    if bad:  # such weights give black or garbage images: refuse them instead
+        raise SRKDError(f'checkpoint holds NaN/inf weights ({", ".join(bad[:2])}{", ..." if len(bad) > 2 else ""}); '
+                        'refusing it (it would give black images): use an earlier checkpoint of that run')
     return sd
 
 

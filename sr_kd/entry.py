@@ -1,9 +1,27 @@
-"""Shared start-up of ``sr_kd/train.py`` and ``sr_kd/test.py``: import the project (compat + registries),
-check the option file before anything runs, and turn user errors into one line and exit status 2."""
+"""Shared start-up of ``sr_kd/train.py`` and ``sr_kd/test.py``: import the project (repairs + registries),
+apply sr_kd's own run behaviour, check the option file before anything runs, hold the experiment's lock,
+and end every failure in one line (exit 2; 130 for Ctrl-C) that says what the run left and where."""
+import errno
 import os
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+
+USAGE = {
+    'train': ('usage: python sr_kd/train.py -opt OPTIONS.yml [--auto_resume] [--launcher {none,pytorch,slurm}] '
+              '[--debug] [--force_yml KEY=VALUE ...]\n\n'
+              "BasicSR's training pipeline with sr_kd's archs, models, losses and datasets registered.\n"
+              '  -opt OPTIONS.yml  the option file (checked before anything runs)\n'
+              '  --auto_resume     continue from the last complete checkpoint of experiments/NAME\n'
+              '  --launcher L      none (default) or pytorch (torchrun) / slurm for distributed training\n'
+              "  --debug           basicsr's debug mode (name debug_NAME, frequent logs and checkpoints)\n"
+              '  --force_yml K=V   override option keys, e.g. train:total_iter=100\n'
+              'Experiments go to $SR_KD_ROOT/experiments (default: the repository). Exit status: 0; 2 for a '
+              'bad input (one line); 130 when interrupted.'),
+    'test': ('usage: python sr_kd/test.py -opt OPTIONS.yml [--launcher {none,pytorch,slurm}]\n\n'
+             "BasicSR's test pipeline with sr_kd registered; results go to $SR_KD_ROOT/results/NAME.\n"
+             'Exit status: 0; 2 for a bad input (one line); 130 when interrupted.'),
+}
 
 
 def root_path():
@@ -12,22 +30,45 @@ def root_path():
     return os.path.abspath(os.environ.get('SR_KD_ROOT') or ROOT)
 
 
+def _run_name(opt, argv):
+    name = opt['name']
+    return 'debug_' + name if '--debug' in argv and not name.startswith('debug') else name
+
+
 def run_pipeline(kind):
     """Run basicsr's train or test pipeline with the project registered; ``kind`` is 'train' or 'test'."""
+    argv = sys.argv[1:]
+    if '-h' in argv or '--help' in argv:
+        print(USAGE[kind])
+        sys.exit(0)
+    prog = f'sr_kd/{kind}.py'
     from sr_kd.errors import SRKDError, exit_on_user_error
 
-    with exit_on_user_error(f'sr_kd/{kind}.py'):
-        import sr_kd  # noqa: F401 - compat + registries, before basicsr's pipelines are imported
-        from sr_kd import compat
+    with exit_on_user_error(prog):
+        import sr_kd  # noqa: F401 - repairs + registries, before basicsr's pipelines are imported
+        from sr_kd import own_run_behaviour as own
         from sr_kd.options import precheck_argv
 
-        precheck_argv(sys.argv[1:], is_train=kind == 'train')
+        own.apply()
+        opt = precheck_argv(argv, is_train=kind == 'train')
+        root, name = root_path(), _run_name(opt, argv)
+        if os.environ.get('RANK', '0') == '0':
+            own.lock_experiment(root, 'experiments' if kind == 'train' else 'results', name)
         if kind == 'train':
             from basicsr.train import train_pipeline as pipeline
         else:
             from basicsr.test import test_pipeline as pipeline
         try:
-            pipeline(root_path())
-        except SRKDError:
-            compat.undo_new_dirs()  # failed before its first checkpoint: leave no half-made experiment
-            raise
+            pipeline(root)
+        except (SRKDError, KeyboardInterrupt, OSError) as e:
+            if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            left = [own.tidy_after_failure(root)]
+            if kind == 'train':
+                left.append(own.resume_hint(root, name, argv))
+            left = '; '.join(filter(None, left))
+            if isinstance(e, KeyboardInterrupt):
+                print(f'{prog}: interrupted{"; " + left if left else ""}', file=sys.stderr)
+                sys.exit(130)
+            what = str(e) if isinstance(e, SRKDError) else f'disk full: {e.strerror}: {e.filename or ""}'
+            raise SRKDError(f'{what}{". Left: " + left if left else ""}') from e

@@ -12,17 +12,22 @@ from contextlib import contextmanager
 
 import yaml
 
-from sr_kd.errors import SRKDError, close_matches
+from sr_kd.errors import SRKDError
+from sr_kd.rules import check_registered, distill_pairs, nonfinite_policy
 
 
 def load_yaml(path):
-    """The option file as a dict; SRKDError with line and column on a syntax error."""
+    """The option file as a dict, read with the safe loader (``sr_kd.safe_yaml``: a Python tag is refused
+    and nothing runs); SRKDError with line and column on a syntax error."""
+    from sr_kd import safe_yaml
+
     if not os.path.isfile(path):
         raise SRKDError(f'option file not found: {path}')
-    from basicsr.utils.options import ordered_yaml
     try:
         with open(path) as f:
-            opt = yaml.load(f, Loader=ordered_yaml()[0])
+            opt = safe_yaml.load(f)
+    except safe_yaml.RefusedTag as e:
+        raise SRKDError(f'{path}: {e}') from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f'line {mark.line + 1}, column {mark.column + 1}' if mark else 'unknown position'
@@ -68,11 +73,6 @@ def _bools(d, where, *keys):
     for key in keys:
         if key in d and not isinstance(d[key], bool):
             raise SRKDError(f'{where}{key} must be true or false, not {d[key]!r}')
-
-
-def check_registered(registry, name, what):
-    if not isinstance(name, str) or name not in registry._obj_map:
-        raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry._obj_map)}')
 
 
 def _weight(d, where):
@@ -230,16 +230,15 @@ def _check_train(opt):
     terms = train.get('distill_opts') or []
     if not isinstance(terms, list):
         raise SRKDError('train.distill_opts must be a list of loss terms')
-    for i, term in enumerate(terms):
+    for i, term in enumerate(terms):  # the type is build_terms' rule (distill/head.py)
         if not isinstance(term, dict):
             raise SRKDError(f'train.distill_opts[{i}] must be a section with a type, not {term!r}')
-        check_registered(LOSS_REGISTRY, term.get('type'), f'distillation loss type (distill_opts[{i}])')
         _weight(term, f'train.distill_opts[{i}].')
     for i, term in enumerate(_build('train.distill_opts', lambda: build_terms(copy.deepcopy(terms)))[1]):
         if not isinstance(term, DistillLoss):
             raise SRKDError(f'train.distill_opts[{i}]: {type(term).__name__} is not a distillation loss '
                             '(a task loss belongs in pixel_opt)')
-    _choice(train, 'nonfinite', 'train.', ('stop', 'skip'), default='stop')
+    nonfinite_policy(train)
     ema = train.get('ema_decay', 0)
     if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
         raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
@@ -249,10 +248,8 @@ def _check_train(opt):
             raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
         if not isinstance(teacher, str) or not os.path.isfile(os.path.expanduser(teacher)):
             raise SRKDError(f'teacher checkpoint not found: {teacher}')
-        pairs = _section(opt, 'distill', required=False).get('pairs') or []
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs):
-            raise SRKDError(f'distill.pairs must be a list of [student_module, teacher_module], not {pairs!r}')
+        _section(opt, 'distill', required=False)
+        distill_pairs(opt)
 
 
 def _check_val(opt, is_train):
@@ -331,10 +328,12 @@ def _check_options(opt, is_train):
 
 
 def precheck_argv(argv, is_train=True):
-    """Check the option file named by ``-opt`` in argv (BasicSR parses argv again afterwards)."""
+    """Check the option file named by ``-opt`` in argv (BasicSR parses argv again afterwards); returns it."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
     args, _ = parser.parse_known_args(argv)
     if not args.opt:
         raise SRKDError('usage: -opt OPTION_FILE.yml is required')
-    check_options(load_yaml(args.opt), is_train)
+    opt = load_yaml(args.opt)
+    check_options(opt, is_train)
+    return opt

@@ -208,7 +208,9 @@ def build_in_process(opt_path, root, steps=1):
     from basicsr.utils import get_root_logger
     from basicsr.utils.options import parse_options
 
+    from sr_kd import own_run_behaviour
     from sr_kd.options import check_options, load_yaml
+    own_run_behaviour.apply()  # as sr_kd/entry.py does
     check_options(load_yaml(opt_path))
     argv, sys.argv = sys.argv, ['train.py', '-opt', str(opt_path)]
     try:

@@ -203,18 +203,37 @@ def test_cli_yaml_error(tmp_path):
     assert not (tmp_path / 'experiments').exists()
 
 
-def test_cli_error_after_setup_leaves_no_experiment(tmp_path):
+def test_cli_error_after_setup_keeps_the_log_and_says_where(tmp_path):
     """The teacher is checked when the model is built, after BasicSR made the experiment folder (and
-    archived an older one of the same name): both are put back as they were."""
+    archived an older one of the same name): the new run's log is kept, empty folders go, and the error
+    line says where the log and the older run are."""
     opt = tiny_options(tmp_path)
     opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'x3.pth', upscale=3)
     older = tmp_path / 'experiments' / 'tiny'
     older.mkdir(parents=True)
     (older / 'keep.txt').write_text('an older run')
     proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'x3.yml', opt)], tmp_path)
-    assert_one_line_error(proc, 'does not fit network_t', 'shapes differ')
-    assert sorted(os.listdir(tmp_path / 'experiments')) == ['tiny']
-    assert os.listdir(older) == ['keep.txt']
+    line = assert_one_line_error(proc, 'does not fit network_t', 'shapes differ', 'kept experiments/tiny/ with',
+                                 'no checkpoint was saved')
+    archived = [n for n in os.listdir(tmp_path / 'experiments') if n.startswith('tiny_archived_')]
+    assert len(archived) == 1 and f'the previous run is in experiments/{archived[0]}/' in line
+    assert os.listdir(tmp_path / 'experiments' / archived[0]) == ['keep.txt']
+    kept = sorted(os.listdir(older))
+    assert len(kept) == 2 and kept[0].startswith('train_tiny_') and kept[0].endswith('.log') and kept[1] == 'x3.yml'
+
+
+def test_cli_error_with_nothing_written_puts_the_older_run_back(tmp_path):
+    """A run whose folder ends up empty gives the name back to the older run it archived."""
+    from sr_kd import own_run_behaviour as own
+    older = tmp_path / 'experiments' / 'tiny'
+    older.mkdir(parents=True)
+    (older / 'keep.txt').write_text('an older run')
+    archived = str(older) + '_archived_x'
+    os.rename(older, archived)
+    os.makedirs(older / 'models')
+    own._NEW_DIRS.append((str(older), archived))
+    assert own.tidy_after_failure(str(tmp_path)) == ''
+    assert sorted(os.listdir(tmp_path / 'experiments')) == ['tiny'] and os.listdir(older) == ['keep.txt']
 
 
 def test_cli_corrupt_image_stop(tmp_path):
@@ -222,8 +241,8 @@ def test_cli_corrupt_image_stop(tmp_path):
     corrupt_files(tmp_path / 'data' / 'train')
     opt['datasets']['train']['corrupt_images'] = 'error'
     proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'c.yml', opt)], tmp_path)
-    assert_one_line_error(proc, 'cannot read image', 'corrupt_images: skip')
-    assert not (tmp_path / 'experiments' / 'tiny').exists()
+    assert_one_line_error(proc, 'cannot read image', 'corrupt_images: skip', 'kept experiments/tiny/')
+    assert list((tmp_path / 'experiments' / 'tiny').glob('train_tiny_*.log'))  # the log is kept
 
 
 # ----- property: a mutated option file either runs or fails with one line ---------------------------

@@ -8,7 +8,7 @@ from torch import nn
 from basicsr.losses import build_loss
 
 from sr_kd.errors import SRKDError
-from sr_kd.options import check_registered
+from sr_kd.rules import check_registered
 
 
 def build_terms(term_opts):

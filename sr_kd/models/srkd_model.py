@@ -25,16 +25,10 @@ from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
 from sr_kd.errors import SRKDError
+from sr_kd.rules import check_skip_share, distill_pairs, nonfinite_names, nonfinite_policy
 from sr_kd.losses.base import DistillInputs
+from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
-
-
-def _pairs(opt):
-    pairs = (opt.get('distill') or {}).get('pairs') or []
-    for i, pair in enumerate(pairs):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise SRKDError(f'distill.pairs[{i}] must be [student_module, teacher_module], got {pair!r}')
-    return [str(p[0]) for p in pairs], [str(p[1]) for p in pairs]
 
 
 def _drop_after(path, last_iter):
@@ -47,19 +41,17 @@ def _drop_after(path, last_iter):
 
 
 @MODEL_REGISTRY.register()
-class SRKDModel(SRModel):
+class SRKDModel(OwnValidation, SRModel):
     """Knowledge distillation for SR. Options beyond SRModel's: ``network_t``; ``path.pretrain_network_t``,
     ``param_key_t`` (default 'params'; ~ for plain state_dicts such as the official IMDN files),
     ``strict_load_t``; ``distill.pairs``; ``train.distill_opts``; ``train.nonfinite`` ('stop' | 'skip')."""
 
     def init_training_settings(self):
         train_opt = self.opt['train']
-        self.nonfinite = train_opt.get('nonfinite', 'stop')
-        if self.nonfinite not in ('stop', 'skip'):
-            raise SRKDError(f"train.nonfinite must be 'stop' or 'skip', not {self.nonfinite!r}")
+        self.nonfinite, self.max_skip_share = nonfinite_policy(train_opt)
         self.skipped_steps = 0
         self._build_teacher()
-        s_names, t_names = _pairs(self.opt)
+        s_names, t_names = distill_pairs(self.opt)
         names, terms = build_terms(train_opt.get('distill_opts'))
         self.distill = DistillHead(names, terms)
         record_inputs = self.distill.needs_inputs
@@ -224,12 +216,13 @@ class SRKDModel(SRModel):
         bad = [f'{k} = {float(v)}' for k, v in zip(loss_dict, values) if not math.isfinite(float(v))]
         bad = bad or ['a loss on another rank']
         if self.nonfinite == 'stop':
-            raise SRKDError(f'{bad[0]} at iteration {current_iter}; stopped without saving (the last checkpoint '
-                            "is intact). Lower the learning rate or that term's weight, or set train.nonfinite: skip")
+            raise SRKDError(f'{bad[0]} at iteration {current_iter}; stopped without saving this step. '
+                            "Lower the learning rate or that term's weight, or set train.nonfinite: skip")
         self.skipped_steps += 1
         self.optimizer_g.zero_grad(set_to_none=True)
         get_root_logger().warning(f'iteration {current_iter}: {", ".join(bad)}; step skipped '
                                   f'({self.skipped_steps} so far)')
+        check_skip_share(self.skipped_steps, current_iter, self.max_skip_share)
         self.log_dict = OrderedDict(skipped_steps=float(self.skipped_steps))
         return False
 
@@ -242,6 +235,12 @@ class SRKDModel(SRModel):
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def save(self, epoch, current_iter):
+        nets = [('net_g', self.net_g)] + ([('net_g_ema', self.net_g_ema)] if hasattr(self, 'net_g_ema') else [])
+        for label, net in nets:  # never write weights that upscale to black
+            bad = nonfinite_names(self.get_bare_model(net).state_dict())
+            if bad:
+                raise SRKDError(f'{label} holds NaN/inf weights ({", ".join(bad[:2])}) at iteration {current_iter}; '
+                                'not saved')
         super().save(epoch, current_iter)
         if hasattr(self, 'distill') and self.get_bare_model(self.distill).has_parameters():
             self.save_network(self.distill, 'net_kd', current_iter)  # not net_d: BasicSR's GAN discriminator

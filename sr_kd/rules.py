@@ -1,0 +1,56 @@
+"""Option rules with one owner each: the start-up check (``sr_kd.options``) and the model
+(``sr_kd.models.srkd_model``) both call these, so a rule is written once and both say the same line.
+
+Teacher rules (network_t, its checkpoint, its scale) are owned by ``sr_kd.distill.teacher``; the loss
+term rules (registered type, unique names) by ``sr_kd.distill.head.build_terms``.
+"""
+import math
+
+from sr_kd.errors import SRKDError, close_matches
+
+NONFINITE_MODES = ('stop', 'skip')
+# nonfinite: skip stops the run once more than this share of the steps so far was skipped (the first
+# FREE_SKIPS skips are always allowed, so one bad batch early on does not stop a run).
+DEFAULT_MAX_SKIP_SHARE = 0.1
+FREE_SKIPS = 3
+
+
+def check_registered(registry, name, what):
+    """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
+    if not isinstance(name, str) or name not in registry._obj_map:
+        raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry._obj_map)}')
+
+
+def nonfinite_policy(train_opt):
+    """(mode, max_skip_share) from ``train.nonfinite`` ('stop' | 'skip') and ``train.nonfinite_max_share``."""
+    mode = train_opt.get('nonfinite', 'stop')
+    if mode not in NONFINITE_MODES:
+        raise SRKDError(f"train.nonfinite must be one of {', '.join(map(repr, NONFINITE_MODES))}, not {mode!r}")
+    share = train_opt.get('nonfinite_max_share', DEFAULT_MAX_SKIP_SHARE)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise SRKDError(f'train.nonfinite_max_share must be a number in [0, 1], not {share!r}')
+    return mode, float(share)
+
+
+def check_skip_share(skipped, current_iter, max_share):
+    """SRKDError once the skipped steps pass ``max_share`` of the steps so far (beyond FREE_SKIPS)."""
+    if skipped > max(FREE_SKIPS, math.floor(max_share * current_iter)):
+        raise SRKDError(f'{skipped} of {current_iter} steps had a NaN/inf loss and were skipped, more than '
+                        f'train.nonfinite_max_share = {max_share:g}: stopped, the weights are not trained. '
+                        "Lower the learning rate or that term's weight")
+
+
+def distill_pairs(opt):
+    """(student module names, teacher module names) from ``distill.pairs``."""
+    pairs = (opt.get('distill') or {}).get('pairs') or []
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs):
+        raise SRKDError(f'distill.pairs must be a list of [student_module, teacher_module], not {pairs!r}')
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def nonfinite_names(state_dict):
+    """Names of the tensors in ``state_dict`` that hold NaN or inf."""
+    import torch
+    return [k for k, v in state_dict.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]

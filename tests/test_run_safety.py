@@ -1,0 +1,173 @@
+"""A failed or interrupted training run loses nothing and says what it left; two runs of one name never mix;
+`nonfinite: skip` cannot end in untrained weights; no checkpoint with NaN weights is written or used;
+an option file cannot run code. Real subprocesses, real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd_util import (CHILD, REPO, assert_one_line_error, cli_env, run_cli, run_until_killed, tiny_options,
+                     write_options)
+
+# kd_util's fault-hook child plus one hook: nan_weights_iter fills the student's first weight with NaN
+# after that iteration's step.
+EXTRA = r'''
+real_step2 = SRKDModel.optimize_parameters
+def optimize_parameters2(self, current_iter):
+    real_step2(self, current_iter)
+    if current_iter == faults.get('nan_weights_iter'):
+        with torch.no_grad():
+            next(self.get_bare_model(self.net_g).parameters()).fill_(float('nan'))
+SRKDModel.optimize_parameters = optimize_parameters2
+'''
+
+
+def child(folder):
+    path = Path(folder) / 'faulty_train2.py'
+    marker = 'from sr_kd.entry import run_pipeline'
+    path.write_text(CHILD.replace(marker, EXTRA + marker))
+    return str(path)
+
+
+def run_child(script, opt, root, faults, args=()):
+    env = dict(cli_env(root), SRKD_FAULTS=json.dumps(faults))
+    return subprocess.run([sys.executable, script, '-opt', opt, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_failure_before_first_checkpoint_keeps_the_logs(tmp_path):
+    """NaN at iteration 3, checkpoints every 4: the log, losses.jsonl and the option copy stay (the old code
+    deleted the whole experiment folder and claimed the last checkpoint was intact)."""
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
+    proc = run_child(child(tmp_path), opt, tmp_path, {'nan_loss': 'OutputDistillLoss', 'nan_iters': [3]})
+    line = assert_one_line_error(proc, 'l_out = nan at iteration 3', 'kept experiments/tiny/', 'losses.jsonl',
+                                 'no checkpoint was saved')
+    assert 'intact' not in line
+    exp = tmp_path / 'experiments' / 'tiny'
+    logs = list(exp.glob('train_tiny_*.log'))
+    assert len(logs) == 1 and 'l_out = nan at iteration 3' not in logs[0].read_text()  # the log as written
+    assert [json.loads(ln)['iter'] for ln in (exp / 'losses.jsonl').read_text().splitlines()] == [1, 2]
+    assert not (exp / 'models').exists() and not (exp / 'training_states').exists()  # empty: removed
+
+
+def test_skip_limit_stops_a_run_that_skips_most_steps(tmp_path):
+    """19 of 20 steps NaN with nonfinite: skip used to end with exit 0; now the 4th skip stops it."""
+    o = tiny_options(tmp_path, total_iter=20, nonfinite='skip')
+    o['logger']['save_checkpoint_freq'] = 2
+    opt = write_options(tmp_path / 'kd.yml', o)
+    proc = run_child(child(tmp_path), opt, tmp_path, {'nan_loss': 'OutputDistillLoss',
+                                                      'nan_iters': list(range(2, 21))})
+    assert_one_line_error(proc, '4 of 5 steps had a NaN/inf loss', 'nonfinite_max_share = 0.1',
+                          'last complete checkpoint is iteration 4')
+
+
+def test_nonfinite_max_share_is_checked_at_start(tmp_path):
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, nonfinite='skip', nonfinite_max_share=2))
+    proc = run_cli(['sr_kd/train.py', '-opt', opt], tmp_path)
+    assert_one_line_error(proc, 'train.nonfinite_max_share must be a number in [0, 1], not 2')
+    assert not (tmp_path / 'experiments' / 'tiny').exists()
+
+
+def test_nan_weights_are_never_saved_nor_used(tmp_path):
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
+    proc = run_child(child(tmp_path), opt, tmp_path, {'nan_weights_iter': 8})
+    assert_one_line_error(proc, 'net_g holds NaN/inf weights', 'at iteration 8', 'not saved',
+                          'last complete checkpoint is iteration 4')
+    models = tmp_path / 'experiments' / 'tiny' / 'models'
+    assert sorted(os.listdir(models)) == ['net_g_4.pth']
+
+    # a checkpoint with NaN weights (written by anything else) is refused by upscale and eval
+    sd = torch.load(models / 'net_g_4.pth', weights_only=True)
+    next(iter(sd['params'].values()))[0] = float('inf')
+    bad = tmp_path / 'bad.pth'
+    torch.save(sd, bad)
+    images = tmp_path / 'data' / 'val'
+    for args in (['upscale', str(images), '-m', str(bad), '-o', str(tmp_path / 'out')],
+                 ['eval', '--model', str(bad), '--hr', str(images), '--scale', '2']):
+        proc = run_cli(['-m', 'sr_kd.cli', *args], tmp_path)
+        assert_one_line_error(proc, 'NaN/inf weights', 'refusing it')
+    assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+def test_two_runs_of_one_name_never_mix(tmp_path):
+    """The second run refuses in one line naming the first one's process and touches nothing; once the
+    first is killed (kill -9: its lock is freed by the kernel), a run of that name starts normally."""
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
+    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 2, 'marker': str(tmp_path / 'w')}))
+    first = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / 'w').exists():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        exp = tmp_path / 'experiments'
+        before = sorted(os.listdir(exp))
+        proc = run_cli(['sr_kd/train.py', '-opt', opt], tmp_path)
+        assert_one_line_error(proc, 'experiments/tiny is in use', f'process {first.pid}', 'another name')
+        assert sorted(os.listdir(exp)) == before  # nothing archived, nothing written
+    finally:
+        first.kill()
+        first.wait()
+    proc = run_cli(['sr_kd/train.py', '-opt', opt, '--auto_resume'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_ctrl_c_says_what_was_finished(tmp_path):
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
+    marker = tmp_path / 'w'
+    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 6, 'marker': str(marker)}))
+    proc = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert 'Traceback' not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('sr_kd/train.py: interrupted; kept experiments/tiny/'), last
+    assert 'last complete checkpoint is iteration 4' in last and '--auto_resume' in last
+    assert (tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth').is_file()
+
+
+EVIL = 'name: !!python/object/apply:os.system ["touch {marker}"]\nmodel_type: SRModel\n'
+
+
+@pytest.mark.parametrize('script', ['sr_kd/train.py', 'sr_kd/test.py'])
+def test_option_file_with_python_tag_runs_nothing(tmp_path, script):
+    marker = tmp_path / 'pwned'
+    opt = tmp_path / 'evil.yml'
+    opt.write_text('# from a paper\n' + EVIL.format(marker=marker))
+    proc = run_cli([script, '-opt', opt], tmp_path)
+    assert_one_line_error(proc, 'evil.yml: line 2: the tag !!python/object/apply:os.system is refused')
+    assert not marker.exists()
+
+
+def test_basicsr_parse_options_reads_safely(tmp_path, monkeypatch):
+    """basicsr's own pipeline (parse_options) reads option files with the safe loader once sr_kd is imported;
+    ordered mappings and BasicSR's !!float still work."""
+    from basicsr.utils.options import parse_options
+
+    marker = tmp_path / 'pwned'
+    opt = tmp_path / 'evil.yml'
+    opt.write_text(EVIL.format(marker=marker))
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(opt)])
+    with pytest.raises(Exception, match='line 1: the tag !!python/object/apply:os.system is refused'):
+        parse_options(str(tmp_path), is_train=True)
+    assert not marker.exists()
+
+    good = tmp_path / 'good.yml'
+    good.write_text('name: x\nnum_gpu: 0\nmanual_seed: 1\nlr: !!float 2e-4\ndatasets: {}\npath: {}\n'
+                    'b: 1\na: 2\n')
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(good)])
+    parsed, _ = parse_options(str(tmp_path), is_train=False)
+    assert parsed['lr'] == 2e-4 and list(parsed)[:6] == ['name', 'num_gpu', 'manual_seed', 'lr', 'datasets', 'path']
