@@ -174,18 +174,32 @@ def test_cli_backends_agree(folder, tmp_path, monkeypatch, capsys):
         outs[backend] = _outputs(out)
     for a, b in zip(outs['eager'], outs['onnxruntime']):
         assert np.abs(a - b).max() <= 1
-    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'x'), '--backend', 'onnxruntime',
-                 '--exact-tiles']) == 2
-    assert 'needs --backend eager' in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'x'), '--backend', 'onnxruntime', '--exact-tiles'])
+    assert e.value.code == 2 and 'needs --backend eager' in capsys.readouterr().err
+
+
+def test_eval_backend_same_numbers(folder, tmp_path, monkeypatch, capsys):
+    pytest.importorskip('onnxruntime')
+    src, ckpt = folder
+    monkeypatch.setenv('SR_KD_CACHE', str(tmp_path / 'cache'))
+    tables = {}
+    for backend in ('eager', 'onnxruntime'):
+        assert main(['eval', '--model', ckpt, '--hr', str(src), '--scale', '2', '--backend', backend]) == 0
+        tables[backend] = [line for line in capsys.readouterr().out.splitlines() if line.startswith('mean')]
+    assert tables['eager'] == tables['onnxruntime'] and tables['eager']
 
 
 def test_missing_onnxruntime(folder, tmp_path, monkeypatch, capsys):
     src, ckpt = folder
     monkeypatch.setenv('SR_KD_CACHE', str(tmp_path / 'cache'))
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import onnxruntime -> ImportError
-    status = main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out'), '--backend', 'onnxruntime'])
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out'), '--backend', 'onnxruntime'])
     err = capsys.readouterr().err
-    assert status == 2 and 'onnxruntime is not installed' in err and len(err.strip().splitlines()) == 1
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith('sr-kd: error: --backend onnxruntime: onnxruntime is not installed')
     assert not (tmp_path / 'out').exists()
 
     monkeypatch.setattr(shutil, 'which', lambda name: None)  # and no C++ compiler: auto has eager alone

@@ -38,6 +38,19 @@ class Runner:
     def label(self):
         return f'{self.backend} {self.precision}'
 
+    def standalone(self):
+        """``fn`` with its autocast inside, for callers that run it without ``upscale``'s precision argument
+        (``evaluate``, ``auto``'s candidates); the module itself where nothing is to be added."""
+        if self.autocast == 'fp32':
+            return self.fn
+        from sr_kd.inference import autocast
+        fn, precision = self.fn, self.autocast
+
+        def run(x):
+            with autocast(x.device, precision):
+                return fn(x).float()
+        return run
+
 
 @dataclass
 class Options:

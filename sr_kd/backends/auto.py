@@ -57,18 +57,6 @@ def _read(path):
         return None
 
 
-def _with_autocast(runner):
-    """A runner's callable with its autocast inside, so one outer precision ('fp32') serves every candidate."""
-    if runner.autocast == 'fp32':
-        return runner.fn
-    from sr_kd.inference import autocast
-
-    def run(x):
-        with autocast(x.device, runner.autocast):
-            return runner.fn(x).float()
-    return run
-
-
 def _candidates(precision, options):
     names = [b for b, ps in PRECISIONS.items() if precision in ps]
     if not str(options.device).startswith('cpu'):
@@ -109,7 +97,7 @@ def prepare_auto(model, info, precision, options, exact_tiles=False):
     known = _read(path)
     if known and known['choice'] in names:
         r = prepare(known['choice'], model, info, precision, options)
-        r.fn = _with_autocast(r)
+        r.fn = r.standalone()
         r.autocast = 'fp32'
         r.note = (f'auto: {known["choice"]} {precision}, measured on this machine on {known["measured"]} '
                   f'({_summary(known["seconds"])}; decision in {path})')
@@ -138,7 +126,7 @@ def _measuring_runner(model, info, precision, options, names, path):
         fns = {}
         for b in names:
             try:
-                fns[b] = _with_autocast(prepare(b, model, info, precision, options))
+                fns[b] = prepare(b, model, info, precision, options).standalone()
             except SRKDError as e:
                 _say(f'auto: skipping {b}: {e}')
         if not fns:
