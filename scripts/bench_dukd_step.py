@@ -106,8 +106,7 @@ def main(argv=None):
     t_prec = 'bf16' if getattr(kd, 't_dtype', None) is not None else 'fp32'
     device = 'cuda' if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} thread(s))'
     print(f'device: {device}; batch {args.batch}, LR patch {args.lq}, x{scale}; teacher '
-          f'{base["path"]["pretrain_network_t"]} (batch teacher forward {t_prec}, upcycled ones fp32 unless '
-          f'DistillInputs carries teacher_dtype); {args.rounds} rounds')
+          f'{base["path"]["pretrain_network_t"]} ({t_prec}); {args.rounds} rounds')
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     print(f'{"variant":<30} {"wall ms":>8} {"ratio":>6}   {"CPU ms":>7} {"ratio":>6}   (medians)')

@@ -254,3 +254,19 @@ def test_offline_teacher_refuses_the_terms_that_run_the_teacher():
     # the reconstruction term and consistency on the batch itself read no teacher network: they run offline
     names = ['zo_rec', 'lc_lr']
     assert offline_specs(names, [build_loss(dict(TERMS[n])) for n in names]) == []
+
+
+def test_upcycled_labels_follow_the_models_teacher_precision():
+    from sr_kd.distill.teacher import run_teacher
+    student, teacher = _nets()
+    labels = {}
+    for dtype in (None, torch.bfloat16):
+        d = _inputs(student, teacher, batch=2)
+        d.teacher_dtype = dtype
+        torch.manual_seed(5)
+        build_loss({'type': 'DUKDZoomInLoss'})(d)
+        x = d._dukd[('input', 'zoom_in', 1)]
+        labels[dtype] = d._dukd[('teacher', 'input', 'zoom_in', 1)]
+        assert labels[dtype].dtype == torch.float32
+        assert torch.equal(labels[dtype], run_teacher(teacher, x, dtype))
+    assert not torch.equal(labels[None], labels[torch.bfloat16])  # the same tiles (same seed), another precision

@@ -130,14 +130,14 @@ def _source(d, source, n_crops):
 
 def _teacher_label(d, source, n_crops):
     """The teacher's SR output on the plain ``source`` inputs, computed once per step: under ``no_grad``, at
-    the precision the model runs its teacher when the inputs say so (``teacher_dtype``; fp32 otherwise)."""
+    the precision the model runs its teacher at (``teacher_dtype``: bf16 autocast, or None for fp32)."""
     key, x = _source(d, source, n_crops)
     cache = _step_cache(d)
     if ('teacher',) + key not in cache:
         if source == 'lr':
             cache[('teacher',) + key] = d.sr_t.detach().float()
         else:
-            cache[('teacher',) + key] = run_teacher(d.teacher, x, getattr(d, 'teacher_dtype', None))
+            cache[('teacher',) + key] = run_teacher(d.teacher, x, d.teacher_dtype)
     return cache[('teacher',) + key]
 
 
