@@ -12,6 +12,10 @@ label of the plain input). Each part is its own term, with its own weight, logge
   DUKDConsistencyLoss   label consistency: student on augmented zoom-in (or zoom-out, or LR) inputs, the
                         augmentation undone on its output, vs the teacher on the plain inputs.
 
+The paper computes its zoom-in loss through the augmentations, so its recipe (options/dukd.yml) is output
+distillation + DUKDConsistencyLoss (zoom-in tiles, p = 0.3) + the two zoom-out terms; DUKDZoomInLoss is the
+zoom-in loss without them (the paper's ablation).
+
 The teacher runs under ``no_grad`` in the mode the model keeps it (eval); only the student gets gradients.
 Terms of one step share the upcycled inputs, the teacher's labels and the student's zoom-out output (cached
 on that step's ``DistillInputs``), so listing two terms on the same inputs costs no second teacher forward.
