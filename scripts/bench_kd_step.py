@@ -1,10 +1,14 @@
-"""Time per training iteration: distillation vs the same student alone, side by side in one run.
+"""Time per training iteration of every way to run the teacher, against the student alone, in one run.
 
-    python scripts/bench_kd_step.py [--batch 16 --lq 48 --iters 10 --repeats 3] [--opt options/imdn_kd.yml]
+    python scripts/bench_kd_step.py [--batch 8 --lq 24 --iters 10 --repeats 3] [--opt options/imdn_kd.yml]
+        [--teacher ../shared/pretrained/IMDN_x4.pth]   # the official teacher (param_key_t ~)
 
-Builds both models from the distillation option file (the student-alone model is the same file with
-SRModel and no teacher), feeds them the same random batches and alternates them (A B A B ...), so
-machine drift hits both. Prints the median seconds per iteration and the ratio.
+Builds, from one distillation option file: the student alone (SRModel, no teacher); distillation with the
+online teacher in fp32 and in bf16; distillation with the offline teacher (its cache built first, not
+timed); and the bare teacher forward in fp32 and bf16. All get the same real batches of the option file's
+training set and run in alternation (A B C ... A B C ...), so machine drift hits each alike. Prints the
+median seconds per iteration, each ratio to the student alone, and each online step against its floor
+(student step + teacher forward at that precision, measured here).
 """
 import argparse
 import copy
@@ -19,7 +23,8 @@ import torch
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
 
-def model_opts(path, batch, lq):
+def model_opts(path, batch, lq, teacher=None):
+    """{name: option dict} of the variants, sharing one temporary experiment folder."""
     import sr_kd  # noqa: F401
     from sr_kd.options import load_yaml
 
@@ -29,54 +34,86 @@ def model_opts(path, batch, lq):
     for p in paths.values():
         os.makedirs(p)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=torch.cuda.device_count(), auto_resume=False)
-    opt['path'].update(experiments_root=tmp, **paths)
-    opt['datasets']['train'].update(batch_size_per_gpu=batch, gt_size=lq * opt['scale'])
-    kd = copy.deepcopy(opt)
+    opt['path'].update(experiments_root=os.path.join(tmp, 'run'), **paths)
+    if teacher:
+        opt['path'].update(pretrain_network_t=teacher, param_key_t=None)
+    opt['datasets']['train'].update(batch_size_per_gpu=batch, gt_size=lq * opt['scale'], phase='train',
+                                    scale=opt['scale'])
+    variants = {}
     alone = copy.deepcopy(opt)
     alone['model_type'] = 'SRModel'
     for key in ('network_t', 'distill'):
         alone.pop(key, None)
     alone['train'].pop('distill_opts', None)
-    return kd, alone
+    variants['student alone'] = alone
+    for name, distill in (('online fp32', {'teacher_precision': 'fp32'}),
+                          ('online bf16', {'teacher_precision': 'bf16'}),
+                          ('offline', {'teacher': 'offline', 'teacher_cache': os.path.join(tmp, 'cache')})):
+        v = copy.deepcopy(opt)
+        v['distill'] = dict(v.get('distill') or {}, **distill)
+        variants[name] = v
+    return variants
+
+
+def real_batches(opt, n):
+    """n batches of the option file's training set (crops, flips, paths: what the offline teacher reads)."""
+    from basicsr.data import build_dataset
+    ds = build_dataset(opt['datasets']['train'])
+    batch = opt['datasets']['train']['batch_size_per_gpu']
+    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=n * batch,
+                                             generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler)
+    it = iter(loader)
+    return [next(it) for _ in range(n)]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description='distillation step vs student-alone step')
+    p = argparse.ArgumentParser(description='distillation step (online fp32/bf16, offline) vs student-alone step')
     p.add_argument('--opt', default='options/imdn_kd.yml')
-    p.add_argument('--batch', type=int, default=16)
-    p.add_argument('--lq', type=int, default=48, help='LR patch size')
+    p.add_argument('--teacher', help='teacher weights (plain state dict, e.g. the official IMDN_x4.pth)')
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--lq', type=int, default=24, help='LR patch size')
     p.add_argument('--iters', type=int, default=10, help='iterations per timed block')
-    p.add_argument('--repeats', type=int, default=3, help='A/B block pairs')
+    p.add_argument('--repeats', type=int, default=3, help='rounds over all variants')
     args = p.parse_args(argv)
 
     import sr_kd  # noqa: F401 - compat + registries before basicsr
     from basicsr.models import build_model
     from basicsr.utils import get_root_logger
+
+    from sr_kd.distill.teacher import cpu_has_bf16, run_teacher
     get_root_logger().setLevel('WARNING')
-    kd_opt, alone_opt = model_opts(args.opt, args.batch, args.lq)
-    models = {'distillation': build_model(kd_opt), 'student alone': build_model(alone_opt)}
-    scale = kd_opt['scale']
-    g = torch.Generator().manual_seed(0)
-    batches = [{'lq': torch.rand(args.batch, 3, args.lq, args.lq, generator=g),
-                'gt': torch.rand(args.batch, 3, args.lq * scale, args.lq * scale, generator=g)} for _ in range(4)]
-    times = {k: [] for k in models}
-    for name, m in models.items():  # warm-up
-        m.feed_data(batches[0])
-        m.optimize_parameters(1)
+    variants = model_opts(args.opt, args.batch, args.lq, args.teacher)
+    models = {name: build_model(opt) for name, opt in variants.items()}  # builds the offline cache (untimed)
+    teacher = models['online fp32'].net_t
+    batches = real_batches(variants['offline'], 4)
+    steps = {name: (lambda m: lambda b, i: (m.feed_data(b), m.optimize_parameters(i)))(m) for name, m in models.items()}
+    for dtype, label in ((None, 'teacher fp32'), (torch.bfloat16, 'teacher bf16')):
+        steps[label] = (lambda dt: lambda b, i: run_teacher(teacher, b['lq'], dt))(dtype)
+    times = {k: [] for k in steps}
+    for name, step in steps.items():  # warm-up
+        step(batches[0], 1)
     for _ in range(args.repeats):
-        for name, m in models.items():
+        for name, step in steps.items():
             t0 = time.perf_counter()
             for i in range(args.iters):
-                m.feed_data(batches[i % len(batches)])
-                m.optimize_parameters(i + 2)
+                step(batches[i % len(batches)], i + 2)
             times[name].append((time.perf_counter() - t0) / args.iters)
     device = 'cuda' if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)'
-    print(f'device: {device}; batch {args.batch}, LR patch {args.lq}, x{scale}; '
-          f'{args.repeats} blocks of {args.iters} iterations each')
+    print(f'device: {device}; CPU bf16 instructions: {"yes" if cpu_has_bf16() else "no"} '
+          f'(teacher_precision auto -> {"bf16" if cpu_has_bf16() or torch.cuda.is_available() else "fp32"}); '
+          f'batch {args.batch}, LR patch {args.lq}, x{variants["offline"]["scale"]}; '
+          f'{args.repeats} rounds of {args.iters} iterations; teacher {variants["offline"]["path"]["pretrain_network_t"]}')
     med = {k: statistics.median(v) for k, v in times.items()}
+    base = med['student alone']
     for k, v in med.items():
-        print(f'{k:<14} {v * 1000:8.1f} ms/iter   (blocks: {", ".join(f"{t * 1000:.1f}" for t in times[k])})')
-    print(f'ratio distillation / student alone: {med["distillation"] / med["student alone"]:.2f}x')
+        print(f'{k:<14} {v * 1000:8.1f} ms/iter  {v / base:5.2f}x student   '
+              f'(rounds: {", ".join(f"{t * 1000:.1f}" for t in times[k])})')
+    print(f'offline distillation / student alone: {med["offline"] / base:.2f}x (target <= 1.10x)')
+    for prec in ('fp32', 'bf16'):
+        floor = base + med[f'teacher {prec}']
+        print(f'online {prec} / its floor (student step + teacher {prec} forward = {floor * 1000:.1f} ms): '
+              f'{med[f"online {prec}"] / floor:.2f}x (target <= 1.10x)')
 
 
 if __name__ == '__main__':

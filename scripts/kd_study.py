@@ -89,7 +89,7 @@ def options(recipe, seed, iters, data_root, teacher):
             opt.pop(key)
         opt['train'].pop('distill_opts', None)
     else:
-        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **distill)
+        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **{'teacher': 'online', **distill})
         opt['train']['distill_opts'] = copy.deepcopy(terms())
     return opt
 
