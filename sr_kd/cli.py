@@ -15,22 +15,43 @@ SUBCOMMANDS = [
 ]
 
 
-def build_parser():
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if 'default' not in text and action.default not in (None, False, argparse.SUPPRESS) \
+                and action.option_strings:
+            text += f' (default: {action.default})'
+        return text
+
+
+def build_parser(only=None):
+    """The parser; with ``only``, just that subcommand's module is imported (the others are listed by name
+    and help, so ``sr-kd --help`` and ``sr-kd X ...`` import no other subcommand and no torch)."""
     import importlib
+
+    from sr_kd import __version__
     parser = argparse.ArgumentParser(prog='sr-kd', description='Knowledge distillation for super-resolution.')
+    parser.add_argument('--version', action='version', version=f'sr-kd {__version__}')
     sub = parser.add_subparsers(dest='command', required=True)
     for name, module, help_text in SUBCOMMANDS:
-        mod = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=_HelpWithDefaults)
+        if only is None or only == name:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith('-')), '')
+    args = build_parser(only=chosen).parse_args(argv)
     with exit_on_user_error('sr-kd'):
-        import sr_kd  # noqa: F401 - compat + registries before any basicsr use
+        import sr_kd
+        sr_kd.load()  # repairs + registries before any basicsr use (the console script defers them)
         return args._run(args) or 0
 
 

@@ -26,6 +26,9 @@ assert ('sr_kd' in sys.modules) == (mode == 'sr_kd')
 from basicsr.train import train_pipeline
 sys.argv = ['train.py', '-opt', opt]
 train_pipeline(root)
+import random, numpy, torch  # the RNG states the run leaves behind
+torch.save({'torch': torch.get_rng_state(), 'python': repr(random.getstate()),
+            'numpy': repr(numpy.random.get_state())}, root + '/rng_after.pt')
 '''
 
 
@@ -51,7 +54,8 @@ def _options(tmp_path):
         'name': 'plain', 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 7,
         'datasets': {'train': ds('train', gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
                                  batch_size_per_gpu=2, dataset_enlarge_ratio=2, prefetch_mode=None),
-                     'val': ds('val')},
+                     # two validation sets that share a dataset name: both are validated
+                     'val_1': ds('val'), 'val_2': ds('val')},
         'network_g': {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
                       'upscale': 2},
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
@@ -101,7 +105,10 @@ def test_plain_srmodel_is_identical_with_and_without_import_sr_kd(tmp_path):
     exp_a, log_a = _train(tmp_path, 'plain', str(opt))
     exp_b, log_b = _train(tmp_path, 'sr_kd', str(opt))
     assert log_a == log_b
-    assert 'Validation tiny_val' in log_a and log_a.count('Validation tiny_val') == 4  # at 2, 4, 6 and after the end
+    assert log_a.count('Validation tiny_val') == 8  # both sets at 2, 4, 6 and after the end
+    rng_a, rng_b = (torch.load(e.parents[1] / 'rng_after.pt', weights_only=True) for e in (exp_a, exp_b))
+    assert torch.equal(rng_a['torch'], rng_b['torch']) and rng_a['python'] == rng_b['python']
+    assert rng_a['numpy'] == rng_b['numpy']
     for name in ('net_g_3.pth', 'net_g_6.pth', 'net_g_latest.pth'):
         a = torch.load(exp_a / 'models' / name, weights_only=True)['params']
         b = torch.load(exp_b / 'models' / name, weights_only=True)['params']
