@@ -1,18 +1,28 @@
-"""Upscaling speed and memory: a plain forward against ``sr_kd.inference.upscale``, side by side in one run.
+"""Upscaling speed on CPU: plain torch, every backend and precision of ``sr_kd.backends``, and onnxruntime
+fp32 as the peer, side by side in one run, as ratios; with each one's output difference to plain fp32,
+its Set5 PSNR, and the physical limit (the CPU's peak FLOP/s, the model's FLOPs per output pixel).
 
 Why a script and not a test: timings depend on the machine and its load. Configurations are timed in
 interleaved rounds (each round runs every configuration once) and the fastest round counts, so a
-background load spike hits all of them alike. Peak memory is each configuration's own: one subprocess per
-configuration runs a single upscale and reports its peak RSS (CPU) or peak allocated memory (CUDA).
-Peak RSS is read from /proc/self/status (VmHWM), not getrusage: Linux carries ru_maxrss over fork and
-exec, so a child of this (large) process would report at least the parent's peak.
+background load spike hits all of them alike; the load average is printed at the start and the end.
+CPU seconds (all threads of this process, spin-waits included) are printed beside wall seconds: with
+``--threads 1`` they measure the work per image even on a loaded machine.
 
-    .venv/bin/python scripts/bench_upscale.py --rounds 3 --set5 --rss-1080p
+    .venv/bin/python scripts/bench_upscale.py                 # both rows, forward passes and whole CLI calls
+    .venv/bin/python scripts/bench_upscale.py --no-cli --rounds 5
+
+Rows (issue 15): the official IMDN 64x6 x4 (../shared/pretrained/IMDN_x4.pth; a seeded random one when
+absent) on 320x180, and an IMDN 32x4 student (``--student``, else seeded random weights: speed does not
+depend on them) on 640x360. The CLI part times ``sr-kd upscale`` as a whole process on a folder of 8
+images, per backend: first with an empty artefact cache (export/compile/measurement included, reported
+apart), then in interleaved rounds with the cache warm. Set5 PSNR needs ../shared/benchmarks/Set5 and
+the official weights; it is skipped without them.
 """
 import argparse
-import copy
-import json
+import contextlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,227 +33,280 @@ import torch
 
 import sr_kd  # noqa: F401 - registries
 from sr_kd.archs import IMDN
-from sr_kd.commands.upscale_cmd import DEFAULT_TILE as TILE
+from sr_kd.archs.loading import describe, load_model
+from sr_kd.backends import PRECISIONS, Options, missing, prepare
 from sr_kd.inference import upscale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, '..', 'shared')
 TEACHER = os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth')
+SET5 = os.path.join(SHARED, 'benchmarks', 'Set5')
+ROWS = {'64x6': (180, 320), '32x4': (360, 640)}
+PEER = ('onnxruntime', 'fp32')
+COLD = ('onnxruntime', 'auto')  # CLI first calls timed with an empty cache (aoti's build is in the forward table)
 
 
-def build(name, ckpt):
-    """'64x6' (the official x4 weights when present) or '32x4' (a student; its weights do not change speed)."""
-    from sr_kd.archs.detect import load_model
+def build(name, student=None):
+    """(model, what it is): the official 64x6 when present, the given student, or seeded random weights."""
     if name == '64x6' and os.path.isfile(TEACHER):
-        return load_model(TEACHER)[0]
-    if ckpt:
-        return load_model(ckpt)[0]
+        return load_model(TEACHER)[0], 'official IMDN_x4.pth'
+    if name == '32x4' and student:
+        return load_model(student)[0], student
     feat, mods = map(int, name.split('x'))
     torch.manual_seed(0)
-    return IMDN(num_feat=feat, num_modules=mods, upscale=4).eval()
+    return IMDN(num_feat=feat, num_modules=mods, upscale=4).eval(), 'seeded random weights'
 
 
-def test_image(h, w):
-    """A natural image (Set14 barbara, resized) when ../shared is there, else seeded noise."""
-    path = os.path.join(SHARED, 'benchmarks', 'Set14', 'HR', 'barbara.png')
+def test_image(h, w, seed=0):
+    """A natural image (a crop of Set14 barbara/others, resized) when ../shared is there, else seeded noise."""
+    names = ['barbara', 'baboon', 'comic', 'lenna', 'monarch', 'pepper', 'zebra', 'face']
+    path = os.path.join(SHARED, 'benchmarks', 'Set14', 'HR', names[seed % len(names)] + '.png')
     if os.path.isfile(path):
         from PIL import Image
         a = np.asarray(Image.open(path).convert('RGB').resize((w, h), Image.BICUBIC))
         return torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def runners(model, device, compile_ok):
-    """name -> function(x) for each configuration; the plain one is what an inference script does."""
-    def plain(x):
+# --- the physical limit -------------------------------------------------------------------------------
+
+def cpu_facts():
+    """CPU model, flags, nominal MHz from /proc/cpuinfo (Linux)."""
+    facts = {'model': '?', 'flags': set(), 'mhz': None}
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            key = key.strip()
+            if key == 'model name':
+                facts['model'] = value.strip()
+            elif key == 'flags':
+                facts['flags'] = set(value.split())
+            elif key == 'cpu MHz' and facts['mhz'] is None:
+                facts['mhz'] = float(value)
+    return facts
+
+
+def peak_flops(threads):
+    """Derived peak FLOP/s {'fp32', 'bf16'} for ``threads`` cores and how it was derived.
+
+    fp32: lanes per FMA (16 with AVX512F, 8 with AVX2+FMA) x 2 FLOPs x 2 FMA pipes per core (Zen 2-4 and
+    server Intel cores have two) x nominal clock x cores. bf16: AVX512-BF16's dot product does two
+    multiply-adds per fp32 lane (2x fp32); AMX is not counted; without bf16 instructions bf16 is
+    converted to fp32 and cannot beat fp32's peak.
+    """
+    f = cpu_facts()
+    lanes = 16 if 'avx512f' in f['flags'] else 8 if {'avx2', 'fma'} <= f['flags'] else 4
+    ghz = (f['mhz'] or 0) / 1000
+    fp32 = lanes * 2 * 2 * ghz * 1e9 * threads
+    bf16 = 2 * fp32 if 'avx512_bf16' in f['flags'] else fp32
+    how = (f'{f["model"]}: {"AVX512F" if lanes == 16 else "AVX2+FMA" if lanes == 8 else "SSE"} ({lanes} fp32 lanes) x 2 '
+           f'FLOPs x 2 FMA pipes x {ghz:.2f} GHz (nominal, /proc/cpuinfo) x {threads} cores; bf16 '
+           f'{"AVX512-BF16 (2x fp32)" if "avx512_bf16" in f["flags"] else "has no native instructions here (<= fp32)"}')
+    return {'fp32': fp32, 'bf16': bf16}, how
+
+
+def measured_gemm_flops(threads, n=1536, rounds=5):
+    """Achieved fp32 FLOP/s of one large matrix product (best of ``rounds``): what the cores deliver now."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(rounds))
+    return 2 * n ** 3 / best
+
+
+def flops_per_output_pixel(model, h=64, w=64):
+    """Convolution FLOPs (2 per multiply-add; pointwise ops not counted) per output pixel."""
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.rand(1, 3, h, w)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        out = model(x)
+    return counter.get_total_flops() / (out.shape[2] * out.shape[3])
+
+
+# --- forward passes ------------------------------------------------------------------------------------
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def configurations(model, info, opts):
+    """name -> (function x -> SR tensor, how it was prepared); 'plain fp32' is what an inference script does."""
+    plain = model
+
+    def run_plain(x):
         with torch.no_grad():
-            return model(x)
+            return plain(x)
 
-    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # .to() is in place: keep plain plain
-    out = {'plain fp32': plain,
-           'ours fp32': lambda x: upscale(cl, x, channels_last=True),
-           'ours bf16': lambda x: upscale(cl, x, precision='bf16', channels_last=True),
-           f'ours fp32, tiles {TILE}': lambda x: upscale(cl, x, tile=TILE, channels_last=True),
-           f'ours fp32, exact tiles {TILE}': lambda x: upscale(cl, x, tile=TILE, channels_last=True, exact=True)}
-    if device == 'cuda':
-        out['ours fp16'] = lambda x: upscale(cl, x, precision='fp16', channels_last=True)
-    if compile_ok:
-        import torch._inductor.config as inductor
-        inductor.freezing = True  # weights become constants: oneDNN prepacks them on CPU
-        compiled = torch.compile(cl)
-        out['ours bf16 + compile'] = lambda x: upscale(compiled, x, precision='bf16', channels_last=True)
+    out = {'plain fp32': (run_plain, 'model(x) under no_grad, NCHW')}
+    for backend, precisions in PRECISIONS.items():
+        for precision in precisions:
+            if precision == 'fp16':
+                continue  # CPU fp16 has no fast path; the GPU row would take it
+            why = missing(backend)
+            if why:
+                out[f'{backend} {precision}'] = (None, why)
+                continue
+            try:
+                t0 = time.perf_counter()
+                r = prepare(backend, model if backend != 'eager' else _copy(model), info, precision,
+                            Options(force_int8=True, cache_root=opts))  # int8 is shown, refused or not
+                note = f'{r.note}; ready in {time.perf_counter() - t0:.1f} s' if r.note else ''
+            except Exception as e:  # noqa: BLE001 - a configuration that cannot run is reported, not fatal
+                out[f'{backend} {precision}'] = (None, f'{type(e).__name__}: {str(e).splitlines()[0][:150]}')
+                continue
+            out[f'{backend} {precision}'] = (lambda x, r=r: upscale(r.fn, x, info, precision=r.autocast,
+                                                                    channels_last=r.eager), note)
     return out
 
 
-def sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
+def _copy(model):
+    import copy
+    return copy.deepcopy(model)
 
 
-def vm_hwm():
-    """This process's own peak RSS in bytes (VmHWM is per address space, so it starts afresh at exec)."""
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM'))
-
-
-# Runs ``sr-kd upscale`` and prints its VmHWM (kB) as stderr's last line.
-CLI_WITH_PEAK = ('import sys; from sr_kd.cli import main; rc = main(sys.argv[1:]); '
-                 "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), "
-                 'file=sys.stderr); sys.exit(rc)')
-
-
-def child(args):
-    """One configuration, one upscale; prints JSON with the peak memory."""
-    model = build(args.model, args.student)
-    x = test_image(args.height, args.width).to(args.device)
-    fn = runners(model.to(args.device), args.device, args.child.endswith('compile'))[args.child]
-    fn(x)
-    sync(args.device)
-    peak = torch.cuda.max_memory_allocated() if args.device == 'cuda' else vm_hwm()
-    print(json.dumps({'peak_bytes': peak}))
-
-
-def peak_memory(args, model_name, config):
-    cmd = [sys.executable, __file__, '--child', config, '--model', model_name, '--height', str(args.height),
-           '--width', str(args.width), '--device', args.device] + (['--student', args.student] if args.student else [])
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        return f'failed: {res.stderr.strip().splitlines()[-1]}'
-    return json.loads(res.stdout.strip().splitlines()[-1])['peak_bytes'] / 2 ** 30
-
-
-def speed_table(args):
-    x = test_image(args.height, args.width).to(args.device)
-    print(f'\n## x4 on a {args.width}x{args.height} input ({4 * args.width}x{4 * args.height} out), '
-          f'{args.rounds} interleaved rounds, fastest counts\n')
-    print('| model | configuration | s / image | output MP/s | vs plain | max abs diff to plain | peak memory (GiB) |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    for name in args.models:
-        model = build(name, args.student).to(args.device)
-        fns = runners(model, args.device, args.compile)
-        ref = None
-        times = {k: [] for k in fns}
-        diffs = {}
-        for k, fn in list(fns.items()):  # warm-up (oneDNN primitives, compilation) and the outputs
-            try:
-                out = fn(x).float()
-            except Exception as e:  # noqa: BLE001 - a configuration that cannot run is reported, not fatal
-                print(f'| {name} | {k} | failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:120]} |||||')
-                del fns[k], times[k]
-                continue
-            ref = out if ref is None else ref
-            diffs[k] = (out - ref).abs().max().item()
-            del out
-        for _ in range(args.rounds):
-            for k, fn in fns.items():
-                sync(args.device)
-                t0 = time.perf_counter()
-                fn(x)
-                sync(args.device)
-                times[k].append(time.perf_counter() - t0)
-        mp = 16 * args.height * args.width / 1e6
-        base = min(times['plain fp32'])
-        for k in fns:
-            best = min(times[k])
-            mem = peak_memory(args, name, k)
-            mem = f'{mem:.2f}' if isinstance(mem, float) else mem
-            print(f'| {name} | {k} | {best:.2f} | {mp / best:.2f} | {base / best:.2f}x | {diffs[k]:.1e} | {mem} |',
-                  flush=True)
-
-
-def set5_psnr(args):
-    """Mean PSNR/SSIM (Y, MATLAB protocol) of the official x4 model on Set5 per precision."""
-    from sr_kd.archs.detect import load_model
+def set5_psnr(fn, info):
+    """Mean Y PSNR on Set5 x4 (MATLAB protocol, LR files) through ``fn``; None without ../shared."""
     from sr_kd.evaluate import list_images, load_pair
     from sr_kd.ops.metrics import psnr_ssim_y, to_uint8
 
-    model = load_model(TEACHER)[0].to(memory_format=torch.channels_last)
-    hr_dir = os.path.join(SHARED, 'benchmarks', 'Set5', 'HR')
-    lr_dir = os.path.join(SHARED, 'benchmarks', 'Set5', 'LR_bicubic', 'X4')
-    print('\n## Set5 x4, official IMDN weights, Y-channel PSNR/SSIM (MATLAB protocol)\n')
-    print('| precision | PSNR (dB) | SSIM |')
-    print('| --- | --- | --- |')
-    for precision in ('fp32', 'bf16'):
-        rows = []
-        for path in list_images(hr_dir):
-            lr, hr = load_pair(path, 4, lr_dir)
-            x = torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float() / 255
-            rows.append(psnr_ssim_y(to_uint8(upscale(model, x, precision=precision, channels_last=True)), hr, 4))
-        print(f'| {precision} | {np.mean([r[0] for r in rows]):.4f} | {np.mean([r[1] for r in rows]):.4f} |')
+    hr_dir, lr_dir = os.path.join(SET5, 'HR'), os.path.join(SET5, 'LR_bicubic', 'X4')
+    if not os.path.isdir(lr_dir):
+        return None
+    vals = []
+    for path in list_images(hr_dir):
+        lr, hr = load_pair(path, 4, lr_dir)
+        x = torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float() / 255
+        vals.append(psnr_ssim_y(to_uint8(fn(x)), hr, 4)[0])
+    return float(np.mean(vals))
 
 
-def ntire_runtime(args, repeats=10):
-    """The NTIRE efficient-SR protocol's number: IMDN 64x6 x4 on a 256x256 input, fp32 and ours, in ms."""
-    x = test_image(256, 256).to(args.device)
-    fns = runners(build('64x6', None).to(args.device), args.device, False)
-    print(f'\n## IMDN 64x6 x4 on 256x256 (NTIRE efficient-SR runtime), best of {repeats}\n')
-    print('| configuration | ms |')
-    print('| --- | --- |')
-    for k in ('plain fp32', 'ours fp32', 'ours bf16') + (('ours fp16',) if args.device == 'cuda' else ()):
-        fns[k](x)
-        best = float('inf')
-        for _ in range(repeats):
-            sync(args.device)
-            t0 = time.perf_counter()
-            fns[k](x)
-            sync(args.device)
-            best = min(best, time.perf_counter() - t0)
-        print(f'| {k} | {1000 * best:.1f} |')
+def speed_table(args, name, peaks):
+    h, w = ROWS[name]
+    model, what = build(name, args.student)
+    info = describe(model)
+    x = test_image(h, w)
+    fpp = flops_per_output_pixel(model)
+    work = fpp * 16 * h * w
+    print(f'\n## IMDN {name} x4 ({what}) on {w}x{h} ({4 * w}x{4 * h} out): {fpp / 1e3:.1f} kFLOP per output pixel, '
+          f'{work / 1e9:.1f} GFLOP per image; limit at peak: fp32 {work / peaks["fp32"]:.3f} s, '
+          f'bf16 {work / peaks["bf16"]:.3f} s\n', flush=True)
+    fns = configurations(model, info, args.cache)
+    ready = {k: fn for k, (fn, _) in fns.items() if fn is not None}
+    ref = ready['plain fp32'](x).float()
+    diffs = {k: float((fn(x).float() - ref).abs().max()) for k, fn in ready.items()}  # also the warm-up
+    times, cpu = {k: [] for k in ready}, {k: [] for k in ready}
+    for _ in range(args.rounds):
+        for k, fn in ready.items():
+            c0 = time.process_time()
+            times[k].append(_timed(lambda: fn(x)))
+            cpu[k].append(time.process_time() - c0)
+    psnr = {}
+    if name == '64x6' and os.path.isfile(TEACHER) and args.set5:
+        psnr = {k: set5_psnr(fn, info) for k, fn in ready.items()}
+    base = min(times['plain fp32'])
+    peer_key = ' '.join(PEER)
+    peer = min(times[peer_key]) if peer_key in times else None
+    print('| configuration | s / image | vs plain | vs onnxruntime fp32 | of fp32 peak | CPU s / image | '
+          'max abs diff to plain fp32 | Set5 PSNR (dB) | how it was made |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for k, (fn, note) in fns.items():
+        if fn is None:
+            print(f'| {k} | not run: {note} ||||||||')
+            continue
+        best = min(times[k])
+        p = f'{psnr[k]:.4f}' if psnr.get(k) is not None else '-'
+        vs_peer = f'{peer / best:.2f}x' if peer else '-'
+        print(f'| {k} | {best:.3f} | {base / best:.2f}x | {vs_peer} | {100 * work / best / peaks["fp32"]:.0f}% | '
+              f'{min(cpu[k]):.2f} | {diffs[k]:.1e} | {p} | {note} |', flush=True)
+    return fpp
 
 
-def rss_1080p(args):
-    """``sr-kd upscale`` of a 1920x1080 PNG with tiles, in a subprocess, and that process's peak RSS."""
-    from PIL import Image
+# --- whole CLI calls -----------------------------------------------------------------------------------
+
+def _cli(folder, ckpt, out, backend, cache, extra=()):
+    env = dict(os.environ, SR_KD_CACHE=cache)
+    cmd = [sys.executable, '-m', 'sr_kd.cli', 'upscale', folder, '-m', ckpt, '-o', out, '--overwrite',
+           '--backend', backend, *extra]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if res.returncode:
+        raise RuntimeError(f'{" ".join(cmd[3:])} failed: {res.stderr.strip().splitlines()[-1:]}')
+    return seconds, res.stderr
+
+
+def cli_table(args, name, backends):
+    h, w = ROWS[name]
     with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, 'frame1080.png')
-        Image.fromarray((test_image(1080, 1920)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(src)
-        ckpt = TEACHER if os.path.isfile(TEACHER) else None
-        if ckpt is None:
-            ckpt = os.path.join(tmp, 'imdn.pth')
-            torch.save({'params': build('64x6', None).state_dict()}, ckpt)
-        cmd = [sys.executable, '-c', CLI_WITH_PEAK, 'upscale', src, '-m', ckpt, '-o', os.path.join(tmp, 'out'),
-               '--tile', str(args.tile)] + args.upscale_args
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        peak = int(res.stderr.strip().splitlines()[-1]) / 2 ** 20
-        print(f'\n## 1920x1080 -> 7680x4320 with `sr-kd upscale --tile {args.tile} {" ".join(args.upscale_args)}`'
-              f' (IMDN 64x6 x4, process start to file written)\n')
-        print(f'peak RSS {peak:.2f} GiB, {seconds:.1f} s')
+        from PIL import Image
+        folder = os.path.join(tmp, 'in')
+        os.makedirs(folder)
+        for i in range(8):
+            a = (test_image(h, w, seed=i)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(a).save(os.path.join(folder, f'{i}.png'))
+        ckpt = TEACHER if name == '64x6' and os.path.isfile(TEACHER) else args.student
+        if not ckpt:
+            ckpt = os.path.join(tmp, f'imdn_{name}.pth')
+            torch.save({'params': build(name)[0].state_dict()}, ckpt)
+        cold = os.path.join(tmp, 'cold_cache')
+        first, chose = {}, ''
+        for b in backends:  # first calls, each with an empty cache of its own: builds counted here
+            if b not in COLD:
+                continue
+            shutil.rmtree(cold, ignore_errors=True)
+            first[b], err = _cli(folder, ckpt, os.path.join(tmp, 'out'), b, cold)
+            if b == 'auto':
+                chose = next((line for line in err.splitlines() if line.startswith('auto:')), '')
+                shutil.copytree(cold, args.cache, dirs_exist_ok=True)  # warm runs use this decision
+        for b in backends:  # the warm cache every later call finds
+            _cli(folder, ckpt, os.path.join(tmp, 'out'), b, args.cache)
+        times = {b: [] for b in backends}
+        for _ in range(args.cli_rounds):
+            for b in backends:
+                times[b].append(_cli(folder, ckpt, os.path.join(tmp, 'out'), b, args.cache)[0])
+    print(f'\n### `sr-kd upscale` on a folder of 8 {w}x{h} PNGs (IMDN {name} x4, default --tile 512), whole process,'
+          f' best of {args.cli_rounds} interleaved rounds with the cache warm\n')
+    print('| --backend | s per call (8 images) | vs onnxruntime | first call, empty cache (s) |')
+    print('| --- | --- | --- | --- |')
+    peer = min(times['onnxruntime']) if 'onnxruntime' in times else None
+    for b in backends:
+        best = min(times[b])
+        cold = f'{first[b]:.1f}' if b in first else 'no build' if b == 'eager' else 'see the build time above'
+        print(f'| {b} | {best:.2f} | {f"{peer / best:.2f}x" if peer else "-"} | {cold} |')
+    if chose:
+        print(f'\n{re.sub(r"decision kept in .*", "decision kept in the cache", chose)}')
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--models', nargs='+', default=['64x6', '32x4'])
+    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
     p.add_argument('--student', help='a trained 32x4 checkpoint (speed does not depend on the weights)')
-    p.add_argument('--height', type=int, default=720)
-    p.add_argument('--width', type=int, default=1280)
     p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--threads', type=int, help='torch threads (default: torch\'s choice, the physical cores)')
-    p.add_argument('--compile', action='store_true', help='add a torch.compile configuration')
-    p.add_argument('--set5', action='store_true', help='Set5 PSNR in fp32 and bf16 (needs ../shared)')
-    p.add_argument('--rss-1080p', action='store_true', help='peak RSS of a tiled 1080p x4 upscale')
-    p.add_argument('--ntire', action='store_true', help='IMDN x4 runtime on 256x256 (ms)')
-    p.add_argument('--tile', type=int, default=TILE, help='tile for --rss-1080p')
-    p.add_argument('--upscale-args', nargs=argparse.REMAINDER, default=[], help='more sr-kd upscale options')
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    p.add_argument('--model', help=argparse.SUPPRESS)
+    p.add_argument('--cli-rounds', type=int, default=3)
+    p.add_argument('--no-cli', action='store_true', help='skip the whole-CLI timings')
+    p.add_argument('--no-set5', dest='set5', action='store_false', help='skip Set5 PSNR')
+    p.add_argument('--threads', type=int, help='torch/onnxruntime threads (default: torch\'s, the physical cores)')
+    p.add_argument('--cache', default=os.path.join(tempfile.gettempdir(), 'sr_kd_bench_cache'),
+                   help='artefact cache for the forward-pass and warm CLI timings')
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.child:
-        return child(args)
-    print(f'# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '
-          f'CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} logical CPUs, '
-          f'load average {os.getloadavg()[0]:.1f} at start')
-    speed_table(args)
-    if args.set5:
-        set5_psnr(args)
-    if args.ntire:
-        ntire_runtime(args)
-    if args.rss_1080p:
-        rss_1080p(args)
+    threads = torch.get_num_threads()
+    peaks, how = peak_flops(threads)
+    print(f'# torch {torch.__version__}, {threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, '
+          f'{os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} at start')
+    print(f'# peak: fp32 {peaks["fp32"] / 1e9:.0f} GFLOP/s, bf16 {peaks["bf16"] / 1e9:.0f} GFLOP/s ({how}); '
+          f'a {1536}^2 fp32 matrix product reaches {measured_gemm_flops(threads) / 1e9:.0f} GFLOP/s now')
+    print('# GPU: none here; the GPU row is not measured')
+    for name in args.rows:
+        speed_table(args, name, peaks)
+    if not args.no_cli:
+        backends = ['onnxruntime', 'auto', 'eager', 'aoti']
+        backends = [b for b in backends if b == 'auto' or not missing(b)]
+        for name in args.rows:
+            cli_table(args, name, backends)
+    print(f'\n# load average {os.getloadavg()[0]:.1f} at the end')
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import sr_kd  # noqa: F401 - registries
-from sr_kd.archs.detect import load_model
+from sr_kd.archs.loading import load_model
 from sr_kd.inference import DEFAULT_TILE_PAD, adaptive_crop_forward, upscale
 
 
@@ -75,9 +75,9 @@ def main():
     curves = {}  # label -> [(pad, max abs diff)]
 
     x = torch.from_numpy(np.array(Image.open(args.image).convert('RGB'))).permute(2, 0, 1)[None].float() / 255
-    model, arch = load_model(args.model)
-    print(f'# {args.image} ({x.shape[3]}x{x.shape[2]}) as LR, {arch["type"]} {arch["num_feat"]}x{arch["num_modules"]} '
-          f'x{arch["upscale"]}, fp32, torch {torch.__version__}, {torch.get_num_threads()} threads')
+    model, info = load_model(args.model)
+    arch = info.network_opt
+    print(f'# {args.image} ({x.shape[3]}x{x.shape[2]}) as LR, {info.label}, fp32, torch {torch.__version__}, {torch.get_num_threads()} threads')
     t0 = time.perf_counter()
     whole = upscale(model, x)
     print(f'# whole image: {time.perf_counter() - t0:.1f} s\n')
@@ -93,7 +93,7 @@ def main():
             print(f'| {tile} | {pad} | {d:.4f} | {lv:.0f} | {100 * share:.2f}% | {psnr:.1f} |', flush=True)
     for pad in args.exact:
         t0 = time.perf_counter()
-        d, lv, share, psnr = compare(upscale(model, x, tile=args.exact_tile, tile_pad=pad, exact=True), whole)
+        d, lv, share, psnr = compare(upscale(model, x, info, tile=args.exact_tile, tile_pad=pad, exact=True), whole)
         curves.setdefault(f'tile {args.exact_tile}, --exact-tiles', []).append((pad, d))
         print(f'| {args.exact_tile}, exact | {pad} | {d:.1e} | {lv:.0f} | {100 * share:.2f}% | {psnr:.1f} '
               f'| ({time.perf_counter() - t0:.1f} s)', flush=True)

@@ -50,26 +50,38 @@ def load_pair(hr_path, scale, lr_dir=None):
     return lr, hr[:lr.shape[0] * scale, :lr.shape[1] * scale]
 
 
-def sr_image(model, arch, lr, out_shape, device='cpu'):
-    """Super-resolve one uint8 LR array; IMDN_AS gets the LR resized (bicubic) to the output size first."""
-    adaptive = arch['type'] == 'IMDN_AS'
-    if adaptive:
+def _info(model, info):
+    """The model's ModelInfo; described from its weights when not given (or given as network options)."""
+    from sr_kd.archs.description import ModelInfo
+    if isinstance(info, ModelInfo):
+        return info
+    from sr_kd.archs.loading import describe
+    return describe(model)
+
+
+def sr_image(model, info, lr, out_shape, device='cpu'):
+    """Super-resolve one uint8 LR array; a model that takes a resized input (IMDN_AS) gets the LR resized
+    (bicubic) to the output size first."""
+    info = _info(model, info)
+    if info.resizes_input:
         lr = imresize(lr, output_shape=out_shape[:2])
     x = torch.from_numpy(np.array(lr)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0).to(device)
-    return to_uint8(upscale(model, x, adaptive=adaptive))
+    return to_uint8(upscale(model, x, info))
 
 
-def evaluate(model, arch, hr_dir, scale, lr_dir=None, device='cpu', progress=True):
-    """{'mean': {'psnr', 'ssim'}, 'images': [{'name', 'psnr', 'ssim'}, ...]} over every image of hr_dir."""
+def evaluate(model, info, hr_dir, scale, lr_dir=None, device='cpu', progress=True):
+    """``info``: the model's ModelInfo (None: described from its weights).
+    {'mean': {'psnr', 'ssim'}, 'images': [{'name', 'psnr', 'ssim'}, ...]} over every image of hr_dir."""
     from tqdm import tqdm
 
+    info = _info(model, info)
     hr_files = list_images(hr_dir)
     if lr_dir is not None and not os.path.isdir(lr_dir):
         raise SRKDError(f'folder not found: {lr_dir}')
     rows = []
     for path in tqdm(hr_files, desc=f'eval x{scale}', unit='img', disable=not progress):
         lr, hr = load_pair(path, scale, lr_dir)
-        sr = sr_image(model, arch, lr, hr.shape, device)
+        sr = sr_image(model, info, lr, hr.shape, device)
         psnr, ssim = psnr_ssim_y(sr, hr, scale)
         rows.append({'name': os.path.splitext(os.path.basename(path))[0], 'psnr': float(psnr), 'ssim': float(ssim)})
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ('psnr', 'ssim')}

@@ -11,19 +11,21 @@ from sr_kd.errors import SRKDError
 INPUT, OUTPUT = 'lr', 'sr'
 
 
-def _example_and_dims(arch):
-    """An example input and the dynamic dims: IMDN_AS's sides must stay multiples of 4."""
+def _example_and_dims(info):
+    """An example input and the dynamic dims; sides stay multiples of the model's size multiple."""
     n = torch.export.Dim('batch', min=1)
-    if arch['type'] == 'IMDN_AS':
-        hq, wq = torch.export.Dim('h4', min=2), torch.export.Dim('w4', min=2)
-        return torch.rand(1, arch['num_in_ch'], 64, 64), {0: n, 2: 4 * hq, 3: 4 * wq}
+    m = info.size_multiple
+    x = torch.rand(1, info.in_channels, 64, 64)
+    if m > 1:
+        hq, wq = torch.export.Dim(f'h{m}', min=2), torch.export.Dim(f'w{m}', min=2)
+        return x, {0: n, 2: m * hq, 3: m * wq}
     h, w = torch.export.Dim('height', min=2), torch.export.Dim('width', min=2)
-    return torch.rand(1, arch['num_in_ch'], 64, 64), {0: n, 2: h, 3: w}
+    return x, {0: n, 2: h, 3: w}
 
 
-def export_onnx(model, arch, path, opset=18):
+def export_onnx(model, info, path, opset=18):
     """Write ``model`` as one self-contained ONNX file with input 'lr' and output 'sr' (NCHW, float32)."""
-    x, dims = _example_and_dims(arch)
+    x, dims = _example_and_dims(info)
     model = model.float().eval().to(memory_format=torch.contiguous_format).cpu()
 
     with atomic_path(path) as tmp:
@@ -31,9 +33,9 @@ def export_onnx(model, arch, path, opset=18):
                           dynamic_shapes={'x': dims}, dynamo=True, external_data=False, verbose=False)
 
 
-def export_torchscript(model, arch, path):
+def export_torchscript(model, info, path):
     """Write a traced TorchScript module (TorchScript is deprecated in torch 2.x; ONNX is the main path)."""
-    x, _ = _example_and_dims(arch)
+    x, _ = _example_and_dims(info)
     model = model.float().eval().cpu()
     with torch.no_grad():
         traced = torch.jit.trace(model, x)
@@ -41,16 +43,15 @@ def export_torchscript(model, arch, path):
         traced.save(tmp)
 
 
-def onnx_max_diff(model, arch, path, size=(37, 53), seed=0):
-    """Largest |onnxruntime - PyTorch| on a random image of ``size`` (rounded to a multiple of 4 for IMDN_AS)."""
+def onnx_max_diff(model, info, path, size=(37, 53), seed=0):
+    """Largest |onnxruntime - PyTorch| on a random image of ``size`` (rounded down to the size multiple)."""
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise SRKDError('checking the export needs onnxruntime (pip install sr_kd[export])') from e
     h, w = size
-    if arch['type'] == 'IMDN_AS':
-        h, w = h - h % 4, w - w % 4
-    x = torch.rand(1, arch['num_in_ch'], h, w, generator=torch.Generator().manual_seed(seed))
+    h, w = h - h % info.size_multiple, w - w % info.size_multiple
+    x = torch.rand(1, info.in_channels, h, w, generator=torch.Generator().manual_seed(seed))
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     got = torch.from_numpy(sess.run([OUTPUT], {INPUT: x.numpy()})[0])
     with torch.inference_mode():

@@ -1,7 +1,8 @@
-"""Forward passes for whole images, tiles and IMDN's adaptive cropping, in one place.
+"""Forward passes for whole images, tiles, size multiples and IMDN_AS's adaptive cropping, in one place.
 
-Evaluation, validation, the ``sr-kd upscale`` CLI and the benchmarks all call ``upscale``, so a speed or
-memory fix here reaches every user of a model.
+Evaluation, validation, the ``sr-kd upscale`` CLI and the benchmarks all call ``upscale`` (``forward`` under
+inference mode and autocast), so a speed or memory fix here reaches every user of a model. What differs
+between architectures comes from their ``ModelInfo`` (sr_kd.archs.description), never from a name test.
 """
 import contextlib
 
@@ -10,7 +11,7 @@ import torch
 # The convolutions see 4 * num_modules + 3 LR pixels around each output pixel (27 for 64x6): a pad of 32
 # covers that (with attention off, tiles then equal the whole image to 4e-5). What remains is IMDN's channel
 # attention, which pools over whatever it is shown; larger pads narrow that gap only slowly, at quadratic
-# cost, and ``exact`` closes it (docs/performance.md, "Tiling seams").
+# cost, and ``exact`` closes it (docs/performance.md, "Tiling seams"). Other archs' receptive fields differ.
 DEFAULT_TILE_PAD = 32
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -37,19 +38,24 @@ def adaptive_crop_forward(model, x, overlap=32, multiple=4):
 
 
 def _padded_forward(model, x, multiple):
-    """For images too small for the four patches: replicate-pad to a multiple, run, crop back."""
+    """Pad the bottom and right edges to a multiple (reflect, as spandrel pads; replicate past what reflect
+    allows), run, crop the output back."""
     _, _, h, w = x.shape
     ph, pw = -h % multiple, -w % multiple
-    o = model(torch.nn.functional.pad(x, (0, pw, 0, ph), mode='replicate'))
+    if ph or pw:
+        rh, rw = min(ph, h - 1), min(pw, w - 1)
+        x = torch.nn.functional.pad(x, (0, rw, 0, rh), mode='reflect') if rh or rw else x
+        x = torch.nn.functional.pad(x, (0, pw - rw, 0, ph - rh), mode='replicate') if ph > rh or pw > rw else x
+    o = model(x)
     s = o.shape[2] // (h + ph)
     return o[:, :, :h * s, :w * s]
 
 
-def _window_forward(model, x, adaptive):
-    """One forward; IMDN_AS (``adaptive``) crops adaptively when a side is not a multiple of 4, as the
-    official test script does, and runs the whole input otherwise."""
-    if adaptive and (x.shape[2] % 4 or x.shape[3] % 4):
-        return adaptive_crop_forward(model, x)
+def _window_forward(model, x, multiple=1, adaptive=False):
+    """One forward on a window: IMDN_AS (``adaptive``) crops adaptively when a side is not a multiple of 4,
+    as the official test script does; other models are padded to their size ``multiple``."""
+    if x.shape[2] % multiple or x.shape[3] % multiple:
+        return adaptive_crop_forward(model, x, multiple=multiple) if adaptive else _padded_forward(model, x, multiple)
     return model(x)
 
 
@@ -78,23 +84,23 @@ class _Collected(Exception):
     """Ends a forward pass once the statistics it was run for are taken."""
 
 
-def _attention_stats(model, x, win, tiles):
-    """Whole-image (std + mean) of each channel-attention input, gathered tile by tile from core pixels.
+def _pooled_stats(model, x, win, tiles, exact):
+    """Whole-image pooled statistics of each pooling module (``exact``: an ExactTiling, e.g. IMDN's channel
+    attention), gathered tile by tile from core pixels.
 
-    IMDN's attention pools over the whole feature map, so a tile alone sees other statistics. Attention k
-    depends on attentions before it, so pass k runs the tiles only up to attention k, with the earlier
-    ones fixed to their whole-image values: about (blocks + 1) / 2 extra network passes in all.
+    A pooling module sees only its tile, so a tile alone gets other statistics. Module k depends on the
+    ones before it, so pass k runs the tiles only up to module k, with the earlier ones fixed to their
+    whole-image values: about (modules + 1) / 2 extra network passes in all.
     """
-    from sr_kd.archs.imdn_arch import CCA
-    attentions = [m for m in model.modules() if isinstance(m, CCA)]
+    pooling = exact.modules(model)
     stats = []
-    for cca in attentions:
+    for module in pooling:
         acc, core = {}, None
 
         def collect(module, inputs):
             f = inputs[0]
             if f.shape[2:] != win:
-                raise ValueError('exact tiles need channel attention at input resolution (IMDN, not IMDN_AS)')
+                raise ValueError('exact tiles need the pooling at input resolution')
             y0, y1, x0, x1 = core
             f = f[:, :, y0:y1, x0:x1].double()
             for key, v in (('n', f[0, 0].numel()), ('s1', f.sum((2, 3), keepdim=True)),
@@ -102,9 +108,9 @@ def _attention_stats(model, x, win, tiles):
                 acc[key] = acc.get(key, 0) + v
             raise _Collected
 
-        handle = cca.register_forward_pre_hook(collect)
+        handle = module.register_forward_pre_hook(collect)
         try:
-            with _fixed_attention(attentions, stats):
+            with _fixed_pooling(exact, pooling, stats):
                 for y0, y1, x0, x1, wy, wx in tiles:
                     core = (y0 - wy, y1 - wy, x0 - wx, x1 - wx)
                     try:
@@ -113,16 +119,15 @@ def _attention_stats(model, x, win, tiles):
                         pass
         finally:
             handle.remove()
-        mean = acc['s1'] / acc['n']
-        stats.append(((acc['s2'] / acc['n'] - mean ** 2).clamp_min(0).sqrt() + mean).float())
-    return attentions, stats
+        stats.append(exact.pool(acc['s1'], acc['s2'], acc['n']).float())
+    return pooling, stats
 
 
 @contextlib.contextmanager
-def _fixed_attention(attentions, stats):
-    """The first ``len(stats)`` attentions gate with the given statistics instead of their input's."""
-    handles = [m.register_forward_hook(lambda m, inputs, out, s=s: inputs[0] * m.conv_du(s.to(inputs[0].dtype)))
-               for m, s in zip(attentions, stats)]
+def _fixed_pooling(exact, pooling, stats):
+    """The first ``len(stats)`` pooling modules use the given statistics instead of their input's."""
+    handles = [m.register_forward_hook(lambda m, inputs, out, s=s: exact.apply(m, inputs[0], s))
+               for m, s in zip(pooling, stats)]
     try:
         yield
     finally:
@@ -130,22 +135,22 @@ def _fixed_attention(attentions, stats):
             h.remove()
 
 
-def tiled_forward(model, x, tile, tile_pad=DEFAULT_TILE_PAD, adaptive=False, exact=False):
+def tiled_forward(model, x, tile, tile_pad=DEFAULT_TILE_PAD, multiple=1, adaptive=False, exact=None):
     """Run ``model`` tile by tile so that activations scale with ``tile``, not with the image.
 
     Each core of ``tile`` x ``tile`` input pixels runs inside a window with ``tile_pad`` pixels of
     context and only the core's output is kept; the output buffer is the only image-sized allocation.
-    ``exact``: first gather the channel attention's whole-image statistics (``_attention_stats``), so
-    the result equals the whole-image output to float rounding once ``tile_pad`` covers the receptive
-    field (4 * blocks + 3 pixels), at the price of the extra passes.
+    ``exact`` (an ExactTiling): first gather the pooling modules' whole-image statistics
+    (``_pooled_stats``), so the result equals the whole-image output to float rounding once ``tile_pad``
+    covers the receptive field, at the price of the extra passes.
     """
     _, _, h, w = x.shape
-    win, tiles = _tiles(h, w, tile, tile_pad, 4 if adaptive else 1)
-    attentions, stats = _attention_stats(model, x, win, tiles) if exact else ([], [])
+    win, tiles = _tiles(h, w, tile, tile_pad, multiple)
+    pooling, stats = _pooled_stats(model, x, win, tiles, exact) if exact else ([], [])
     out, s = None, None
-    with _fixed_attention(attentions, stats):
+    with _fixed_pooling(exact, pooling, stats):
         for y0, y1, x0, x1, wy, wx in tiles:
-            o = _window_forward(model, x[:, :, wy:wy + win[0], wx:wx + win[1]], adaptive)
+            o = _window_forward(model, x[:, :, wy:wy + win[0], wx:wx + win[1]], multiple, adaptive)
             if out is None:
                 s = o.shape[2] // win[0]
                 out = torch.empty(x.shape[0], o.shape[1], h * s, w * s, device=x.device, dtype=torch.float32)
@@ -162,26 +167,48 @@ def autocast(device, precision):
     return torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision])
 
 
-def upscale(model, img, adaptive=False, tile=0, tile_pad=DEFAULT_TILE_PAD, precision='fp32', channels_last=False,
-            exact=False):
-    """Run ``model`` on an NxCxHxW float tensor in [0, 1]; returns the float32 SR tensor (not clamped).
+def check_exact(info):
+    """None if ``--exact-tiles`` applies to a model of ``info``, else the one-line reason it does not."""
+    if info.tiles_exact:
+        return (f'{info.arch} has no whole-image statistics: its plain tiles equal the whole image already once '
+                '--tile-pad covers its receptive field')
+    if info.exact is None:
+        return f'{info.arch} pools whole-image information in a way exact tiles do not support; use --tile 0'
+    return None
 
-    ``adaptive``: IMDN_AS's adaptive cropping when a side is not a multiple of 4 (whole image otherwise).
+
+def forward(model, img, info=None, tile=0, tile_pad=DEFAULT_TILE_PAD, exact=False, adaptive=None):
+    """The one forward path: ``model`` is any callable from NxCxHxW float to the SR tensor (a torch module, or
+    a backend's runner); ``info`` (ModelInfo, None for a plain model) gives the input size multiple, the
+    adaptive cropping of models that take a resized input (IMDN_AS) and how to make tiles exact.
+
     ``tile``: largest tile side in input pixels (0: the whole image at once); ``tile_pad``: context around
-    each tile; ``exact``: tiles that reproduce the whole-image output (see ``tiled_forward``).
-    ``precision``: 'fp32', or 'bf16'/'fp16' under autocast. ``channels_last``: NHWC activations, faster on
-    CPU (oneDNN) and on tensor-core GPUs, equal to NCHW within float rounding.
+    each tile; ``exact``: tiles that reproduce the whole-image output (``tiled_forward``; needs a torch
+    module whose ``info.exact`` is set). ``adaptive``: default ``info.resizes_input``.
     """
+    multiple = info.size_multiple if info else 1
+    adaptive = bool(info and info.resizes_input) if adaptive is None else adaptive
+    if adaptive:
+        multiple = max(multiple, 4)
     if tile < 0 or tile_pad < 0:
         raise ValueError(f'tile and tile_pad must be >= 0; got {tile}, {tile_pad}')
-    if exact and adaptive:
-        raise ValueError('exact tiles work for IMDN, not with adaptive cropping (IMDN_AS)')
-    if adaptive and tile and (tile % 4 or tile_pad % 4):
-        raise ValueError(f'adaptive (IMDN_AS) tiles need tile and tile_pad that are multiples of 4; '
-                         f'got {tile}, {tile_pad}')
+    if exact and (info is None or check_exact(info)):
+        raise ValueError(check_exact(info) if info else 'exact tiles need the model\'s ModelInfo')
+    if tile and (tile % multiple or tile_pad % multiple):
+        raise ValueError(f'this model needs tile and tile_pad that are multiples of {multiple}; got {tile}, {tile_pad}')
+    if tile and (img.shape[2] > tile or img.shape[3] > tile):
+        return tiled_forward(model, img, tile, tile_pad, multiple, adaptive, info.exact if exact else None)
+    return _window_forward(model, img, multiple, adaptive).float()
+
+
+def upscale(model, img, info=None, tile=0, tile_pad=DEFAULT_TILE_PAD, precision='fp32', channels_last=False,
+            exact=False, adaptive=None):
+    """``forward`` of a torch model on an NxCxHxW float tensor in [0, 1] under inference mode; returns the
+    float32 SR tensor (not clamped). ``precision``: 'fp32', or 'bf16'/'fp16' under autocast.
+    ``channels_last``: NHWC activations, faster on CPU (oneDNN) and on tensor-core GPUs, equal to NCHW
+    within float rounding.
+    """
     if channels_last:
         img = img.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast(img.device, precision):
-        if tile and (img.shape[2] > tile or img.shape[3] > tile):
-            return tiled_forward(model, img, tile, tile_pad, adaptive, exact)
-        return _window_forward(model, img, adaptive).float()
+        return forward(model, img, info, tile, tile_pad, exact, adaptive)

@@ -79,6 +79,14 @@ def _load_net(net_opt, ckpt, param_key):
     return net.eval()
 
 
+def _load_teacher(opt, t_path):
+    """The teacher of the option file: built from network_t, or (``type: auto``) whatever the file holds."""
+    from sr_kd.archs.loading import is_auto, load_teacher
+    if is_auto(opt['network_t']):
+        return load_teacher({**opt, 'path': {**opt['path'], 'pretrain_network_t': t_path}})[0]
+    return _load_net(opt['network_t'], t_path, opt['path'].get('param_key_t', 'params'))
+
+
 def sr_images(opt, exp_dir, max_images=3, device='cpu'):
     """[{name, HR, bicubic, student, teacher}] (uint8 RGB, teacher None if its checkpoint is missing) for
     the first images of the first validation set; plus a note on what could not be shown."""
@@ -100,7 +108,7 @@ def sr_images(opt, exp_dir, max_images=3, device='cpu'):
     teacher, note = None, ''
     t_path = resolve((opt.get('path') or {}).get('pretrain_network_t'), exp_dir)
     if 'network_t' in opt and t_path and os.path.isfile(t_path):
-        teacher = _load_net(opt['network_t'], t_path, opt['path'].get('param_key_t', 'params')).to(device)
+        teacher = _load_teacher(opt, t_path).to(device)
     elif 'network_t' in opt:
         note = f'teacher checkpoint not found: {t_path}'
 
@@ -185,10 +193,17 @@ def _plot_psnr(ax, rows):
         ax.legend(fontsize=8)
 
 
-def _describe(net_opt):
-    """'IMDN 32x4' for networks with a width and a depth, else the type."""
-    width, depth = net_opt.get('num_feat'), net_opt.get('num_modules', net_opt.get('num_block'))
-    return f'{net_opt["type"]} {width}x{depth}' if width and depth else net_opt['type']
+def _describe(net_opt, opt=None):
+    """'IMDN 32x4' for networks with a width and a depth, 'SPAN 48nf', the file's arch for ``type: auto``,
+    else the type."""
+    if net_opt.get('type') == 'auto':
+        name = os.path.basename(str((opt or {}).get('path', {}).get('pretrain_network_t') or 'a weights file'))
+        return f'auto ({name})'
+    width = net_opt.get('num_feat', net_opt.get('feature_channels', net_opt.get('dim')))
+    depth = net_opt.get('num_modules', net_opt.get('num_block', net_opt.get('num_conv', net_opt.get('n_blocks'))))
+    if width and depth:
+        return f'{net_opt["type"]} {width}x{depth}'
+    return f'{net_opt["type"]} {width}nf' if width else net_opt['type']
 
 
 def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
@@ -229,7 +244,7 @@ def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
         ax.text(0.5, 0.5, f'no crops: {note}', ha='center', va='center', transform=ax.transAxes)
     last = losses[-1]['iter'] if losses else 0
     fig.suptitle(f'{opt["name"]}: {_describe(opt["network_g"])} student'
-                 + (f' distilled from {_describe(opt["network_t"])}' if 'network_t' in opt else '')
+                 + (f' distilled from {_describe(opt["network_t"], opt)}' if 'network_t' in opt else '')
                  + f', x{scale}, {last} iterations' + (f'  ({note})' if note and images else '')
                  + (f'\ncrops: the most detailed {crop} px of each validation image; dB: PSNR of the whole image '
                     f'(Y channel, border {scale})' if images else ''), fontsize=11)

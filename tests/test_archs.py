@@ -1,10 +1,12 @@
-"""IMDN/IMDN_AS: shapes, parameter counts of the paper, key compatibility with the official files."""
+"""IMDN/IMDN_AS: shapes, parameter counts of the paper, key compatibility with the official files, and the
+descriptions (sr_kd.archs.description) that loading reads from a checkpoint."""
 import pytest
 import torch
 
 from basicsr.archs import build_network
 from sr_kd.archs import IMDN, IMDN_AS
-from sr_kd.archs.detect import detect_arch, load_model
+from sr_kd.archs.description import ARCHS, find_arch
+from sr_kd.archs.loading import load_model
 from sr_kd.errors import SRKDError
 
 from conftest import shared_path
@@ -39,17 +41,20 @@ def test_bad_width_is_refused():
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_official_checkpoints_load_strict(scale):
     path = shared_path('pretrained', f'IMDN_x{scale}.pth')
-    net, arch = load_model(path)
-    assert arch == {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6,
-                    'upscale': scale, 'distill_rate': 0.25}
+    net, info = load_model(path)
+    assert info.network_opt == {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6,
+                                'upscale': scale, 'distill_rate': 0.25}
+    assert (info.arch, info.scale, info.size_multiple, info.global_stats, info.label) == (
+        'IMDN', scale, 1, True, f'IMDN 64x6 x{scale}')
     sd = torch.load(path, map_location='cpu', weights_only=True)
     own = net.state_dict()
     assert sorted('module.' + k for k in own) == sorted(sd)
 
 
 def test_official_as_checkpoint_loads():
-    net, arch = load_model(shared_path('pretrained', 'IMDN_AS.pth'))
-    assert arch['type'] == 'IMDN_AS' and sum(p.numel() for p in net.parameters()) == 752_104
+    net, info = load_model(shared_path('pretrained', 'IMDN_AS.pth'))
+    assert info.arch == 'IMDN_AS' and sum(p.numel() for p in net.parameters()) == 752_104
+    assert info.resizes_input and info.size_multiple == 4 and info.exact is None
 
 
 def test_basicsr_load_network_with_param_key_none(tmp_path):
@@ -65,10 +70,18 @@ def test_basicsr_load_network_with_param_key_none(tmp_path):
 
 def test_detect_small_student_and_errors(tmp_path):
     sd = IMDN(num_feat=32, num_modules=4, upscale=3).state_dict()
-    assert detect_arch(sd)['num_feat'] == 32 and detect_arch(sd)['num_modules'] == 4 and detect_arch(sd)['upscale'] == 3
+    spec = find_arch(sd)
+    assert spec is ARCHS['IMDN']
+    assert spec.options(sd)['num_feat'] == 32 and spec.options(sd)['num_modules'] == 4 and spec.options(sd)['upscale'] == 3
     torch.save({'params': sd}, tmp_path / 's.pth')
-    with pytest.raises(SRKDError, match='x3 model'):
+    with pytest.raises(SRKDError, match=r'x3 model \(IMDN 32x4 x3\)'):
         load_model(str(tmp_path / 's.pth'), expect_scale=4)
     torch.save({'params': {'conv_first.weight': torch.zeros(1)}}, tmp_path / 'other.pth')
-    with pytest.raises(SRKDError, match='not an IMDN checkpoint'):
+    with pytest.raises(SRKDError, match='unknown architecture: 1 tensors'):
         load_model(str(tmp_path / 'other.pth'))
+
+
+def test_imdn_as_description_first():
+    """IMDN_AS's keys are not taken for anything else (its description is tried before spandrel's)."""
+    sd = IMDN_AS(num_feat=16, num_modules=2).state_dict()
+    assert find_arch(sd) is ARCHS['IMDN_AS']

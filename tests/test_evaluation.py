@@ -96,8 +96,8 @@ def test_eval_small_model_runs(small_case):
 
 
 @pytest.mark.parametrize('case,expect', [
-    ('wrong_scale', 'is a x2 model, but scale 4'),
-    ('other_arch', 'not an IMDN checkpoint'),
+    ('wrong_scale', 'is a x2 model (IMDN 8x1 x2), but scale 4'),
+    ('other_arch', 'unknown architecture: 1 tensors (conv_first.weight (4, 3, 3, 3)'),
     ('missing_folder', 'folder not found'),
     ('size_mismatch', 'not a x2 pair'),
     ('unreadable', 'cannot read image'),

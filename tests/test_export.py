@@ -37,10 +37,11 @@ def test_onnx_matches_pytorch_at_any_size(tmp_path, capsys):
 
 def test_imdn_as_onnx_takes_multiples_of_4(tmp_path):
     from sr_kd.export import export_onnx, onnx_max_diff
+    from sr_kd.archs.loading import describe
     net, _ = save(tmp_path, IMDN_AS)
-    arch = {'type': 'IMDN_AS', 'num_in_ch': 3}
-    export_onnx(net, arch, tmp_path / 'as.onnx')
-    assert onnx_max_diff(net, arch, str(tmp_path / 'as.onnx'), size=(44, 36)) < 1e-4
+    info = describe(net)
+    export_onnx(net, info, tmp_path / 'as.onnx')
+    assert onnx_max_diff(net, info, str(tmp_path / 'as.onnx'), size=(44, 36)) < 1e-4
 
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 import sr_kd  # noqa: F401
 from sr_kd.archs import IMDN, IMDN_AS
-from sr_kd.inference import adaptive_crop_forward, upscale
+from sr_kd.archs.loading import describe
+from sr_kd.inference import adaptive_crop_forward, check_exact, upscale
 from conftest import shared_path
 
 
@@ -62,10 +63,11 @@ def test_exact_tiles_equal_whole_image_with_attention():
     model = with_strong_attention(tiny(upscale=2))
     x = image(41, 53) * torch.linspace(0, 1, 53) ** 3  # statistics that differ from tile to tile
     whole = upscale(model, x)
-    assert (upscale(model, x, tile=16, tile_pad=12) - whole).abs().max() > 5e-4  # plain tiles cannot
-    assert (upscale(model, x, tile=16, tile_pad=12, exact=True) - whole).abs().max() < 1e-5
+    info = describe(model)
+    assert (upscale(model, x, info, tile=16, tile_pad=12) - whole).abs().max() > 5e-4  # plain tiles cannot
+    assert (upscale(model, x, info, tile=16, tile_pad=12, exact=True) - whole).abs().max() < 1e-5
     batch = torch.cat([x, x.flip(3)])  # statistics are per image
-    assert (upscale(model, batch, tile=16, tile_pad=12, exact=True) - upscale(model, batch)).abs().max() < 1e-5
+    assert (upscale(model, batch, info, tile=16, tile_pad=12, exact=True) - upscale(model, batch)).abs().max() < 1e-5
 
 
 def test_official_imdn_tiles():
@@ -73,13 +75,13 @@ def test_official_imdn_tiles():
     exact tiles reproduce it."""
     from PIL import Image
 
-    from sr_kd.archs.detect import load_model
-    model, _ = load_model(shared_path('pretrained', 'IMDN_x4.pth'))
+    from sr_kd.archs.loading import load_model
+    model, info = load_model(shared_path('pretrained', 'IMDN_x4.pth'))
     hr = np.array(Image.open(shared_path('benchmarks', 'Set5', 'HR', 'baby.png')).convert('RGB'))
     x = torch.from_numpy(hr[200:272, 150:278]).permute(2, 0, 1)[None].float() / 255
     whole = upscale(model, x)  # two tiles side by side, pad 28 >= the receptive field (27)
-    plain = (upscale(model, x, tile=72, tile_pad=28) - whole).abs().max()
-    exact = (upscale(model, x, tile=72, tile_pad=28, exact=True) - whole).abs().max()
+    plain = (upscale(model, x, info, tile=72, tile_pad=28) - whole).abs().max()
+    exact = (upscale(model, x, info, tile=72, tile_pad=28, exact=True) - whole).abs().max()
     assert exact < 1e-5 < plain / 10
 
 
@@ -124,3 +126,32 @@ def test_channels_last_and_bf16():
     assert bf16.dtype == torch.float32 and (bf16 - ref).abs().max() < 0.05
     with pytest.raises(ValueError):
         upscale(model, x, precision='int8')
+
+
+def test_size_multiple_pads_and_crops_back():
+    """A model that accepts only multiples of 8 gets a padded input and its output is cropped back."""
+    import dataclasses
+    seen = []
+
+    def net(t):
+        seen.append(tuple(t.shape[2:]))
+        assert t.shape[2] % 8 == 0 and t.shape[3] % 8 == 0
+        return F.interpolate(t, scale_factor=2, mode='nearest')
+    info = dataclasses.replace(describe(tiny(upscale=2)), size_multiple=8, global_stats=False, exact=None)
+    x = image(21, 30)
+    out = upscale(net, x, info)
+    assert seen == [(24, 32)] and torch.equal(out, F.interpolate(x, scale_factor=2, mode='nearest'))
+    tiled = upscale(net, x, info, tile=16, tile_pad=8)
+    assert torch.equal(tiled, out) and all(s[0] % 8 == 0 and s[1] % 8 == 0 for s in seen)
+    with pytest.raises(ValueError, match='multiples of 8'):
+        upscale(net, x, info, tile=12, tile_pad=8)
+
+
+def test_exact_tiles_need_an_arch_that_pools():
+    info = describe(tiny(upscale=2))
+    assert check_exact(info) is None
+    no_pool = __import__('dataclasses').replace(info, arch='X', global_stats=False, exact=None)
+    assert 'equal the whole image already' in check_exact(no_pool)
+    with pytest.raises(ValueError, match='equal the whole image already'):
+        upscale(tiny(upscale=2), image(20, 20), no_pool, tile=8, exact=True)
+    assert 'do not support' in check_exact(describe(tiny(IMDN_AS)))

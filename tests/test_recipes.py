@@ -31,9 +31,10 @@ def test_embedded_default_trains_and_validates(tmp_path):
     assert rows['teacher'] == pytest.approx((30.2688, 0.8133), abs=1e-3), table[:400]
     assert log.count('Validation skimage_val @ iter') == 1  # not repeated after the loop
 
-    from sr_kd.archs.detect import load_model
-    _, arch = load_model(str(exp / 'models' / 'net_g_latest.pth'))
-    assert (arch['num_feat'], arch['num_modules'], arch['upscale']) == (32, 4, 4)
+    from sr_kd.archs.loading import load_model
+    _, info = load_model(str(exp / 'models' / 'net_g_latest.pth'))
+    opt = info.network_opt
+    assert (opt['num_feat'], opt['num_modules'], opt['upscale']) == (32, 4, 4)
 
 
 @pytest.mark.parametrize('name', RECIPES)

@@ -4,10 +4,17 @@ Parameter names follow the official code (``fea_conv``, ``IMDB1``..``IMDBn``, ``
 ``upsampler``) so the official checkpoints load with ``strict=True``. Width, depth, distillation rate
 and scale are options, so one class builds the 64x6 teacher and the small students.
 """
+import dataclasses
+import math
+import re
+
 import torch
 from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
+
+from sr_kd.archs.description import ArchSpec, ExactTiling, ModelInfo, register_arch
+from sr_kd.errors import SRKDError
 
 _LRELU_SLOPE = 0.05
 
@@ -106,3 +113,47 @@ class IMDN_AS(_IMDNBody):
         head = nn.Sequential(_conv(num_in_ch, num_feat, 3, stride=2), nn.LeakyReLU(_LRELU_SLOPE),
                              _conv(num_feat, num_feat, 3, stride=2))
         super().__init__(head, num_in_ch, num_out_ch, num_feat, num_modules, upscale, distill_rate)
+
+
+# ----- descriptions (sr_kd.archs.description): how a checkpoint says which IMDN it holds ----------------
+def _imdn_options(sd, head_key):
+    """num_in_ch, num_out_ch, num_feat, num_modules, upscale, distill_rate from keys and shapes."""
+    head = sd[head_key]
+    num_feat, num_in = head.shape[0], head.shape[1]
+    blocks = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r'IMDB(\d+)\.c1\.weight', k)))
+    if not blocks or blocks != list(range(1, len(blocks) + 1)) or 'upsampler.0.weight' not in sd:
+        raise SRKDError('IMDN checkpoint is incomplete (IMDB blocks or upsampler missing)')
+    up_out = sd['upsampler.0.weight'].shape[0]
+    num_out = num_in if up_out % num_in == 0 else 3
+    upscale = int(round(math.sqrt(up_out / num_out)))
+    if num_out * upscale ** 2 != up_out:
+        raise SRKDError(f'cannot infer the scale from upsampler.0.weight with {up_out} output channels')
+    return {'num_in_ch': int(num_in), 'num_out_ch': int(num_out), 'num_feat': int(num_feat),
+            'num_modules': len(blocks), 'upscale': upscale,
+            'distill_rate': sd['IMDB1.c4.weight'].shape[0] / num_feat}
+
+
+# CCA pools (std + mean) over the whole feature map: tiles see other statistics unless they are given
+# the whole image's (sr_kd.inference's exact tiles).
+CCA_EXACT = ExactTiling(
+    modules=lambda model: [m for m in model.modules() if isinstance(m, CCA)],
+    pool=lambda s1, s2, n: (s2 / n - (s1 / n) ** 2).clamp_min(0).sqrt() + s1 / n,
+    apply=lambda module, x, pooled: x * module.conv_du(pooled.to(x.dtype)))
+
+
+def _info(name, opts, **kw):
+    return ModelInfo(arch=name, scale=opts['upscale'], in_channels=opts['num_in_ch'], out_channels=opts['num_out_ch'],
+                     global_stats=True, exact=CCA_EXACT, network_opt={'type': name, **opts},
+                     tags=(f'{opts["num_feat"]}x{opts["num_modules"]}',), **kw)
+
+
+register_arch(ArchSpec('IMDN', detect=lambda sd: 'fea_conv.weight' in sd and 'IMDB1.c1.weight' in sd,
+                       options=lambda sd: _imdn_options(sd, 'fea_conv.weight'),
+                       info=lambda opts: _info('IMDN', opts)))
+# IMDN_AS keeps the size of its input (the LR resized to the output size); sides are multiples of 4
+# (two stride-2 convs), met by its adaptive cropping. Its attention pools at a quarter of the input,
+# so exact tiles do not apply.
+register_arch(ArchSpec('IMDN_AS', detect=lambda sd: 'fea_conv.0.weight' in sd and 'IMDB1.c1.weight' in sd,
+                       options=lambda sd: _imdn_options(sd, 'fea_conv.0.weight'),
+                       info=lambda opts: dataclasses.replace(_info('IMDN_AS', opts, size_multiple=4, resizes_input=True),
+                                                             exact=None)))

@@ -1,9 +1,12 @@
 """``sr-kd eval``: a checkpoint's PSNR/SSIM on an HR folder, with LR from a folder or made by MATLAB bicubic."""
 import json
 
+from sr_kd.backends import ALL_PRECISIONS
+from sr_kd.backends import NAMES as BACKENDS
+
 
 def add_arguments(p):
-    p.add_argument('--model', required=True, help='checkpoint (.pth); the architecture is read from its keys')
+    p.add_argument('--model', required=True, help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows; the architecture is read from it')
     p.add_argument('--hr', required=True, help='folder of HR images')
     p.add_argument('--lr', help='folder of LR images (EDSR names, e.g. babyx4.png); default: made from HR '
                                 'with MATLAB-compatible bicubic')
@@ -11,16 +14,26 @@ def add_arguments(p):
     p.add_argument('--param-key', default=None, help="key inside the checkpoint (default: params_ema, params or none)")
     p.add_argument('--device', default='cpu')
     p.add_argument('--json', help='write the per-image and mean results here')
+    p.add_argument('--backend', choices=list(BACKENDS), default='eager',
+                   help='run the model as sr-kd upscale --backend does (fp32 backends give the same numbers)')
+    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32')
+    p.add_argument('--force-int8', action='store_true', help='run int8 even where it costs more than 0.05 dB')
 
 
 def run(args):
     import sys
 
-    from sr_kd.archs.detect import load_model
+    from sr_kd.archs.loading import load_model
     from sr_kd.evaluate import evaluate
 
-    model, arch = load_model(args.model, args.param_key, args.device, expect_scale=args.scale)
-    res = evaluate(model, arch, args.hr, args.scale, args.lr, args.device, progress=sys.stderr.isatty())
+    from sr_kd.backends import Options, check, prepare
+
+    check(args.backend, args.precision, args.device)
+    model, info = load_model(args.model, args.param_key, args.device, expect_scale=args.scale)
+    if args.backend != 'eager' or args.precision != 'fp32':
+        model = prepare(args.backend, model, info, args.precision,
+                        Options(device=args.device, force_int8=args.force_int8)).standalone()
+    res = evaluate(model, info, args.hr, args.scale, args.lr, args.device, progress=sys.stderr.isatty())
     width = max(len(r['name']) for r in res['images'] + [{'name': 'mean'}])
     print(f'{"image":<{width}}  {"PSNR":>8}  {"SSIM":>7}')
     for r in res['images']:

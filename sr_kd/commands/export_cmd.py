@@ -4,7 +4,7 @@ TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on the check image
 
 
 def add_arguments(p):
-    p.add_argument('model', metavar='CKPT', help='checkpoint (.pth); the architecture is read from its keys')
+    p.add_argument('model', metavar='CKPT', help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows; the architecture is read from it')
     p.add_argument('--onnx', metavar='OUT.onnx',
                    help='write an ONNX file (input "lr", output "sr", NCHW float32 in [0, 1])')
     p.add_argument('--torchscript', metavar='OUT.pt',
@@ -15,23 +15,23 @@ def add_arguments(p):
 
 
 def run(args):
-    from sr_kd.archs.detect import load_model
+    from sr_kd.archs.loading import load_model
     from sr_kd.errors import SRKDError
     from sr_kd.export import export_onnx, export_torchscript, onnx_max_diff
 
     if not args.onnx and not args.torchscript:
         raise SRKDError('nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt')
-    model, arch = load_model(args.model, args.param_key)
-    name = f'{arch["type"]} {arch["num_feat"]}x{arch["num_modules"]} x{arch["upscale"]}'
+    model, info = load_model(args.model, args.param_key)
+    name = info.label
     if args.onnx:
-        export_onnx(model, arch, args.onnx, args.opset)
+        export_onnx(model, info, args.onnx, args.opset)
         print(f'wrote {args.onnx} ({name}, opset {args.opset}, dynamic batch/height/width)')
         if not args.no_check:
-            diff = onnx_max_diff(model, arch, args.onnx)
+            diff = onnx_max_diff(model, info, args.onnx)
             if diff > TOLERANCE:
                 raise SRKDError(f'{args.onnx} differs from PyTorch by {diff:.2e} under onnxruntime (> {TOLERANCE})')
             print(f'onnxruntime matches PyTorch: max |diff| {diff:.2e} on a random image')
     if args.torchscript:
-        export_torchscript(model, arch, args.torchscript)
+        export_torchscript(model, info, args.torchscript)
         print(f'wrote {args.torchscript} ({name}, traced TorchScript)')
     return 0

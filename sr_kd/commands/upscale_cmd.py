@@ -10,7 +10,9 @@ import sys
 import time
 
 from sr_kd.image_io import FORMATS
-from sr_kd.inference import DEFAULT_TILE_PAD, PRECISIONS
+from sr_kd.backends import ALL_PRECISIONS
+from sr_kd.backends import NAMES as BACKENDS
+from sr_kd.inference import DEFAULT_TILE_PAD
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 DEFAULT_TILE = 512
@@ -20,7 +22,8 @@ def add_arguments(p):
     p.description = ('Upscale images with a checkpoint; the architecture and scale are read from it. '
                      'Exit status: 0, or the number of images that failed (at most 125); 2 also for usage errors.')
     p.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders and glob patterns')
-    p.add_argument('-m', '--model', required=True, help='checkpoint (.pth)')
+    p.add_argument('-m', '--model', required=True,
+                   help='weights file (.pth, .safetensors): sr_kd\'s or any model spandrel knows (ESRGAN, SPAN, ...)')
     p.add_argument('-o', '--output', required=True, metavar='OUTDIR', help='output folder (created if missing)')
     p.add_argument('-r', '--recursive', action='store_true', help='descend into subfolders (mirrored in OUTDIR)')
     p.add_argument('--tile', type=int, default=DEFAULT_TILE, metavar='N',
@@ -29,17 +32,25 @@ def add_arguments(p):
     p.add_argument('--tile-pad', type=int, default=DEFAULT_TILE_PAD, metavar='P',
                    help=f'context pixels around each tile (default {DEFAULT_TILE_PAD}, see docs/performance.md)')
     p.add_argument('--exact-tiles', action='store_true',
-                   help='tiles that reproduce the whole-image output (IMDN\'s channel attention gets whole-image '
-                        'statistics from extra passes: about 4x the time of plain tiles for 64x6)')
+                   help='tiles that reproduce the whole-image output for archs with whole-image statistics (IMDN\'s '
+                        'channel attention gets them from extra passes: about 4x the time of plain tiles for 64x6); '
+                        'refused where tiles are exact already (SPAN, ESRGAN, ...) or it is unsupported')
     p.add_argument('--adaptive', action='store_true',
                    help="IMDN_AS's adaptive cropping (4 overlapping corner patches, overlap 32, sides a multiple "
                         'of 4) for sides that are not a multiple of 4; always on for IMDN_AS checkpoints')
     p.add_argument('--scale', type=int, metavar='S',
-                   help='IMDN_AS only: output scale (the input is resized by S with bicubic first; default 4)')
+                   help='IMDN_AS only: output scale (the input is resized by S with bicubic first; default 4); for '
+                        'other models it must equal the model\'s scale')
     p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N)')
-    p.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
+    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32',
                    help='bf16/fp16 run under autocast; bf16 measured 1.6x faster than fp32 on an AVX512-BF16 CPU, '
-                        '-0.005 dB on Set5 (docs/performance.md)')
+                        '-0.005 dB on Set5 (docs/performance.md); int8: --backend onnxruntime only')
+    p.add_argument('--backend', choices=list(BACKENDS), default='eager',
+                   help='eager (PyTorch), onnxruntime, aoti (AOTInductor package) or auto (the fastest, measured '
+                        'once per machine and model); exported/compiled models are built once and cached in '
+                        '$SR_KD_CACHE (default ~/.cache/sr_kd); see docs/performance.md')
+    p.add_argument('--force-int8', action='store_true',
+                   help='run int8 even where its measured PSNR cost exceeds 0.05 dB')
     p.add_argument('--suffix', default='', help='added to each output name before the extension')
     p.add_argument('--ext', choices=list(FORMATS), default='png', help='output format (default png)')
     p.add_argument('--threads', type=int, metavar='N', help='CPU threads for the network (default: torch\'s)')
@@ -98,8 +109,9 @@ class Upscaler:
     def __init__(self, args):
         import torch
 
-        from sr_kd.archs.detect import load_model
+        from sr_kd.archs.loading import load_model
         from sr_kd.errors import SRKDError
+        from sr_kd.inference import check_exact
 
         if args.device != 'cpu' and not args.device.startswith('cuda'):
             raise SRKDError(f'--device must be cpu or cuda (cuda:N); got {args.device!r}')
@@ -109,22 +121,35 @@ class Upscaler:
             raise SRKDError('--tile and --tile-pad must be >= 0')
         if args.threads:
             torch.set_num_threads(args.threads)
-        model, self.arch = load_model(args.model, args.param_key, args.device)
+        from sr_kd.backends import Options, check, prepare
+        check(args.backend, args.precision, args.device, args.exact_tiles)
+        if args.compile and args.backend != 'eager':
+            raise SRKDError(f'--compile is for --backend eager; --backend {args.backend} is compiled already')
+        model, info = load_model(args.model, args.param_key, args.device)
         self.model = model.to(memory_format=torch.channels_last)
-        self.as_model = self.arch['type'] == 'IMDN_AS'
-        if args.scale is not None and not self.as_model and args.scale != self.arch['upscale']:
-            raise SRKDError(f'{args.model} is a x{self.arch["upscale"]} model; --scale {args.scale} cannot change that')
-        if self.as_model and args.tile and (args.tile % 4 or args.tile_pad % 4):
-            raise SRKDError('IMDN_AS needs --tile and --tile-pad that are multiples of 4')
-        if args.exact_tiles and (self.as_model or args.adaptive):
-            raise SRKDError('--exact-tiles works for IMDN checkpoints, not with adaptive cropping (IMDN_AS)')
+        self.info, self.runner = info, None
+        if args.scale is not None and not info.resizes_input and args.scale != info.scale:
+            raise SRKDError(f'{args.model} is a {info.label} model; --scale {args.scale} cannot change that')
+        multiple = max(info.size_multiple, 4 if (args.adaptive or info.resizes_input) else 1)
+        if args.tile and (args.tile % multiple or args.tile_pad % multiple):
+            raise SRKDError(f'{info.label} needs --tile and --tile-pad that are multiples of {multiple}')
+        if args.exact_tiles and check_exact(info):
+            raise SRKDError(f'--exact-tiles: {check_exact(info)}')
+        if args.exact_tiles and args.adaptive:
+            raise SRKDError('--exact-tiles does not go with --adaptive cropping')
         if args.compile and args.exact_tiles:
             raise SRKDError('--compile and --exact-tiles do not go together (the statistics passes hook the network)')
         if args.compile:
             import torch._inductor.config as inductor
             inductor.freezing = True  # weights become constants: oneDNN prepacks them once
             self.model = torch.compile(self.model)
-        self.scale = (args.scale or 4) if self.as_model else self.arch['upscale']
+        else:
+            self.runner = prepare(args.backend, self.model, info, args.precision,
+                                  Options(device=args.device, force_int8=args.force_int8), args.exact_tiles)
+            self.model = self.runner.fn
+        self.precision = self.runner.autocast if self.runner else args.precision
+        self.channels_last = self.runner.eager if self.runner else True
+        self.scale = (args.scale or info.scale) if info.resizes_input else info.scale
         self.args = args
 
     def __call__(self, path):
@@ -138,12 +163,12 @@ class Upscaler:
         a = self.args
         pic = read_image(path)
         rgb = pic.rgb
-        if self.as_model:  # IMDN_AS takes the LR already resized to the output size
+        if self.info.resizes_input:  # IMDN_AS takes the LR already resized to the output size
             from sr_kd.ops.matlab_resize import imresize
             rgb = imresize(rgb.astype('float64'), scale=self.scale).clip(0, 1).astype('float32')
         x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(a.device)
-        sr = upscale(self.model, x, adaptive=a.adaptive or self.as_model, tile=a.tile, tile_pad=a.tile_pad,
-                     precision=a.precision, channels_last=True, exact=a.exact_tiles)
+        sr = upscale(self.model, x, self.info, tile=a.tile, tile_pad=a.tile_pad, precision=self.precision,
+                     channels_last=self.channels_last, exact=a.exact_tiles, adaptive=(a.adaptive or None))
         size = sr.shape[2:]
         alpha = None
         if pic.alpha is not None:  # alpha is not an image the network knows: plain bicubic
