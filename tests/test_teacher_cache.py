@@ -160,3 +160,11 @@ def test_cache_teacher_refuses_an_online_option_file(tmp_path):
     path = write_options(tmp_path / 'o.yml', tiny_options(tmp_path))
     proc = run_cli(['-m', 'sr_kd.cli', 'cache-teacher', '-opt', path], tmp_path / 'root')
     assert_one_line_error(proc, 'distill.teacher: offline')
+
+
+def test_an_unreadable_training_image_is_left_out_of_the_cache(tmp_path):
+    opt = _offline_opt(tmp_path)
+    (tmp_path / 'data' / 'train' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not an image')
+    model = _model(tmp_path, opt, steps=1)  # corrupt_images: skip (the default) for the dataset and the cache
+    assert len([p for p, stem in model.teacher_cache.stems.items() if stem]) == 3
+    assert np.isfinite(model.log_dict['l_out'])

@@ -132,7 +132,12 @@ def build(folder, key, net, taps, paths, scale, specs, dtype, teacher_name='', p
     images, levels = {}, []
     names = relative_names(paths)
     for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=None if progress else True)):  # None: bar on terminals only
-        hr = read_rgb_uint8(path)
+        try:
+            hr = read_rgb_uint8(path)
+        except SRKDError as e:  # the dataset skips or refuses it by its corrupt_images option
+            from basicsr.utils import get_root_logger
+            get_root_logger().warning(f'teacher cache: {e}; left out')
+            continue
         hr = hr[:hr.shape[0] - hr.shape[0] % scale, :hr.shape[1] - hr.shape[1] % scale]
         lr = bicubic_lr(hr, scale)
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
