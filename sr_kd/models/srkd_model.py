@@ -92,8 +92,8 @@ class SRKDModel(OwnValidation, SRModel):
             raise SRKDError('distill.teacher: offline needs a training dataset that reports its crops '
                             f'(type: HROnlyDataset), not {train_ds.get("type")!r}')
         specs = teacher_cache.offline_specs(self.distill.names, self.distill.terms)
-        root = d_opt.get('teacher_cache') or os.path.join(self.opt['path'].get('root', '.'), 'experiments',
-                                                          'teacher_cache')
+        root = d_opt.get('teacher_cache') or teacher_cache.default_root(
+            os.path.dirname(self.opt['path']['experiments_root']))
         self.teacher_cache = teacher_cache.ensure(self.opt, self.net_t, self.taps_t, specs, self.t_dtype,
                                                   training_paths(train_ds), root)
 
@@ -185,7 +185,8 @@ class SRKDModel(OwnValidation, SRModel):
             d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=feats_t, maps_t=maps_t,
                               sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=self.gt,
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
-                              student=self.get_bare_model(self.net_g), teacher=self.net_t)
+                              student=self.get_bare_model(self.net_g), teacher=self.net_t,
+                              teacher_dtype=self.t_dtype)
             for name, val in zip(self.distill_names(), self.distill(d)):
                 loss_dict[f'l_{name}'] = val
                 l_total = l_total + val
