@@ -10,6 +10,8 @@ SUBCOMMANDS = [
     ('upscale', 'sr_kd.commands.upscale_cmd', 'upscale image files, folders and globs with a checkpoint'),
     ('export', 'sr_kd.commands.export_cmd', 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'),
     ('report', 'sr_kd.commands.report_cmd', 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'),
+    ('inspect', 'sr_kd.commands.inspect_cmd',
+     'what a weights file holds: architecture, scale, parameters and the module names distill.pairs can tap'),
     ('cache-teacher', 'sr_kd.commands.cache_teacher_cmd',
      'build the offline teacher cache of an option file (distill.teacher: offline) ahead of training'),
 ]
@@ -52,7 +54,11 @@ def main(argv=None):
     with exit_on_user_error('sr-kd'):
         import sr_kd
         sr_kd.load()  # repairs + registries before any basicsr use (the console script defers them)
-        return args._run(args) or 0
+        try:
+            return args._run(args) or 0
+        except KeyboardInterrupt:
+            print(f'sr-kd: interrupted{getattr(args, "_interrupted_hint", "")}', file=sys.stderr)
+            return 130
 
 
 if __name__ == '__main__':

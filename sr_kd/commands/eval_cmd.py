@@ -10,13 +10,14 @@ def add_arguments(p):
     p.add_argument('--hr', required=True, help='folder of HR images')
     p.add_argument('--lr', help='folder of LR images (EDSR names, e.g. babyx4.png); default: made from HR '
                                 'with MATLAB-compatible bicubic')
-    p.add_argument('--scale', type=int, required=True, choices=range(1, 9), metavar='S')
+    p.add_argument('--scale', type=int, required=True, choices=range(1, 9), metavar='S',
+                   help='the model\'s scale, 1 to 8 (also the border cropped before PSNR/SSIM)')
     p.add_argument('--param-key', default=None, help="key inside the checkpoint (default: params_ema, params or none)")
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N)')
     p.add_argument('--json', help='write the per-image and mean results here')
     p.add_argument('--backend', choices=list(BACKENDS), default='eager',
                    help='run the model as sr-kd upscale --backend does (fp32 backends give the same numbers)')
-    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32')
+    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32', help='numeric precision of the model')
     p.add_argument('--force-int8', action='store_true', help='run int8 even where it costs more than 0.05 dB')
 
 
@@ -28,6 +29,10 @@ def run(args):
 
     from sr_kd.backends import Options, check, prepare
 
+    from sr_kd import cli_checks
+    cli_checks.device(args.device)  # before any work
+    if args.json:
+        cli_checks.output_file(args.json, '--json', overwrite=True)
     check(args.backend, args.precision, args.device)
     model, info = load_model(args.model, args.param_key, args.device, expect_scale=args.scale)
     if args.backend != 'eager' or args.precision != 'fp32':

@@ -12,6 +12,7 @@ def add_arguments(p):
     p.add_argument('--opset', type=int, default=18, help='ONNX opset (default 18)')
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
     p.add_argument('--no-check', action='store_true', help='skip running the ONNX file with onnxruntime after export')
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files (default: refuse)')
 
 
 def run(args):
@@ -21,6 +22,10 @@ def run(args):
 
     if not args.onnx and not args.torchscript:
         raise SRKDError('nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt')
+    from sr_kd import cli_checks
+    for flag, path in (('--onnx', args.onnx), ('--torchscript', args.torchscript)):
+        if path:  # before any work
+            cli_checks.output_file(path, flag, args.overwrite)
     model, info = load_model(args.model, args.param_key)
     name = info.label
     if args.onnx:

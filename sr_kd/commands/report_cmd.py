@@ -6,10 +6,14 @@ def add_arguments(p):
     p.add_argument('-o', '--output', help='PNG to write (default: EXPERIMENT/report.png)')
     p.add_argument('--images', type=int, default=3, help='validation images in the crop sheet (default 3)')
     p.add_argument('--crop', type=int, default=96, help='crop side in HR pixels (default 96)')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N), for the crops\' forward passes')
 
 
 def run(args):
+    from sr_kd import cli_checks
     from sr_kd.report import make_report
+    cli_checks.device(args.device)
+    if args.output:
+        cli_checks.output_file(args.output, '-o', overwrite=True)
     print(make_report(args.experiment, args.output, args.images, args.crop, args.device))
     return 0

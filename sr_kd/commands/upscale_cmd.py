@@ -194,7 +194,10 @@ def run(args):
     from sr_kd.errors import SRKDError
     from sr_kd.image_io import write_image
 
+    from sr_kd import cli_checks
+    cli_checks.upscale_args(args)  # before any work: -o, --scale, --threads, --tile, --device
     jobs = plan(args.inputs, args.output, args.suffix, args.ext, args.recursive)
+    cli_checks.upscale_jobs(jobs, args.inputs, IMAGE_EXTS, args.output)
     todo = [(s, d) for s, d in jobs if args.overwrite or not os.path.exists(d)]
     skipped = len(jobs) - len(todo)
     if skipped:
