@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv and installs sr_kd with basicsr 1.4.2 the way that works on today's machines
-# (see ../shared/DESIGN.md "Install recipe"): torch pinned in every step, basicsr without build
-# isolation and without its broken dependency list, then the packages basicsr really imports.
+# (docs/design.md "Installing"; measured facts in ../shared/DESIGN.md "Install recipe"): torch pinned in
+# every step, basicsr without build isolation and without its broken dependency list, then the packages
+# basicsr really imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH=${SR_KD_TORCH:-torch==2.13.0}

@@ -1,6 +1,6 @@
 """SRKDModel: BasicSR's SRModel plus a frozen teacher and any number of distillation terms.
 
-One step (../shared/DESIGN.md, "Data flow"): student forward with taps; teacher forward under no_grad
+One step (docs/design.md, "Data flow"): student forward with taps; teacher forward under no_grad
 with taps; task loss + every term; one backward; one optimizer step over student + connectors. The
 teacher never enters DDP, the optimizer, EMA or the saved checkpoint; test runs build no teacher.
 """
