@@ -56,9 +56,10 @@ def test_eval_crops_the_scale_from_each_border(tmp_path, monkeypatch):
         hr = tmp_path / f'hr{scale}'
         hr.mkdir()
         Image.fromarray(_ring_case(12 * scale, 10 * scale)).save(hr / 'a.png')
-        args = argparse.Namespace(model=str(tmp_path / f'x{scale}.pth'), hr=str(hr), lr=None, scale=scale,
-                                  param_key=None, device='cpu', json=None)
-        eval_cmd.run(args)
+        parser = argparse.ArgumentParser()
+        eval_cmd.add_arguments(parser)  # the command's own options, defaults included
+        eval_cmd.run(parser.parse_args(['--model', str(tmp_path / f'x{scale}.pth'), '--hr', str(hr),
+                                        '--scale', str(scale)]))
     assert seen == [2, 3]
 
 
