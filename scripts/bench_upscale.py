@@ -130,8 +130,25 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def configurations(model, info, opts):
-    """name -> (function x -> SR tensor, how it was prepared); 'plain fp32' is what an inference script does."""
+def bf16_conv_slowdown():
+    """bf16 / fp32 time of one 48->64 3x3 convolution (1 thread, 80x45, channels-last, best of 3)."""
+    conv = torch.nn.Conv2d(48, 64, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 48, 45, 80).contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            fp32 = min(_timed(lambda: conv(x)) for _ in range(4))
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                bf16 = min(_timed(lambda: conv(x)) for _ in range(4))
+    finally:
+        torch.set_num_threads(threads)
+    return bf16 / fp32
+
+
+def configurations(model, info, opts, skip_bf16=None):
+    """name -> (function x -> SR tensor, how it was prepared); 'plain fp32' is what an inference script does.
+    ``skip_bf16``: why bf16 is not run (a CPU without bf16 instructions), or None."""
     plain = model
 
     def run_plain(x):
@@ -143,6 +160,9 @@ def configurations(model, info, opts):
         for precision in precisions:
             if precision == 'fp16':
                 continue  # CPU fp16 has no fast path; the GPU row would take it
+            if precision == 'bf16' and skip_bf16:
+                out[f'{backend} {precision}'] = (None, skip_bf16)
+                continue
             why = missing(backend)
             if why:
                 out[f'{backend} {precision}'] = (None, why)
@@ -191,7 +211,7 @@ def speed_table(args, name, peaks):
     print(f'\n## IMDN {name} x4 ({what}) on {w}x{h} ({4 * w}x{4 * h} out): {fpp / 1e3:.1f} kFLOP per output pixel, '
           f'{work / 1e9:.1f} GFLOP per image; limit at peak: fp32 {work / peaks["fp32"]:.3f} s, '
           f'bf16 {work / peaks["bf16"]:.3f} s\n', flush=True)
-    fns = configurations(model, info, args.cache)
+    fns = configurations(model, info, args.cache, args.skip_bf16)
     ready = {k: fn for k, (fn, _) in fns.items() if fn is not None}
     ref = ready['plain fp32'](x).float()
     diffs = {k: float((fn(x).float() - ref).abs().max()) for k, fn in ready.items()}  # also the warm-up
@@ -286,6 +306,7 @@ def main():
     p.add_argument('--cli-rounds', type=int, default=3)
     p.add_argument('--no-cli', action='store_true', help='skip the whole-CLI timings')
     p.add_argument('--no-set5', dest='set5', action='store_false', help='skip Set5 PSNR')
+    p.add_argument('--bf16', action='store_true', help='run bf16 even on a CPU without bf16 instructions')
     p.add_argument('--threads', type=int, help='torch/onnxruntime threads (default: torch\'s, the physical cores)')
     p.add_argument('--cache', default=os.path.join(tempfile.gettempdir(), 'sr_kd_bench_cache'),
                    help='artefact cache for the forward-pass and warm CLI timings')
@@ -299,6 +320,11 @@ def main():
     print(f'# peak: fp32 {peaks["fp32"] / 1e9:.0f} GFLOP/s, bf16 {peaks["bf16"] / 1e9:.0f} GFLOP/s ({how}); '
           f'a {1536}^2 fp32 matrix product reaches {measured_gemm_flops(threads) / 1e9:.0f} GFLOP/s now')
     print('# GPU: none here; the GPU row is not measured')
+    args.skip_bf16 = None
+    if not ({'avx512_bf16', 'amx_bf16'} & cpu_facts()['flags']) and not args.bf16:
+        args.skip_bf16 = (f'no bf16 instructions on this CPU: one 3x3 convolution takes {bf16_conv_slowdown():.1f}x '
+                          'its fp32 time in bf16 (--bf16 runs it anyway)')
+        print(f'# bf16: {args.skip_bf16}')
     for name in args.rows:
         speed_table(args, name, peaks)
     if not args.no_cli:
