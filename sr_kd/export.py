@@ -1,4 +1,4 @@
-"""Export a network to ONNX (dynamic batch, height and width) and TorchScript, and check the ONNX file.
+"""Export a network to ONNX (dynamic batch, height and width), TorchScript and safetensors; check the ONNX file.
 
 Deployment targets (onnxruntime, TensorRT, ncnn, chaiNNer) take ONNX; the check runs the exported file
 with onnxruntime so a broken export is caught where it is made, not on a user's machine.
@@ -59,3 +59,15 @@ def onnx_max_diff(model, info, path, size=(37, 53), seed=0):
     if got.shape != want.shape:
         raise SRKDError(f'the ONNX model gives {tuple(got.shape)} for {tuple(x.shape)}, PyTorch {tuple(want.shape)}')
     return float((got - want).abs().max())
+
+
+def export_safetensors(model, path):
+    """The weights as one .safetensors file (contiguous CPU tensors): spandrel, chaiNNer and ComfyUI load it
+    as they load the .pth, without unpickling anything."""
+    try:
+        from safetensors.torch import save_file
+    except ImportError as e:
+        raise SRKDError('writing .safetensors needs the safetensors package (bash scripts/install.sh)') from e
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(sd, tmp, metadata={'format': 'pt'})

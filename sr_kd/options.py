@@ -100,6 +100,12 @@ def _check_networks(opt):
     ups = {}
     for key in [k for k in opt if k.startswith('network_')]:
         net = _section(opt, key)
+        # --- issue 12: network_t: {type: auto}: the file says what it is; load it now (sr_kd.archs.loading) ---
+        from sr_kd.archs.loading import is_auto, load_teacher
+        if key == 'network_t' and is_auto(net):
+            load_teacher(opt)
+            continue
+        # ---
         check_registered(ARCH_REGISTRY, net.get('type'), f'{key} type')
         _build(key, lambda: build_network(copy.deepcopy(net)))
         default = inspect.signature(ARCH_REGISTRY.get(net['type'])).parameters.get('upscale')
@@ -157,7 +163,8 @@ def _check_datasets(opt, is_train):
         if not isinstance(ds.get('name'), str):
             raise SRKDError(f'{where}name must be a text, not {ds.get("name")!r}')
         backend = _section(ds, 'io_backend', where, required=False).get('type', 'disk')
-        needs = {'HROnlyDataset': ('dataroot_gt',), 'PairedImageDataset': ('dataroot_gt', 'dataroot_lq')}
+        needs = {'HROnlyDataset': ('dataroot_gt',), 'PairedImageDataset': ('dataroot_gt', 'dataroot_lq'),
+                 'PlainImageDataset': ('dataroot_lq',)}
         for key in needs.get(ds['type'], ()):
             if key not in ds:
                 raise SRKDError(f'{where}{key} is missing')
@@ -219,7 +226,16 @@ def _check_train(opt):
     kind = _choice(sched, 'type', 'train.scheduler.', tuple(kinds))
     kwargs = {k: v for k, v in sched.items() if k != 'type'}
     _build('train.scheduler', lambda: kinds[kind](optimizer, **kwargs))
-    if not train.get('pixel_opt') and not train.get('perceptual_opt'):
+    # --- issue 12: PlainImageDataset has no ground truth: the teacher's output is the only target ---
+    plain = (opt['datasets'].get('train') or {}).get('type') == 'PlainImageDataset'
+    if plain and (train.get('pixel_opt') or train.get('perceptual_opt')):
+        raise SRKDError('train.pixel_opt/perceptual_opt compare with ground truth, which a PlainImageDataset does '
+                        'not have: leave them out and distil the teacher\'s output (OutputDistillLoss in distill_opts)')
+    if plain and not train.get('distill_opts'):
+        raise SRKDError('a PlainImageDataset has no ground truth: train.distill_opts must hold the target '
+                        '(e.g. {type: OutputDistillLoss, criterion: l1})')
+    # ---
+    if not plain and not train.get('pixel_opt') and not train.get('perceptual_opt'):
         raise SRKDError('train needs a pixel_opt (or perceptual_opt) loss')
     for key in ('pixel_opt', 'perceptual_opt'):
         if train.get(key) is not None:

@@ -78,6 +78,22 @@ def _compact_opts(hp):
 STUDENTS = {'SPAN': ('SPAN', _span_opts), 'PLKSR': ('PLKSR', _plksr_opts), 'Compact': ('Compact', _compact_opts)}
 
 
+def _fold_span(model):
+    """SPAN re-computes each Conv3XC's folded 3x3 conv from its training branches on every eval forward
+    (assigning weights inside forward, which export and compile refuse): fold once, then run the folded
+    conv. Only for loaded (inference) models; a student in training keeps its branches."""
+    from spandrel.architectures.SPAN.__arch.span import Conv3XC
+    for m in model.modules():
+        if isinstance(m, Conv3XC):
+            m.update_params()
+            m.update_params = lambda: None
+    return model
+
+
+# spandrel arch id -> what a loaded model needs once before inference
+DEPLOY = {'SPAN': _fold_span}
+
+
 def describe(desc):
     """ModelInfo of a spandrel ``ImageModelDescriptor``: its own scale, channels, size requirement and tiling
     advice (DISCOURAGED/INTERNAL: whole-image information, plain tiles inexact, no exact tiles)."""
@@ -125,7 +141,8 @@ class SpandrelSpec(ArchSpec):
         if not isinstance(desc, spandrel.ImageModelDescriptor):
             raise SRKDError(f'{path} is a {desc.architecture.id} {desc.purpose} model (masked input), '
                             'not an image-to-image model')
-        return desc.model.eval(), describe(desc)
+        model = desc.model.eval()
+        return DEPLOY.get(desc.architecture.id, lambda m: m)(model), describe(desc)
 
 
 register_arch(SpandrelSpec('spandrel', detect=_detect, options=None, info=None))

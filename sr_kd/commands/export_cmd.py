@@ -1,4 +1,4 @@
-"""``sr-kd export``: a checkpoint as ONNX (dynamic batch, height, width) and/or TorchScript."""
+"""``sr-kd export``: a checkpoint as ONNX (dynamic batch, height, width), TorchScript and/or safetensors."""
 
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on the check image
 
@@ -9,6 +9,8 @@ def add_arguments(p):
                    help='write an ONNX file (input "lr", output "sr", NCHW float32 in [0, 1])')
     p.add_argument('--torchscript', metavar='OUT.pt',
                    help='write a traced TorchScript module (deprecated in torch 2.x)')
+    p.add_argument('--safetensors', metavar='OUT.safetensors',
+                   help='write the weights as safetensors (spandrel, chaiNNer and ComfyUI load the file as it is)')
     p.add_argument('--opset', type=int, default=18, help='ONNX opset (default 18)')
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
     p.add_argument('--no-check', action='store_true', help='skip running the ONNX file with onnxruntime after export')
@@ -18,12 +20,12 @@ def add_arguments(p):
 def run(args):
     from sr_kd.archs.loading import load_model
     from sr_kd.errors import SRKDError
-    from sr_kd.export import export_onnx, export_torchscript, onnx_max_diff
+    from sr_kd.export import export_onnx, export_safetensors, export_torchscript, onnx_max_diff
 
-    if not args.onnx and not args.torchscript:
-        raise SRKDError('nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt')
+    if not args.onnx and not args.torchscript and not args.safetensors:
+        raise SRKDError('nothing to export: give --onnx OUT.onnx, --torchscript OUT.pt and/or --safetensors OUT')
     from sr_kd import cli_checks
-    for flag, path in (('--onnx', args.onnx), ('--torchscript', args.torchscript)):
+    for flag, path in (('--onnx', args.onnx), ('--torchscript', args.torchscript), ('--safetensors', args.safetensors)):
         if path:  # before any work
             cli_checks.output_file(path, flag, args.overwrite)
     model, info = load_model(args.model, args.param_key)
@@ -39,4 +41,7 @@ def run(args):
     if args.torchscript:
         export_torchscript(model, info, args.torchscript)
         print(f'wrote {args.torchscript} ({name}, traced TorchScript)')
+    if args.safetensors:
+        export_safetensors(model, args.safetensors)
+        print(f'wrote {args.safetensors} ({name}, safetensors weights)')
     return 0

@@ -118,3 +118,28 @@ def write_pairs(opt_file, pairs):
         new = text.rstrip('\n') + f'\n# distill.pairs (chosen by pairs: auto): {flow}\n'
     atomic_write_text(opt_file, new)
     return True
+
+
+def resolve(opt, student, teacher):
+    """Turn ``distill.pairs: auto`` into pairs in ``opt`` (in place), log them and write them into the
+    experiment's copy of the option file; a no-op for listed pairs. ``distill.num_pairs``: N (default 3)."""
+    import glob
+    import os
+
+    from basicsr.utils import get_root_logger
+    d_opt = opt.get('distill') or {}
+    if d_opt.get('pairs') != 'auto':
+        return None
+    size = max((opt['datasets'].get('train') or {}).get('gt_size', 64) // opt.get('scale', 1), 8)
+    pairs = auto_pairs(student, teacher, opt['network_g'].get('num_in_ch', 3), size,
+                       d_opt.get('num_pairs', DEFAULT_PAIRS))
+    d_opt['pairs'] = pairs
+    get_root_logger().info('distill.pairs: auto chose (student, teacher): '
+                           + ', '.join(f'[{s}, {t}]' for s, t in pairs))
+    root = (opt.get('path') or {}).get('experiments_root')
+    if root and opt.get('rank', 0) == 0:
+        for path in glob.glob(os.path.join(root, '*.yml')):
+            with open(path) as f:
+                if re.search(r'^\s*pairs:\s*auto\b', f.read(), flags=re.M):
+                    write_pairs(path, pairs)
+    return pairs

@@ -49,6 +49,13 @@ def build_teacher(opt, device):
     load_path = path_opt.get('pretrain_network_t')
     if not load_path:
         raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+    # --- issue 12: network_t: {type: auto}, the arch and scale from the file (sr_kd.archs.loading) ---
+    from sr_kd.archs.loading import is_auto, load_teacher
+    if is_auto(opt['network_t']):
+        net, info = load_teacher(opt, device)
+        get_root_logger().info(f'Teacher {info.label} (found by {info.source}) loaded from {load_path} (frozen).')
+        return net
+    # ---
     try:
         net = build_network(opt['network_t'])
     except TypeError as e:

@@ -51,6 +51,10 @@ class SRKDModel(OwnValidation, SRModel):
         self.nonfinite, self.max_skip_share = nonfinite_policy(train_opt)
         self.skipped_steps = 0
         self._build_teacher()
+        # --- issue 12: distill.pairs: auto (sr_kd.distill.auto_pairs) ---
+        from sr_kd.distill import auto_pairs
+        auto_pairs.resolve(self.opt, self.get_bare_model(self.net_g), self.net_t)
+        # ---
         s_names, t_names = distill_pairs(self.opt)
         names, terms = build_terms(train_opt.get('distill_opts'))
         self.distill = DistillHead(names, terms)
@@ -68,7 +72,18 @@ class SRKDModel(OwnValidation, SRModel):
         if self.distill.has_parameters():
             self.distill = self.model_to_device(self.distill)
         self.loss_log = os.path.join(self.opt['path']['experiments_root'], 'losses.jsonl')
-        super().init_training_settings()
+        # --- issue 12: no-GT distillation (PlainImageDataset): the teacher's output is the only target;
+        # SRModel refuses to train without a task loss, so it gets one to build and it is dropped after ---
+        no_gt = not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt')
+        if no_gt:
+            train_opt['pixel_opt'] = {'type': 'L1Loss'}
+        try:
+            super().init_training_settings()
+        finally:
+            if no_gt:
+                del train_opt['pixel_opt']
+                self.cri_pix = None
+        # ---
 
     # ----- teacher -----------------------------------------------------------------------------------
     def _build_teacher(self):
@@ -183,7 +198,7 @@ class SRKDModel(OwnValidation, SRModel):
                     l_total = l_total + val
         if len(self.distill_names()):
             d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=feats_t, maps_t=maps_t,
-                              sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=self.gt,
+                              sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=getattr(self, 'gt', None),
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t,
                               teacher_dtype=self.t_dtype)
