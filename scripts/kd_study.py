@@ -28,6 +28,9 @@ sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), 'shared')
 OUT = os.path.join(REPO, 'docs', 'kd_study')
 RESULTS = os.path.join(OUT, 'results.jsonl')
+# The newest checkpoint of each unfinished run (weights, training state, logs: ~2 MB a run), committed with
+# the study so that a run continues in a later session, or on a new clone, instead of starting again.
+PROGRESS = os.path.join(OUT, 'progress')
 PAIRS = [['IMDB1', 'IMDB2'], ['IMDB2', 'IMDB3'], ['IMDB4', 'IMDB6']]
 FS = {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean', 'p': 2, 'normalize': True, 'loss_weight': 0.1}
 OUTPUT = {'type': 'OutputDistillLoss', 'name': 'out', 'criterion': 'l1', 'loss_weight': 0.5}
@@ -98,11 +101,19 @@ def exp_dir(opt):
     return os.path.join(REPO, 'experiments', opt['name'])
 
 
-def finished():
+def _rows():
     if not os.path.isfile(RESULTS):
-        return set()
+        return []
     with open(RESULTS) as f:
-        return {json.loads(line)['run'] for line in f if line.strip()}
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def finished():
+    return {r['run'] for r in _rows()}
+
+
+def finished_names():
+    return {r['name'] for r in _rows()}
 
 
 def iteration_seconds(folder):
@@ -175,6 +186,42 @@ def validation_curve(folder, model_type):
     return sorted(curve.values())
 
 
+def save_progress():
+    """Copy the newest checkpoint and the logs of every unfinished study run into PROGRESS."""
+    import shutil
+    done = finished_names()
+    for folder in glob.glob(os.path.join(REPO, 'experiments', 'kd_study_*')):
+        name = os.path.basename(folder)
+        states = glob.glob(os.path.join(folder, 'training_states', '*.state'))
+        if name in done or '_archived_' in name or not states:
+            continue
+        it = max(int(os.path.basename(p).split('.')[0]) for p in states)
+        model = os.path.join(folder, 'models', f'net_g_{it}.pth')
+        if not os.path.isfile(model):
+            continue
+        keep = os.path.join(PROGRESS, name)
+        tmp = keep + '.partial'
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(os.path.join(tmp, 'models'))
+        os.makedirs(os.path.join(tmp, 'training_states'))
+        shutil.copy2(model, os.path.join(tmp, 'models'))
+        shutil.copy2(os.path.join(folder, 'training_states', f'{it}.state'), os.path.join(tmp, 'training_states'))
+        for extra in glob.glob(os.path.join(folder, '*.log')) + glob.glob(os.path.join(folder, '*.jsonl')):
+            shutil.copy2(extra, tmp)
+        shutil.rmtree(keep, ignore_errors=True)
+        os.rename(tmp, keep)
+        print(f'progress of {name} kept at iteration {it}', flush=True)
+
+
+def restore_progress(name):
+    """Put a kept checkpoint back into experiments/ when the run's folder is missing (a new clone)."""
+    import shutil
+    keep, folder = os.path.join(PROGRESS, name), os.path.join(REPO, 'experiments', name)
+    if os.path.isdir(keep) and not os.path.isdir(folder):
+        shutil.copytree(keep, folder)
+        print(f'{name}: continuing from the kept checkpoint', flush=True)
+
+
 def start(run, args):
     recipe, seed = run.split(':')
     opt = options(recipe, int(seed), args.iters, args.data, args.teacher)
@@ -184,6 +231,7 @@ def start(run, args):
     opt_path = os.path.join(OUT, 'options', f'{opt["name"]}.yml')
     atomic_write_text(opt_path, yaml.safe_dump(opt, sort_keys=False))
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    restore_progress(opt['name'])
     log = open(os.path.join(OUT, 'logs', f'{opt["name"]}.out'), 'a')
     cmd = [sys.executable, os.path.join(REPO, 'sr_kd', 'train.py'), '-opt', opt_path]
     if os.path.isdir(os.path.join(exp_dir(opt), 'training_states')):
@@ -204,6 +252,8 @@ def record(run, opt, rc):
            'machine': machine(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
     with open(RESULTS, 'a') as f:
         f.write(json.dumps(row) + '\n')
+    import shutil
+    shutil.rmtree(os.path.join(PROGRESS, opt['name']), ignore_errors=True)
     print(f'[{time.strftime("%H:%M:%S")}] done {run}: ' + ', '.join(f'{k} {v["psnr"]:.3f}' for k, v in row['test'].items()),
           flush=True)
 
@@ -218,8 +268,11 @@ def run_plan(runs, args):
     os.makedirs(os.path.join(OUT, 'logs'), exist_ok=True)
     done = finished()
     todo = [r for r in runs if r not in done and r.split(':')[0] in RECIPES]
-    active = []
+    active, kept = [], time.time()
     while todo or active:
+        if time.time() - kept > 300:  # the session may stop at any moment: keep what the runs have reached
+            save_progress()
+            kept = time.time()
         while todo and len(active) < args.jobs:
             run = todo.pop(0)
             try:
@@ -248,7 +301,11 @@ def main(argv=None):
     p.add_argument('--data', default=os.path.join(SHARED, 'train'))
     p.add_argument('--teacher', default=os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'))
     p.add_argument('--report', action='store_true', help='only write docs/kd_study.md and the plots')
+    p.add_argument('--save-progress', action='store_true',
+                   help='only keep the newest checkpoint of each unfinished run in docs/kd_study/progress/')
     args = p.parse_args(argv)
+    if args.save_progress:
+        return save_progress()
     if not args.report:
         for path in (args.data, args.teacher):
             if not os.path.exists(path):

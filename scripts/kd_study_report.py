@@ -18,11 +18,12 @@ def _load(results):
 
 def in_progress(done_names):
     """{run name: (curve [(iter, psnr, ssim)], sec_per_iter)} of study runs that have not finished."""
-    from kd_study import iteration_seconds, validation_curve
+    from kd_study import PROGRESS, iteration_seconds, validation_curve
     out = {}
-    for folder in sorted(glob.glob(os.path.join(REPO, 'experiments', 'kd_study_*'))):
-        name = os.path.basename(folder)
-        if name in done_names or '_archived_' in name:
+    folders = {os.path.basename(f): f for f in glob.glob(os.path.join(PROGRESS, 'kd_study_*'))}
+    folders.update({os.path.basename(f): f for f in glob.glob(os.path.join(REPO, 'experiments', 'kd_study_*'))})
+    for name, folder in sorted(folders.items()):
+        if name in done_names or '_archived_' in name or name.endswith('.partial'):
             continue
         kind = 'SRModel' if '_student_' in name else 'SRKDModel'
         curve = validation_curve(folder, kind)
