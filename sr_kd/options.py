@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import check_registered, distill_pairs, nonfinite_policy
+from sr_kd.rules import check_registered, check_teacher_scale, distill_pairs, nonfinite_policy, teacher_path
 
 
 def load_yaml(path):
@@ -111,9 +111,8 @@ def _check_networks(opt):
         default = inspect.signature(ARCH_REGISTRY.get(net['type'])).parameters.get('upscale')
         if 'upscale' in net or (default is not None and default.default is not inspect.Parameter.empty):
             ups[key] = net.get('upscale', default.default if default else None)
-    if 'network_t' in ups and 'network_g' in ups and ups['network_t'] != ups['network_g']:
-        raise SRKDError(f'teacher and student scales differ: network_t upscale x{ups["network_t"]}, '
-                        f'network_g upscale x{ups["network_g"]}')
+    if 'network_t' in ups and 'network_g' in ups:
+        check_teacher_scale(ups['network_t'], ups['network_g'])
     for key, up in ups.items():
         if up != opt['scale']:
             raise SRKDError(f'{key} upscale x{up} differs from scale: {opt["scale"]}')
@@ -259,11 +258,7 @@ def _check_train(opt):
     if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
         raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
     if terms or 'network_t' in opt:
-        teacher = opt['path'].get('pretrain_network_t')
-        if not teacher:
-            raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
-        if not isinstance(teacher, str) or not os.path.isfile(os.path.expanduser(teacher)):
-            raise SRKDError(f'teacher checkpoint not found: {teacher}')
+        teacher_path(opt)
         _section(opt, 'distill', required=False)
         distill_pairs(opt)
 

@@ -56,3 +56,20 @@ def nonfinite_names(state_dict):
     import torch
     return [k for k, v in state_dict.items()
             if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def teacher_path(opt):
+    """The teacher's checkpoint, ``path.pretrain_network_t``: given, and a file."""
+    import os
+    path = (opt.get('path') or {}).get('pretrain_network_t')
+    if not path:
+        raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+    if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
+        raise SRKDError(f'teacher checkpoint not found: {path}')
+    return path
+
+
+def check_teacher_scale(t_up, s_up):
+    """The teacher upscales as much as the student."""
+    if t_up != s_up:
+        raise SRKDError(f'teacher and student scales differ: network_t upscale x{t_up}, network_g upscale x{s_up}')

@@ -10,6 +10,7 @@ from basicsr.utils import get_root_logger
 
 from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
 from sr_kd.errors import SRKDError
+from sr_kd.rules import check_teacher_scale, teacher_path
 
 TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
 
@@ -46,9 +47,7 @@ def build_teacher(opt, device):
     if 'network_t' not in opt:
         raise SRKDError('SRKDModel needs a network_t (the teacher) in the option file')
     path_opt = opt['path']
-    load_path = path_opt.get('pretrain_network_t')
-    if not load_path:
-        raise SRKDError('path.pretrain_network_t is missing: the teacher needs its weights')
+    load_path = teacher_path(opt)  # one owner with the start-up check (sr_kd.rules)
     # --- issue 12: network_t: {type: auto}, the arch and scale from the file (sr_kd.archs.loading) ---
     from sr_kd.archs.loading import is_auto, load_teacher
     if is_auto(opt['network_t']):
@@ -69,7 +68,6 @@ def build_teacher(opt, device):
         p.requires_grad_(False)
     s_up = opt['network_g'].get('upscale', opt.get('scale'))
     t_up = opt['network_t'].get('upscale', opt.get('scale'))
-    if s_up != t_up:
-        raise SRKDError(f'teacher upscale x{t_up} differs from student upscale x{s_up}')
+    check_teacher_scale(t_up, s_up)
     get_root_logger().info(f'Teacher {opt["network_t"]["type"]} loaded from {load_path} (frozen).')
     return net
