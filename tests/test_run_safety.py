@@ -25,6 +25,14 @@ def optimize_parameters2(self, current_iter):
         with torch.no_grad():
             next(self.get_bare_model(self.net_g).parameters()).fill_(float('nan'))
 SRKDModel.optimize_parameters = optimize_parameters2
+
+import errno, sr_kd.atomic
+real_atomic_save = sr_kd.atomic.atomic_save
+def atomic_save(obj, path):
+    if path.endswith(f"net_g_{faults.get('enospc_iter')}.pth"):
+        raise OSError(errno.ENOSPC, 'No space left on device', path)
+    return real_atomic_save(obj, path)
+sr_kd.atomic.atomic_save = atomic_save
 '''
 
 
@@ -171,3 +179,18 @@ def test_basicsr_parse_options_reads_safely(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(good)])
     parsed, _ = parse_options(str(tmp_path), is_train=False)
     assert parsed['lr'] == 2e-4 and list(parsed)[:6] == ['name', 'num_gpu', 'manual_seed', 'lr', 'datasets', 'path']
+
+
+def test_disk_full_while_saving_says_what_is_left(tmp_path):
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
+    proc = run_child(child(tmp_path), opt, tmp_path, {'enospc_iter': 8})
+    assert_one_line_error(proc, 'disk full: No space left on device', 'net_g_8.pth', 'kept experiments/tiny/',
+                          'last complete checkpoint is iteration 4')
+    models = tmp_path / 'experiments' / 'tiny' / 'models'
+    assert sorted(os.listdir(models)) == ['net_g_4.pth']  # nothing torn, no temporary left
+
+
+def test_train_help_prints_usage(tmp_path):
+    proc = run_cli(['sr_kd/train.py', '--help'], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith('usage: python sr_kd/train.py -opt OPTIONS.yml')
+    assert '--auto_resume' in proc.stdout and not proc.stderr
