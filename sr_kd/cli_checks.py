@@ -79,3 +79,27 @@ def upscale_jobs(jobs, inputs, exts, output):
         raise SRKDError(f'no images found in {", ".join(inputs)} (looked for {" ".join(exts)}; use -r for '
                         'subfolders)')
     writable_folder(output, '-o')
+
+
+def image_notes(jobs, ext):
+    """One line per input whose output cannot hold everything it has, said before the work: animated
+    images (only the first frame is upscaled), alpha written as JPEG (dropped), palette images (written
+    as RGB(A): an upscaled image has more colours than a palette)."""
+    from PIL import Image
+    notes = []
+    for src, dst in jobs:
+        try:
+            with Image.open(src) as im:
+                frames = getattr(im, 'n_frames', 1)
+                alpha = im.mode in ('RGBA', 'LA', 'PA', 'La') or 'transparency' in im.info
+                mode = im.mode
+        except Exception:  # noqa: BLE001 - unreadable files are reported, one line each, when processed
+            continue
+        if frames > 1:
+            notes.append(f'note: {src} has {frames} frames; only the first is upscaled')
+        if alpha and ext == 'jpg':
+            notes.append(f'note: {src} has transparency, which JPEG cannot hold: it is dropped (use --ext png '
+                         'to keep it)')
+        if mode == 'P':
+            notes.append(f'note: {src} is a palette image; {dst} is written as RGB{"A" if alpha else ""}')
+    return notes

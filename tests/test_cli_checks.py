@@ -117,3 +117,24 @@ def test_ctrl_c_in_upscale_exits_130_and_says_what_is_done(tmp_path):
         'command again to do the rest (it skips existing outputs)']
     assert sorted(os.listdir(out)) == ['img0.png']
 
+
+
+def test_upscale_says_what_an_output_cannot_hold(tmp_path, capsys):
+    """An animated GIF (first frame only), transparency written as JPEG (dropped) and a palette image
+    (written as RGB) are each said in one note before the work, and the images are still upscaled."""
+    import numpy as np
+    from PIL import Image
+    src = tmp_path / 'in'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(src / 'anim.gif', save_all=True, append_images=frames[1:])
+    Image.fromarray(rng.integers(0, 255, (16, 16, 4), dtype=np.uint8), 'RGBA').save(src / 'rgba.png')
+    frames[0].convert('P', palette=Image.ADAPTIVE, colors=8).save(src / 'pal.png')
+    out = tmp_path / 'out'
+    assert main(['upscale', str(src), '-m', make_teacher(tmp_path / 'm.pth'), '-o', str(out), '--ext', 'jpg']) == 0
+    err = capsys.readouterr().err
+    assert f'note: {src / "anim.gif"} has 3 frames; only the first is upscaled' in err
+    assert f'note: {src / "rgba.png"} has transparency, which JPEG cannot hold' in err
+    assert f'note: {src / "pal.png"} is a palette image; {out / "pal.jpg"} is written as RGB' in err
+    assert sorted(os.listdir(out)) == ['anim.jpg', 'pal.jpg', 'rgba.jpg']

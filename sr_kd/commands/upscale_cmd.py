@@ -198,6 +198,8 @@ def run(args):
     cli_checks.upscale_args(args)  # before any work: -o, --scale, --threads, --tile, --device
     jobs = plan(args.inputs, args.output, args.suffix, args.ext, args.recursive)
     cli_checks.upscale_jobs(jobs, args.inputs, IMAGE_EXTS, args.output)
+    for note in cli_checks.image_notes(jobs, args.ext):
+        print(note, file=sys.stderr)
     todo = [(s, d) for s, d in jobs if args.overwrite or not os.path.exists(d)]
     skipped = len(jobs) - len(todo)
     if skipped:
