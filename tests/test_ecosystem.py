@@ -169,6 +169,8 @@ def test_plain_images_distil_a_compact_teacher_end_to_end(tmp_path):
     assert re.search(r'pairs: \[\[block_\d, body\.\d+\], .*\]  # chosen by pairs: auto', copy), copy
     model, info = load_model(str(exp / 'models' / 'net_g_latest.pth'))
     assert info.arch == 'SPAN' and info.scale == 4
+    from sr_kd.report import make_report  # a run without HR still gets its report (losses; no crops)
+    assert make_report(str(exp)).endswith('report.png')
 
 
 def test_plain_dataset_refuses_pixel_loss_and_validation(tmp_path):

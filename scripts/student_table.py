@@ -1,0 +1,113 @@
+"""The student comparison of docs/students.md: SPAN and IMDN 32x4, each distilled from the official IMDN_x4.pth
+(loaded through ``network_t: {type: auto}``) and trained alone, at the same budget, data and seed.
+
+Trains the four option files of options/students/ (``--iters`` overrides their total_iter), then measures
+for each student and for the teacher: parameters used by an inference forward (SPAN's training branches
+folded), CPU milliseconds per 256x256 LR input (NTIRE efficient-SR protocol: fp32, batch 1, the median of
+``--runs`` forwards after warm-up, in this process, one model after the other), and Set5/Set14 PSNR/SSIM
+(Y, border 4, LR from the benchmark's files). Prints a markdown table with the machine and the budget.
+
+    .venv/bin/python scripts/student_table.py --iters 300          # about 4 x (300 student steps) of CPU
+    .venv/bin/python scripts/student_table.py --skip-train         # re-measure experiments already trained
+
+Needs ../shared (train/, benchmarks/, pretrained/IMDN_x4.pth).
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+SHARED = os.path.abspath(os.path.join(REPO, os.pardir, 'shared'))
+CONFIGS = ['span_kd', 'span_alone', 'imdn32x4_kd', 'imdn32x4_alone']
+
+
+def train(name, iters, root):
+    with open(os.path.join(REPO, 'options', 'students', f'{name}.yml')) as f:
+        opt = yaml.safe_load(f)
+    opt['name'] = f'{opt["name"]}_{iters}it'
+    opt['train']['total_iter'] = iters
+    opt['val']['val_freq'] = iters
+    opt['logger'].update(save_checkpoint_freq=iters, print_freq=min(100, iters))
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=REPO, delete=False) as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    env = dict(os.environ, SR_KD_ROOT=root)
+    t0 = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, 'sr_kd/train.py', '-opt', f.name], cwd=REPO, env=env, check=True)
+    finally:
+        os.remove(f.name)
+    return os.path.join(root, 'experiments', opt['name'], 'models', 'net_g_latest.pth'), time.perf_counter() - t0
+
+
+def cpu_ms(model, runs):
+    import torch
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 2):
+            t0 = time.perf_counter()
+            model(x)
+            if i >= 2:
+                times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def measure(ckpt, runs):
+    import sr_kd  # noqa: F401
+    from sr_kd.archs.loading import load_model
+    from sr_kd.commands.inspect_cmd import inference_parameters
+    from sr_kd.evaluate import evaluate
+    model, info = load_model(ckpt)
+    row = {'label': info.label, 'params': inference_parameters(model, info), 'ms': cpu_ms(model, runs)}
+    for bench in ('Set5', 'Set14'):
+        folder = os.path.join(SHARED, 'benchmarks', bench)
+        res = evaluate(model, info, os.path.join(folder, 'HR'), 4, os.path.join(folder, 'LR_bicubic', 'X4'),
+                       progress=False)['mean']
+        row[bench] = f'{res["psnr"]:.2f} / {res["ssim"]:.4f}'
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--iters', type=int, default=300, help='training iterations of each student')
+    p.add_argument('--runs', type=int, default=10, help='timed forwards per model')
+    p.add_argument('--root', default=REPO, help='where experiments/ goes')
+    p.add_argument('--skip-train', action='store_true')
+    p.add_argument('--threads', type=int, help='torch threads for the timing')
+    args = p.parse_args()
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [('teacher (official IMDN_x4.pth)', os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'), None)]
+    for name in CONFIGS:
+        if args.skip_train:
+            ckpt = os.path.join(args.root, 'experiments', f'students_{name}_{args.iters}it', 'models',
+                                'net_g_latest.pth')
+            rows.append((name, ckpt, None))
+        else:
+            ckpt, seconds = train(name, args.iters, args.root)
+            rows.append((name, ckpt, seconds))
+    load = os.getloadavg()[0]
+    print(f'\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, load average {load:.1f}; {args.iters} iterations each, batch 8, '
+          f'HR crops 128, seed 0, T91+BSD200\n')
+    print('| model | parameters (inference) | CPU ms per 256x256 (median) | Set5 PSNR / SSIM | Set14 PSNR / SSIM '
+          '| training wall s |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for name, ckpt, seconds in rows:
+        r = measure(ckpt, args.runs)
+        print(f'| {name}: {r["label"]} | {r["params"]:,} | {r["ms"]:.0f} | {r["Set5"]} | {r["Set14"]} '
+              f'| {seconds:.0f} |' if seconds else
+              f'| {name}: {r["label"]} | {r["params"]:,} | {r["ms"]:.0f} | {r["Set5"]} | {r["Set14"]} | |',
+              flush=True)
+
+
+if __name__ == '__main__':
+    main()
