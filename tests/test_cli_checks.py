@@ -138,3 +138,16 @@ def test_upscale_says_what_an_output_cannot_hold(tmp_path, capsys):
     assert f'note: {src / "rgba.png"} has transparency, which JPEG cannot hold' in err
     assert f'note: {src / "pal.png"} is a palette image; {out / "pal.jpg"} is written as RGB' in err
     assert sorted(os.listdir(out)) == ['anim.jpg', 'pal.jpg', 'rgba.jpg']
+
+
+def test_checkpoint_with_a_wrong_tensor_shape_is_one_line(tmp_path, images, capsys):
+    import torch
+    sd = torch.load(make_teacher(tmp_path / 'm.pth'), weights_only=True)
+    first = next(iter(sd['params']))
+    sd['params'][first] = torch.zeros(3, 3)
+    torch.save(sd, tmp_path / 'bad.pth')
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', images, '-m', str(tmp_path / 'bad.pth'), '-o', str(tmp_path / 'out')])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith('sr-kd: error: ') and len(err.splitlines()) == 1, err
+    assert 'bad.pth' in err and 'Traceback' not in err

@@ -64,8 +64,13 @@ class ArchSpec:
         """(model with ``sd`` loaded strictly, eval mode; its ModelInfo)."""
         from basicsr.utils.registry import ARCH_REGISTRY
 
-        opts = self.options(sd)
-        net = self.build(opts) if self.build else ARCH_REGISTRY.get(self.name)(**opts)
+        from sr_kd.errors import SRKDError
+        try:  # a damaged or edited file reads as impossible options or shapes: one line, not a traceback
+            opts = self.options(sd)
+            net = self.build(opts) if self.build else ARCH_REGISTRY.get(self.name)(**opts)
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SRKDError(f'{path} looks like {self.name} but its tensors do not fit one: {msg}') from e
         from sr_kd.checkpoint import check_fits
         check_fits(net, sd, True, f'{path} does not match {self.name}')
         net.load_state_dict(sd, strict=True)
