@@ -151,3 +151,11 @@ def test_checkpoint_with_a_wrong_tensor_shape_is_one_line(tmp_path, images, caps
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith('sr-kd: error: ') and len(err.splitlines()) == 1, err
     assert 'bad.pth' in err and 'Traceback' not in err
+
+
+def test_adaptive_needs_an_imdn_as_checkpoint(tmp_path, images, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', images, '-m', make_teacher(tmp_path / 'm.pth'), '-o', str(tmp_path / 'out'), '--adaptive'])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("sr-kd: error: --adaptive is IMDN_AS's cropping"), err
+    assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')

@@ -130,6 +130,8 @@ class Upscaler:
         self.info, self.runner = info, None
         if args.scale is not None and not info.resizes_input and args.scale != info.scale:
             raise SRKDError(f'{args.model} is a {info.label} model; --scale {args.scale} cannot change that')
+        if args.adaptive and not info.resizes_input:
+            raise SRKDError(f"--adaptive is IMDN_AS's cropping; {args.model} is a {info.label} model")
         multiple = max(info.size_multiple, 4 if (args.adaptive or info.resizes_input) else 1)
         if args.tile and (args.tile % multiple or args.tile_pad % multiple):
             raise SRKDError(f'{info.label} needs --tile and --tile-pad that are multiples of {multiple}')
