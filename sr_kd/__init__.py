@@ -44,5 +44,5 @@ def load():
     _loaded = True
 
 
-if os.path.basename(sys.argv[0]) != 'sr-kd' if sys.argv else True:
+if os.path.basename((getattr(sys, 'argv', None) or [''])[0]) != 'sr-kd':
     load()
