@@ -159,3 +159,14 @@ def test_adaptive_needs_an_imdn_as_checkpoint(tmp_path, images, capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("sr-kd: error: --adaptive is IMDN_AS's cropping"), err
     assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')
+
+
+def test_export_prints_no_tracebacks(tmp_path, capfd):
+    """Libraries that probe for torchvision (importlib.util.find_spec) found a stand-in without __spec__
+    and printed about 40 lines of tracebacks on every export."""
+    import importlib.util
+    importlib.util.find_spec('torchvision')  # raised ValueError('torchvision.__spec__ is None')
+    out = tmp_path / 'm.onnx'
+    assert main(['export', make_teacher(tmp_path / 'm.pth'), '--onnx', str(out), '--no-check']) == 0
+    err = capfd.readouterr().err
+    assert out.is_file() and 'Traceback' not in err and '__spec__' not in err, err[-3000:]

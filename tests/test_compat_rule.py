@@ -116,3 +116,38 @@ def test_plain_srmodel_is_identical_with_and_without_import_sr_kd(tmp_path):
     state_a = torch.load(exp_a / 'training_states' / '6.state', weights_only=True)
     state_b = torch.load(exp_b / 'training_states' / '6.state', weights_only=True)
     assert state_a['iter'] == state_b['iter'] == 6 and state_a['epoch'] == state_b['epoch']
+
+
+def _standin():
+    import importlib.util
+    import pytest
+    import torchvision
+    if not torchvision.__version__.endswith('+sr_kd_standin'):
+        pytest.skip('a real torchvision is installed here')
+    assert importlib.util.find_spec('torchvision') is not None  # probing libraries get an answer
+    return torchvision
+
+
+def test_torchvision_standin_computes_as_torchvision():
+    _standin()
+    from torchvision.transforms.functional import rgb_to_grayscale
+    from torchvision.utils import make_grid
+    gray = torch.arange(25.).view(1, 5, 5)
+    assert torch.equal(make_grid(gray), gray.expand(3, 5, 5))  # one channel becomes three
+    batch = torch.rand(3, 1, 4, 4)
+    grid = make_grid(batch, nrow=2, padding=1)
+    assert grid.shape == (3, 2 * 5 + 1, 2 * 5 + 1) and torch.equal(grid[:, 1:5, 6:10], batch[1].expand(3, 4, 4))
+    img = torch.tensor([[[200]], [[100]], [[50]]], dtype=torch.uint8)
+    y = rgb_to_grayscale(img)
+    assert y.dtype == torch.uint8 and int(y) == int(0.2989 * 200 + 0.587 * 100 + 0.114 * 50)
+
+
+def test_dcn_archs_fail_with_the_clear_error():
+    """The stand-in's version sends basicsr's arch_util to torchvision.ops.deform_conv2d (>= 0.9.0), which
+    says what is missing, instead of to basicsr's own uncompiled CUDA extension."""
+    import pytest
+    _standin()
+    from basicsr.archs.arch_util import DCNv2Pack
+    dcn = DCNv2Pack(4, 4, 3, padding=1)
+    with pytest.raises(RuntimeError, match='deformable convolution .DCN. needs a working torchvision'):
+        dcn(torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8))
