@@ -35,7 +35,7 @@ def train(name, iters, root):
     opt['train']['total_iter'] = iters
     opt['val']['val_freq'] = iters
     opt['logger'].update(save_checkpoint_freq=iters, print_freq=min(100, iters))
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=REPO, delete=False) as f:
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=root, delete=False) as f:
         yaml.safe_dump(opt, f, sort_keys=False)
     env = dict(os.environ, SR_KD_ROOT=root)
     t0 = time.perf_counter()

@@ -119,9 +119,11 @@ def test_commands_on_a_span_student_and_a_spandrel_teacher(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings('ignore::UserWarning')
-def test_onnx_export_of_a_span_student(tmp_path, capsys):
+@pytest.mark.parametrize('opt', [{'type': 'SPAN', 'feature_channels': 8, 'upscale': 2},  # a student
+                                 {'type': 'Compact', 'num_feat': 8, 'num_conv': 2, 'upscale': 2}])  # a teacher
+def test_onnx_export_of_a_span_student_and_a_compact_teacher(tmp_path, capsys, opt):
     ort = pytest.importorskip('onnxruntime')
-    net = student({'type': 'SPAN', 'feature_channels': 8, 'upscale': 2})
+    net = student(opt)
     ckpt = save_basicsr(net, tmp_path / 'span.pth')
     assert main(['export', ckpt, '--onnx', str(tmp_path / 'span.onnx')]) == 0
     assert 'onnxruntime matches PyTorch' in capsys.readouterr().out

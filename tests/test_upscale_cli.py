@@ -15,7 +15,7 @@ from sr_kd.archs import IMDN
 from sr_kd.cli import main
 from sr_kd.image_io import _orient, read_image
 
-H, W = 12, 16
+H, W = 36, 44  # larger than the smallest tile (32), so the tiled path runs
 
 
 @pytest.fixture(scope='module')
@@ -51,7 +51,7 @@ def mixed(tmp_path):
 
 def test_mixed_folder(mixed, tmp_path, ckpt, capsys):
     out = tmp_path / 'out'
-    status = main(['upscale', str(mixed), '-m', ckpt, '-o', str(out), '--tile', '8', '--tile-pad', '4'])
+    status = main(['upscale', str(mixed), '-m', ckpt, '-o', str(out), '--tile', '32', '--tile-pad', '4'])
     printed = capsys.readouterr().out
     assert status == 1  # one corrupt file
     assert 'failed: cannot read image' in printed and 'corrupt.png' in printed
@@ -89,7 +89,7 @@ def test_suffix_ext_and_gray16(tmp_path, ckpt, capsys):
     Image.fromarray(rng_image((H, W, 4), seed=1)).save(rgba)
     out = tmp_path / 'out'
     assert main(['upscale', str(src), '-m', ckpt, '-o', str(out), '--suffix', '_x2',
-                 '--tile', '8', '--exact-tiles']) == 0
+                 '--tile', '32', '--exact-tiles']) == 0
     g = Image.open(out / 'g16_x2.png')
     assert g.mode.startswith('I;16') and g.size == (2 * W, 2 * H)
     assert main(['upscale', str(rgba), '-m', ckpt, '-o', str(out), '--ext', 'jpg', '--precision', 'bf16']) == 0

@@ -155,5 +155,5 @@ register_arch(ArchSpec('IMDN', detect=lambda sd: 'fea_conv.weight' in sd and 'IM
 # so exact tiles do not apply.
 register_arch(ArchSpec('IMDN_AS', detect=lambda sd: 'fea_conv.0.weight' in sd and 'IMDB1.c1.weight' in sd,
                        options=lambda sd: _imdn_options(sd, 'fea_conv.0.weight'),
-                       info=lambda opts: dataclasses.replace(_info('IMDN_AS', opts, size_multiple=4, resizes_input=True),
-                                                             exact=None)))
+                       info=lambda opts: dataclasses.replace(
+                           _info('IMDN_AS', opts, size_multiple=4, resizes_input=True), exact=None)))

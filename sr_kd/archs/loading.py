@@ -93,7 +93,8 @@ def load_teacher(opt, device='cpu'):
     file's params_ema/params/plain dict). Its scale must be the student's."""
     extra = sorted(set(opt['network_t']) - {'type'})
     if extra:
-        raise SRKDError(f'network_t: {{type: auto}} reads its settings from the weights file; remove {", ".join(extra)}')
+        raise SRKDError('network_t: {type: auto} reads its settings from the weights file; '
+                        f'remove {", ".join(extra)}')
     path_opt = opt.get('path') or {}
     path = path_opt.get('pretrain_network_t')
     if not path:

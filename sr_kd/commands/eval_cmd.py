@@ -6,7 +6,9 @@ from sr_kd.backends import NAMES as BACKENDS
 
 
 def add_arguments(p):
-    p.add_argument('--model', required=True, help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows; the architecture is read from it')
+    p.add_argument('--model', required=True,
+                   help='weights file (.pth, .safetensors), sr_kd\'s or any model spandrel knows; the '
+                        'architecture is read from it')
     p.add_argument('--hr', required=True, help='folder of HR images')
     p.add_argument('--lr', help='folder of LR images (EDSR names, e.g. babyx4.png); default: made from HR '
                                 'with MATLAB-compatible bicubic')

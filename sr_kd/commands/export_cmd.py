@@ -4,7 +4,9 @@ TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on the check image
 
 
 def add_arguments(p):
-    p.add_argument('model', metavar='CKPT', help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows; the architecture is read from it')
+    p.add_argument('model', metavar='CKPT',
+                   help='weights file (.pth, .safetensors), sr_kd\'s or any model spandrel knows; the '
+                        'architecture is read from it')
     p.add_argument('--onnx', metavar='OUT.onnx',
                    help='write an ONNX file (input "lr", output "sr", NCHW float32 in [0, 1])')
     p.add_argument('--torchscript', metavar='OUT.pt',
