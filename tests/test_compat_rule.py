@@ -151,3 +151,42 @@ def test_dcn_archs_fail_with_the_clear_error():
     dcn = DCNv2Pack(4, 4, 3, padding=1)
     with pytest.raises(RuntimeError, match='deformable convolution .DCN. needs a working torchvision'):
         dcn(torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8))
+
+
+def _plain_model(tmp_path):
+    from basicsr.models.sr_model import SRModel
+    opt = {'num_gpu': 0, 'is_train': False, 'dist': False, 'scale': 2,  # no 'rank': only parse_options sets it
+           'network_g': {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 2},
+           'path': {'pretrain_network_g': None, 'models': str(tmp_path), 'training_states': str(tmp_path)}}
+    model = SRModel(opt)
+    model.optimizers, model.schedulers = [torch.optim.Adam(model.net_g.parameters())], []
+    return model
+
+
+def test_basicsr_model_methods_outside_the_pipeline(tmp_path, caplog):
+    """save_training_state without opt['rank'] (was a KeyError after net_g was written), save_network with
+    several networks and keys (one was silently dropped), load_network(strict=False) logs the keys that
+    differ (it logged nothing)."""
+    import logging
+
+    import pytest
+    model = _plain_model(tmp_path)
+    model.save_training_state(epoch=0, current_iter=3)
+    assert torch.load(tmp_path / '3.state', weights_only=True)['iter'] == 3
+    other = torch.nn.Conv2d(1, 1, 1)
+    model.save_network([model.net_g, other], 'two', 3, param_key=['params', 'params_other'])
+    saved = torch.load(tmp_path / 'two_3.pth', weights_only=True)
+    assert set(saved) == {'params', 'params_other'} and set(saved['params_other']) == {'weight', 'bias'}
+    with pytest.raises(AssertionError, match='lengths of net and param_key'):
+        model.save_network([model.net_g, other], 'bad', 3, param_key='params')
+
+    sd = {k: v for k, v in model.net_g.state_dict().items() if not k.startswith('conv_last')}
+    torch.save({'params': sd}, tmp_path / 'partial.pth')
+    logger = logging.getLogger('basicsr')
+    logger.propagate, was = True, logger.propagate
+    try:
+        with caplog.at_level(logging.WARNING, logger='basicsr'):
+            model.load_network(model.net_g, str(tmp_path / 'partial.pth'), strict=False)
+    finally:
+        logger.propagate = was
+    assert 'Current net - loaded net:' in caplog.text and 'conv_last.weight' in caplog.text
