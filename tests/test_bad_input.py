@@ -2,6 +2,7 @@
 and leaves nothing half-written. Most cases run in-process (option checks, data loaders, model, one
 step); a few go through the real CLI."""
 import copy
+import logging
 import os
 import pickle
 
@@ -149,7 +150,12 @@ def corrupt_files(folder):
 def test_corrupt_image_skip_or_stop(tmp_path, caplog):
     opt = tiny_options(tmp_path)
     corrupt_files(tmp_path / 'data' / 'train')
-    model = build_in_process(write_options(tmp_path / 'skip.yml', opt), tmp_path)  # default: skip, warn
+    basicsr_logger = logging.getLogger('basicsr')  # basicsr's logger does not propagate to caplog's root
+    basicsr_logger.addHandler(caplog.handler)
+    try:
+        model = build_in_process(write_options(tmp_path / 'skip.yml', opt), tmp_path)  # default: skip, warn
+    finally:
+        basicsr_logger.removeHandler(caplog.handler)
     assert model is not None
     warned = [r.getMessage() for r in caplog.records if 'skipping unreadable image' in r.getMessage()]
     assert any('noise.png' in w for w in warned) and any('cut.png' in w for w in warned), warned
