@@ -63,6 +63,7 @@ def _assert_matches_eager(runner, net, info):
         assert len(shapes) >= 4 and all(s[0] < h and s[1] < w for s in shapes)  # really tiles
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_eager(net, cache):
     pytest.importorskip('onnxruntime')
     runner = prepare('onnxruntime', net, describe(net), 'fp32', Options(cache_root=cache))
@@ -70,6 +71,7 @@ def test_onnxruntime_matches_eager(net, cache):
     _assert_matches_eager(runner, net, describe(net))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_CXX, reason='AOTInductor needs a C++ compiler')
 def test_aoti_matches_eager_and_is_reused(net, cache, capsys):
     info = describe(net)
@@ -133,6 +135,7 @@ def test_cache_rebuilds_stale_and_corrupt(tmp_path, capsys):
     assert sorted(os.listdir(newer.folder)) == sorted([ENTRY, os.path.basename(path)])  # old artefacts removed
 
 
+@pytest.mark.slow
 def test_corrupt_onnx_entry_is_rebuilt_not_used(net, tmp_path):
     pytest.importorskip('onnxruntime')
     info = describe(net)

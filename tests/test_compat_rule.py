@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -98,6 +99,7 @@ def _comparable(log, root):
     return text[text.index('name: plain'):]
 
 
+@pytest.mark.slow
 def test_plain_srmodel_is_identical_with_and_without_import_sr_kd(tmp_path):
     _data(tmp_path)
     opt = tmp_path / 'plain.yml'

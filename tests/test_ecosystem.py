@@ -121,6 +121,7 @@ def test_commands_on_a_span_student_and_a_spandrel_teacher(tmp_path, capsys):
 @pytest.mark.filterwarnings('ignore::UserWarning')
 @pytest.mark.parametrize('opt', [{'type': 'SPAN', 'feature_channels': 8, 'upscale': 2},  # a student
                                  {'type': 'Compact', 'num_feat': 8, 'num_conv': 2, 'upscale': 2}])  # a teacher
+@pytest.mark.slow
 def test_onnx_export_of_a_span_student_and_a_compact_teacher(tmp_path, capsys, opt):
     ort = pytest.importorskip('onnxruntime')
     net = student(opt)
@@ -149,6 +150,7 @@ def test_wrong_files_fail_in_one_line(tmp_path, capsys):
         assert e.value.code == 2 and expect in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_plain_images_distil_a_compact_teacher_end_to_end(tmp_path):
     """options/compact_kd_plain.yml as a user runs it, on a folder of images with no HR: a Real-ESRGAN
     Compact teacher (random weights) loaded by type: auto, pairs: auto, the teacher's output the only

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 
+import pytest
 import torch
 
 from kd_util import assert_one_line_error, child_script, run_cli, run_until_killed, tiny_options, write_options
@@ -15,6 +16,7 @@ def weights(exp, name):
     return load_checkpoint(str(exp / 'models' / name))['params']
 
 
+@pytest.mark.slow
 def test_kills_then_auto_resume_equal_an_uninterrupted_run(tmp_path):
     """12 iterations, 3 per epoch, checkpoints every 4, validation every 4. Run B is killed while it writes
     training state 8 (net_g_8.pth already complete), resumes from 4, is killed again at iteration 10,
@@ -49,6 +51,7 @@ def test_kills_then_auto_resume_equal_an_uninterrupted_run(tmp_path):
     assert losses[0] == losses[1] and len(losses[0].splitlines()) == 12
 
 
+@pytest.mark.slow
 def test_nan_stops_with_term_and_iteration(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
     exp = tmp_path / 'experiments' / 'tiny'
@@ -71,6 +74,7 @@ def test_nan_stops_with_term_and_iteration(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_nan_step_skipped_and_counted(tmp_path):
     opt = tiny_options(tmp_path, total_iter=4, nonfinite='skip')
     opt['logger']['save_checkpoint_freq'] = 1

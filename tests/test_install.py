@@ -21,6 +21,7 @@ def _pip(python, *args, timeout=600):
                            *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_pip_install_dry_run_keeps_torch_and_pulls_no_gpu_stack(tmp_path):
     """A fresh virtual environment that sees only this machine's torch (2.13 CPU); pip's dry run of
     ``pip install -e .`` must keep it and install no nvidia-*, triton, tb-nightly, torchvision or

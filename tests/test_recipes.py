@@ -13,6 +13,7 @@ from sr_kd.options import check_options, load_yaml
 RECIPES = sorted(p.name for p in (REPO / 'options').glob('*.yml'))
 
 
+@pytest.mark.slow
 def test_embedded_default_trains_and_validates(tmp_path):
     opt = yaml.safe_load((REPO / 'options' / 'imdn_kd.yml').read_text())
     opt['train']['total_iter'] = 2

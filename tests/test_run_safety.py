@@ -82,6 +82,7 @@ def test_nonfinite_max_share_is_checked_at_start(tmp_path):
     assert not (tmp_path / 'experiments' / 'tiny').exists()
 
 
+@pytest.mark.slow
 def test_nan_weights_are_never_saved_nor_used(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
     proc = run_child(child(tmp_path), opt, tmp_path, {'nan_weights_iter': 8})
@@ -103,6 +104,7 @@ def test_nan_weights_are_never_saved_nor_used(tmp_path):
     assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_name_never_mix(tmp_path):
     """The second run refuses in one line naming the first one's process and touches nothing; once the
     first is killed (kill -9: its lock is freed by the kernel), a run of that name starts normally."""
@@ -127,6 +129,7 @@ def test_two_runs_of_one_name_never_mix(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_was_finished(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
     marker = tmp_path / 'w'
@@ -181,6 +184,7 @@ def test_basicsr_parse_options_reads_safely(tmp_path, monkeypatch):
     assert parsed['lr'] == 2e-4 and list(parsed)[:6] == ['name', 'num_gpu', 'manual_seed', 'lr', 'datasets', 'path']
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_says_what_is_left(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
     proc = run_child(child(tmp_path), opt, tmp_path, {'enospc_iter': 8})
