@@ -152,10 +152,13 @@ def test_corrupt_image_skip_or_stop(tmp_path, caplog):
     corrupt_files(tmp_path / 'data' / 'train')
     basicsr_logger = logging.getLogger('basicsr')  # basicsr's logger does not propagate to caplog's root
     basicsr_logger.addHandler(caplog.handler)
+    level = basicsr_logger.level  # an earlier test may have quietened it
+    basicsr_logger.setLevel(logging.INFO)
     try:
         model = build_in_process(write_options(tmp_path / 'skip.yml', opt), tmp_path)  # default: skip, warn
     finally:
         basicsr_logger.removeHandler(caplog.handler)
+        basicsr_logger.setLevel(level)
     assert model is not None
     warned = [r.getMessage() for r in caplog.records if 'skipping unreadable image' in r.getMessage()]
     assert any('noise.png' in w for w in warned) and any('cut.png' in w for w in warned), warned
