@@ -140,6 +140,7 @@ def test_orientation_matches_pillow(tmp_path, orientation):
     assert np.allclose(read_image(str(path)).rgb, want / 255.0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which('g++') or shutil.which('c++')), reason='torch.compile on CPU needs a C++ compiler')
 def test_compile_matches_eager(tmp_path, ckpt, capsys):
     src = tmp_path / 'in'
