@@ -2,14 +2,12 @@
 files, bad --scale/--threads/--tile/--device, an empty input folder. Each case names a checkpoint that
 does not exist, so the error proves the check ran before the model was even loaded."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from kd_util import REPO, cli_env, make_teacher, write_images
+from kd_util import REPO, cli_env, interrupt_at, make_teacher, write_images
 from sr_kd.cli import main
 
 
@@ -106,12 +104,7 @@ def test_ctrl_c_in_upscale_exits_130_and_says_what_is_done(tmp_path):
     proc = subprocess.Popen([sys.executable, '-c', code, 'upscale', str(images), '-m', model, '-o', str(out),
                              str(marker)], cwd=REPO, env=cli_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = interrupt_at(proc, marker)
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == [
         f'sr-kd: interrupted; the images in {out} are complete (written whole or not at all): run the same '

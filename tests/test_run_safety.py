@@ -3,7 +3,6 @@
 an option file cannot run code. Real subprocesses, real signals."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kd_util import (CHILD, REPO, assert_one_line_error, cli_env, run_cli, run_until_killed, tiny_options,
+from kd_util import (CHILD, REPO, assert_one_line_error, cli_env, interrupt_at, run_cli, run_until_killed, tiny_options,
                      write_options)
 
 # kd_util's fault-hook child plus one hook: nan_weights_iter fills the student's first weight with NaN
@@ -138,12 +137,7 @@ def test_ctrl_c_says_what_was_finished(tmp_path):
     env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 6, 'marker': str(marker)}))
     proc = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = interrupt_at(proc, marker)
     assert proc.returncode == 130, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
     last = err.strip().splitlines()[-1]
