@@ -145,20 +145,16 @@ def evaluate_run(opt):
     import torch
 
     import sr_kd  # noqa: F401
-    from basicsr.archs import build_network
-
-    from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+    from sr_kd.archs.loading import load_model
     from sr_kd.evaluate import evaluate
 
     torch.set_num_threads(1)
-    net = build_network(opt['network_g'])
-    ckpt = os.path.join(exp_dir(opt), 'models', 'net_g_latest.pth')
-    net.load_state_dict(extract_state_dict(load_checkpoint(ckpt), 'params'))
+    net, info = load_model(os.path.join(exp_dir(opt), 'models', 'net_g_latest.pth'), 'params')
     net.eval()
     out = {}
     with torch.no_grad():
         for name, hr, lr in benchmark_sets():
-            out[name] = evaluate(net, None, hr, 4, lr, progress=False)['mean']
+            out[name] = evaluate(net, info, hr, 4, lr, progress=False)['mean']
     return out
 
 
