@@ -334,7 +334,10 @@ def _check_options(opt, is_train):
         logger = _section(opt, 'logger')
         _int(logger, 'print_freq', 'logger.')
         _int(logger, 'save_checkpoint_freq', 'logger.')
-        _bools(logger, 'logger.', 'use_tb_logger')
+        _bools(logger, 'logger.', 'use_tb_logger', 'save_safetensors')
+        if logger.get('save_safetensors') and opt.get('model_type') != 'SRKDModel':
+            raise SRKDError('logger.save_safetensors is written by model_type: SRKDModel; for another model, '
+                            'convert a checkpoint with sr-kd export CKPT --safetensors OUT.safetensors')
     _check_val(opt, is_train)
 
 

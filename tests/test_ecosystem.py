@@ -63,6 +63,31 @@ def test_students_load_in_spandrel_and_give_our_output(tmp_path, opt, arch):
         assert sorted(rebuilt.state_dict()) == sorted(net.state_dict())
 
 
+def test_training_writes_safetensors_spandrel_loads(tmp_path):
+    """logger.save_safetensors: each checkpoint of the student is also written as .safetensors, which
+    spandrel loads as it is and which gives the .pth's output; the option is refused where nothing writes it."""
+    from kd_util import build_in_process
+    from sr_kd.archs.spandrel_archs import spandrel_loads
+    from sr_kd.options import check_options
+    opt = tiny_options(tmp_path)
+    opt['network_g'] = {'type': 'SPAN', 'feature_channels': 8, 'upscale': 2}
+    opt.pop('distill')
+    opt['train']['distill_opts'] = [{'type': 'OutputDistillLoss', 'name': 'out', 'loss_weight': 0.5}]
+    opt['logger']['save_safetensors'] = True
+    model = build_in_process(write_options(tmp_path / 'o.yml', opt), tmp_path, steps=2)
+    model.save(0, 2)
+    models = tmp_path / 'experiments' / 'tiny' / 'models'
+    x = torch.rand(1, 3, 11, 9, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = load_model(str(models / 'net_g_2.pth'))[0].eval()(x)
+        desc = spandrel_loads(str(models / 'net_g_2.safetensors'))
+        assert desc.architecture.id == 'SPAN' and desc.scale == 2
+        assert (desc.model.eval()(x) - ours).abs().max() < 1e-6
+    opt['model_type'] = 'SRModel'
+    with pytest.raises(SRKDError, match='save_safetensors is written by model_type: SRKDModel'):
+        check_options(opt)
+
+
 def test_teacher_auto_loads_any_arch_and_checks_scale(tmp_path):
     t = student({'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2,
                  'num_grow_ch': 32, 'scale': 2})
@@ -173,6 +198,8 @@ def test_plain_images_distil_a_compact_teacher_end_to_end(tmp_path):
     assert re.search(r'pairs: \[\[block_\d, body\.\d+\], .*\]  # chosen by pairs: auto', copy), copy
     model, info = load_model(str(exp / 'models' / 'net_g_latest.pth'))
     assert info.arch == 'SPAN' and info.scale == 4
+    from sr_kd.archs.spandrel_archs import spandrel_loads  # save_safetensors: true in the option file
+    assert spandrel_loads(str(exp / 'models' / 'net_g_latest.safetensors')).architecture.id == 'SPAN'
     from sr_kd.report import make_report  # a run without HR still gets its report (losses; no crops)
     assert make_report(str(exp)).endswith('report.png')
 

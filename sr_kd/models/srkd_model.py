@@ -260,6 +260,13 @@ class SRKDModel(OwnValidation, SRModel):
         super().save(epoch, current_iter)
         if hasattr(self, 'distill') and self.get_bare_model(self.distill).has_parameters():
             self.save_network(self.distill, 'net_kd', current_iter)  # not net_d: BasicSR's GAN discriminator
+        if self.opt.get('logger', {}).get('save_safetensors') and self.opt['rank'] == 0:
+            # beside the .pth (which resume reads): the student as chaiNNer/ComfyUI/spandrel load it, unpickled
+            from sr_kd.export import export_safetensors
+            it = 'latest' if current_iter == -1 else current_iter
+            for label, net in nets:
+                export_safetensors(self.get_bare_model(net), os.path.join(self.opt['path']['models'],
+                                                                          f'{label}_{it}.safetensors'))
 
     def extra_training_state(self):
         """Saved inside the training state, so resume restores the connectors with the optimizer."""
