@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import check_registered, check_teacher_scale, distill_pairs, nonfinite_policy, teacher_path
+from sr_kd.rules import check_registered, check_teacher_scale, distill_fade, distill_pairs, nonfinite_policy, teacher_path
 
 
 def load_yaml(path):
@@ -261,6 +261,9 @@ def _check_train(opt):
         teacher_path(opt)
         _section(opt, 'distill', required=False)
         distill_pairs(opt)
+        if distill_fade(opt) and not train.get('pixel_opt') and not train.get('perceptual_opt'):
+            raise SRKDError('distill.fade turns distillation off at its end, and this run has no task loss '
+                            '(pixel_opt) to train on after it: remove distill.fade or add a pixel_opt')
 
 
 def _check_val(opt, is_train):

@@ -51,6 +51,25 @@ def distill_pairs(opt):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def distill_fade(opt):
+    """(start, end) from ``distill.fade``, or None: every distillation term at full weight up to iteration
+    ``start``, falling linearly to 0 at ``end``, and off after (a plain student step: no teacher, no cache)."""
+    fade = (opt.get('distill') or {}).get('fade')
+    if fade is None:
+        return None
+    if (not isinstance(fade, (list, tuple)) or len(fade) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in fade) or not 0 <= fade[0] < fade[1]):
+        raise SRKDError(f'distill.fade must be [start, end], two iterations with 0 <= start < end, not {fade!r}')
+    return int(fade[0]), int(fade[1])
+
+
+def fade_factor(fade, current_iter):
+    """The distillation terms' weight multiplier at ``current_iter`` (1 without ``distill.fade``)."""
+    if fade is None or current_iter <= fade[0]:
+        return 1.0
+    return max(0.0, (fade[1] - current_iter) / (fade[1] - fade[0]))
+
+
 def nonfinite_names(state_dict):
     """Names of the tensors in ``state_dict`` that hold NaN or inf."""
     import torch

@@ -258,3 +258,48 @@ def test_holistic_critic_trains_apart_and_resumes_exactly(opt):
         assert torch.equal(a, b)
     for a, b in zip(model.net_g.state_dict().values(), resumed.net_g.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_distill_fade_scales_then_stops_the_terms(opt, tmp_path):
+    """distill.fade: [start, end]: every term at full weight up to start, linearly less to 0 at end, then a
+    plain student step in which the teacher does not run."""
+    plain = build_model(copy.deepcopy(opt))
+    faded_opt = copy.deepcopy(opt)
+    faded_opt['distill']['fade'] = [2, 6]
+    faded = build_model(faded_opt)
+    for a, b in ((plain.net_g, faded.net_g), (plain.distill, faded.distill)):
+        b.load_state_dict(a.state_dict())
+    calls = []
+    faded.net_t.register_forward_hook(lambda *_: calls.append(1))
+    for model in (plain, faded):  # iteration 4 of fade [2, 6]: half weight
+        model.feed_data(_batch(4))
+        model.optimize_parameters(4)
+    assert calls and plain.log_dict['l_pix'] == faded.log_dict['l_pix']
+    for name in ('fs', 'out', 'hint'):
+        assert faded.log_dict[f'l_{name}'] == pytest.approx(0.5 * plain.log_dict[f'l_{name}'], rel=1e-6)
+    calls.clear()
+    faded.feed_data(_batch(7))
+    before = {k: v.clone() for k, v in faded.net_g.state_dict().items()}
+    faded.optimize_parameters(7)
+    assert not calls and set(faded.log_dict) == {'l_pix'}
+    assert any(not torch.equal(v, faded.net_g.state_dict()[k]) for k, v in before.items())  # still trains
+
+
+@pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4]])
+def test_distill_fade_refuses_bad_values(fade):
+    from sr_kd.rules import distill_fade
+    with pytest.raises(SRKDError, match=r'distill.fade must be \[start, end\]'):
+        distill_fade({'distill': {'fade': fade}})
+
+
+def test_distill_fade_needs_a_task_loss(tmp_path):
+    from kd_util import tiny_options
+    from sr_kd.options import check_options
+    o = tiny_options(tmp_path)  # images with no ground truth: the teacher's output is the only target
+    o['datasets']['train'].update(type='PlainImageDataset', dataroot_lq=o['datasets']['train'].pop('dataroot_gt'))
+    del o['val'], o['datasets']['val'], o['train']['pixel_opt']
+    o['train']['distill_opts'] = [{'type': 'OutputDistillLoss', 'name': 'out'}]
+    check_options(o)
+    o['distill']['fade'] = [1, 2]
+    with pytest.raises(SRKDError, match='no task loss'):
+        check_options(o)

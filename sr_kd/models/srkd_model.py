@@ -25,7 +25,7 @@ from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
 from sr_kd.errors import SRKDError
-from sr_kd.rules import check_skip_share, distill_pairs, nonfinite_names, nonfinite_policy
+from sr_kd.rules import check_skip_share, distill_fade, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy
 from sr_kd.losses.base import DistillInputs
 from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
@@ -44,7 +44,7 @@ def _drop_after(path, last_iter):
 class SRKDModel(OwnValidation, SRModel):
     """Knowledge distillation for SR. Options beyond SRModel's: ``network_t``; ``path.pretrain_network_t``,
     ``param_key_t`` (default 'params'; ~ for plain state_dicts such as the official IMDN files),
-    ``strict_load_t``; ``distill.pairs``; ``train.distill_opts``; ``train.nonfinite`` ('stop' | 'skip')."""
+    ``strict_load_t``; ``distill.pairs``, ``distill.fade``; ``train.distill_opts``; ``train.nonfinite`` ('stop' | 'skip')."""
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -56,6 +56,7 @@ class SRKDModel(OwnValidation, SRModel):
         auto_pairs.resolve(self.opt, self.get_bare_model(self.net_g), self.net_t)
         # ---
         s_names, t_names = distill_pairs(self.opt)
+        self.fade = distill_fade(self.opt)
         names, terms = build_terms(train_opt.get('distill_opts'))
         self.distill = DistillHead(names, terms)
         record_inputs = self.distill.needs_inputs
@@ -184,7 +185,10 @@ class SRKDModel(OwnValidation, SRModel):
         self.taps_s.clear()
         self.taps_t.clear()
         self.output = self.net_g(self.lq)
-        sr_t, feats_t, maps_t = self._teacher_targets()
+        weight = fade_factor(self.fade, current_iter)
+        distil = weight > 0 and len(self.distill_names())  # after distill.fade: a student step, no teacher
+        if distil:
+            sr_t, feats_t, maps_t = self._teacher_targets()
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -196,22 +200,22 @@ class SRKDModel(OwnValidation, SRModel):
                 if val is not None:
                     loss_dict[key] = val
                     l_total = l_total + val
-        if len(self.distill_names()):
+        if distil:
             d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=feats_t, maps_t=maps_t,
                               sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=getattr(self, 'gt', None),
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t,
                               teacher_dtype=self.t_dtype)
             for name, val in zip(self.distill_names(), self.distill(d)):
-                loss_dict[f'l_{name}'] = val
-                l_total = l_total + val
+                loss_dict[f'l_{name}'] = val * weight
+                l_total = l_total + loss_dict[f'l_{name}']
         self.taps_s.clear()
         self.taps_t.clear()
         if not self._finite(loss_dict, current_iter):
             return
         l_total.backward()
         self.optimizer_g.step()
-        if len(self.distill_names()):  # terms' own parts (a critic), after the student's step
+        if distil:  # terms' own parts (a critic), after the student's step
             self.get_bare_model(self.distill).own_step(d)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self._append_loss_log(current_iter)
