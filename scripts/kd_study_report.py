@@ -64,9 +64,9 @@ def write_report(results, out):
              'recipe; pixel loss L1 (weight 1). Distillation taps IMDB1/2/4 of the student against IMDB2/3/6 of the',
              'teacher. Recipes and weights are chosen on the validation split (PSNR on Y, border 4, every 2,000',
              'iterations); Set5 and Set14 (x4, Y, border 4, MATLAB LR files) are evaluated once, on the final',
-             f'weights. Machine: {machine}, CPU only, one thread per run, two runs at a time; the machine was',
-             'shared with other work, so seconds per iteration are comparable only between runs that ran side by',
-             'side (the plan pairs each recipe with another one).', '']
+             f'weights. Machine (CPU, cores, Python): {machine}; CPU only, one thread per run, two runs at a time.',
+             'Seconds per iteration are comparable between runs that ran side by side (the plan pairs each seed',
+             'of the student alone with the same seed of a recipe); they moved with the machine\'s other load.', '']
     findings = os.path.join(out, 'findings.md')
     if os.path.isfile(findings):
         with open(findings) as f:
@@ -76,6 +76,7 @@ def write_report(results, out):
     base = by_recipe.get('student', [])
     if rows:
         lines += ['## Equal iterations (finished runs)', '',
+                  'PSNR in dB (Y, border 4); with several seeds, mean +- half the range.', '',
                   '| recipe | seeds | s/iter | cost vs student | val split | ' + ' | '.join(
                       f'{s} | vs student' for s in sets) + ' |',
                   '| --- | --- | --- | --- | --- | ' + ' | '.join('--- | ---' for _ in sets) + ' |']
@@ -115,31 +116,34 @@ def write_report(results, out):
 
 def equal_time_table(by_recipe, base):
     """Each recipe's final validation PSNR against the student alone after the same training seconds
-    (the student's curve read at that time; seconds per iteration measured in this study)."""
+    (each student seed's curve read at that time, averaged; seconds per iteration measured in this study)."""
     s_base = statistics.mean([r['sec_per_iter'] for r in base])
-    curve = base[0]['curve']
-    lines = ['## Equal wall time (validation split, seed 0 of the student alone)', '',
-             '| recipe | its seconds | student alone after the same seconds | recipe | difference |',
+    iters = base[0]['iters']
+    lines = ['## Equal wall time (validation split)', '',
+             'The student alone is read on its own curves (mean over its seeds) at the iteration it reaches in '
+             'the recipe\'s seconds. Read mid-way, its learning rate has not decayed yet, which favours the '
+             'recipe; where a recipe costs more than the student\'s whole run, the student\'s final PSNR stands '
+             'in, reached in fewer seconds.', '',
+             '| recipe | its seconds | student alone, same seconds | recipe | difference |',
              '| --- | --- | --- | --- | --- |']
-    lines[1:1] = ['', 'The student is read mid-way through its own 20k schedule (learning rate not yet decayed), '
-                  'which favours the recipe; where a recipe is ahead, a student run of exactly that many '
-                  'iterations is the fair check.']
     for recipe, runs in by_recipe.items():
         if recipe == 'student':
             continue
         secs = statistics.mean([r['iters'] * r['sec_per_iter'] for r in runs])
-        it = int(secs / s_base)
+        it = min(int(secs / s_base), iters)
         own = statistics.mean([r['curve'][-1][1] for r in runs])
-        if it > base[0]['iters']:
-            lines.append(f'| {recipe} | {secs:.0f} | not measured: {it} student iterations, beyond its '
-                         f'{base[0]["iters"]} | {own:.3f} | |')
-            continue
-        alone = _psnr_at(curve, it)
-        if alone is None:
+        at = [_psnr_at(r['curve'], it) for r in base]
+        if None in at:
             lines.append(f'| {recipe} | {secs:.0f} | before its first validation | {own:.3f} | |')
             continue
-        lines.append(f'| {recipe} | {secs:.0f} | {alone:.3f} (iteration {it}, validated at '
-                     f'{max(i for i, _, _ in curve if i <= it)}) | {own:.3f} | {own - alone:+.3f} |')
+        alone = statistics.mean(at)
+        if secs / s_base > iters and alone < own:
+            where = f'not measured: {int(secs / s_base)} student iterations, beyond its {iters}'
+            lines.append(f'| {recipe} | {secs:.0f} | {where} | {own:.3f} | |')
+            continue
+        where = (f'{alone:.3f} (all {iters} iterations, {iters * s_base:.0f} s)' if secs / s_base > iters else
+                 f'{alone:.3f} (iteration {it}, validated at {max(i for i, _, _ in base[0]["curve"] if i <= it)})')
+        lines.append(f'| {recipe} | {secs:.0f} | {where} | {own:.3f} | {own - alone:+.3f} |')
     return lines + ['']
 
 
