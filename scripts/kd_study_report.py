@@ -130,6 +130,7 @@ def equal_time_table(by_recipe, base):
         if recipe == 'student':
             continue
         secs = statistics.mean([r['iters'] * r['sec_per_iter'] for r in runs])
+        beyond = secs / s_base > iters  # the recipe took longer than the student's whole run
         it = min(int(secs / s_base), iters)
         own = statistics.mean([r['curve'][-1][1] for r in runs])
         at = [_psnr_at(r['curve'], it) for r in base]
@@ -137,11 +138,11 @@ def equal_time_table(by_recipe, base):
             lines.append(f'| {recipe} | {secs:.0f} | before its first validation | {own:.3f} | |')
             continue
         alone = statistics.mean(at)
-        if secs / s_base > iters and alone < own:
+        if beyond and alone < own:
             where = f'not measured: {int(secs / s_base)} student iterations, beyond its {iters}'
             lines.append(f'| {recipe} | {secs:.0f} | {where} | {own:.3f} | |')
             continue
-        where = (f'{alone:.3f} (all {iters} iterations, {iters * s_base:.0f} s)' if secs / s_base > iters else
+        where = (f'{alone:.3f} (all {iters} iterations, {iters * s_base:.0f} s)' if beyond else
                  f'{alone:.3f} (iteration {it}, validated at {max(i for i, _, _ in base[0]["curve"] if i <= it)})')
         lines.append(f'| {recipe} | {secs:.0f} | {where} | {own:.3f} | {own - alone:+.3f} |')
     return lines + ['']
