@@ -53,6 +53,10 @@ RECIPES = {
     # the default helped at 2-4k iterations and fell behind from 6-8k (validation split, seeds 0 and 1)
     'default_fade': ('previous default, offline teacher, faded out from 2k to 6k (distill.fade)',
                      lambda: [FS, OUTPUT], {'teacher': 'offline', 'fade': [2000, 6000]}),
+    # the output term, but only where the teacher is closer to the HR than the student (teacher-bounded)
+    'output_gated': ('output distillation gated to the values where the teacher is closer to the HR than the '
+                     'student (gate: teacher_closer), offline teacher',
+                     lambda: [dict(OUTPUT, gate='teacher_closer')], {'teacher': 'offline'}),
     'at': ('AT (weight 116, docs/zoo.md)', lambda: [{'type': 'ATLoss', 'name': 'at', 'p': 2, 'loss_weight': 116}], {}),
     'ft': ('FT (weight 8.52, docs/zoo.md)', lambda: [{'type': 'FTLoss', 'name': 'ft', 'loss_weight': 8.52}], {}),
     'nst': ('NST (weight 0.0491, docs/zoo.md)', lambda: [{'type': 'NSTLoss', 'name': 'nst', 'loss_weight': 0.0491}],
@@ -62,7 +66,7 @@ RECIPES = {
 # The question users ask first (does the default beat the student alone, over 3 seeds?), then one seed of
 # every other recipe, cheapest first (DUKD costs about five student steps).
 PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'student:2', 'default_offline:2',
-        'default_fade:0', 'output_offline:0', 'output:0', 'default:0', 'at:0', 'ft:0', 'nst:0', 'dukd:0']
+        'default_fade:0', 'output_offline:0', 'output_gated:0', 'output:0', 'default:0', 'at:0', 'ft:0', 'nst:0', 'dukd:0']
 
 
 def split_names(root):

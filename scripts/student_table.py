@@ -7,8 +7,8 @@ folded), CPU milliseconds per 256x256 LR input (NTIRE efficient-SR protocol: fp3
 ``--runs`` forwards after warm-up, in this process, one model after the other), and Set5/Set14 PSNR/SSIM
 (Y, border 4, LR from the benchmark's files). Prints a markdown table with the machine and the budget.
 
-    .venv/bin/python scripts/student_table.py --iters 300          # about 4 x (300 student steps) of CPU
-    .venv/bin/python scripts/student_table.py --skip-train         # re-measure experiments already trained
+    .venv/bin/python scripts/student_table.py --iters 5000         # trains (or continues) the four, then measures
+    .venv/bin/python scripts/student_table.py --iters 5000 --skip-train   # re-measure them only
 
 Needs ../shared (train/, benchmarks/, pretrained/IMDN_x4.pth).
 """
@@ -23,27 +23,42 @@ import time
 
 import yaml
 
+from kd_study import iteration_seconds
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 SHARED = os.path.abspath(os.path.join(REPO, os.pardir, 'shared'))
 CONFIGS = ['span_kd', 'span_alone', 'imdn32x4_kd', 'imdn32x4_alone']
 
 
-def train(name, iters, root):
+def experiment(name, iters, root):
+    return os.path.join(root, 'experiments', f'students_{name}_{iters}it')
+
+
+def train(name, iters, root, threads):
+    """Train one student (or continue it from its last checkpoint, so the table survives a stopped session);
+    the schedule is the KD study's: lr halved at 1/2, 3/4 and 9/10 of the iterations."""
+    folder = experiment(name, iters, root)
+    if os.path.isfile(os.path.join(folder, 'training_states', f'{iters}.state')):
+        return  # finished earlier
     with open(os.path.join(REPO, 'options', 'students', f'{name}.yml')) as f:
         opt = yaml.safe_load(f)
-    opt['name'] = f'{opt["name"]}_{iters}it'
+    opt['name'] = os.path.basename(folder)
     opt['train']['total_iter'] = iters
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'gamma': 0.5,
+                                 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
+    opt['datasets']['train']['num_worker_per_gpu'] = 0  # one thread per run, as the KD study
     opt['val']['val_freq'] = iters
-    opt['logger'].update(save_checkpoint_freq=iters, print_freq=min(100, iters))
+    opt['logger'].update(save_checkpoint_freq=min(1000, iters), print_freq=min(100, iters))
     with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=root, delete=False) as f:
         yaml.safe_dump(opt, f, sort_keys=False)
-    env = dict(os.environ, SR_KD_ROOT=root)
-    t0 = time.perf_counter()
+    env = dict(os.environ, SR_KD_ROOT=root, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, 'sr_kd/train.py', '-opt', f.name]
+    if os.path.isdir(os.path.join(folder, 'training_states')):
+        cmd.append('--auto_resume')
     try:
-        subprocess.run([sys.executable, 'sr_kd/train.py', '-opt', f.name], cwd=REPO, env=env, check=True)
+        subprocess.run(cmd, cwd=REPO, env=env, check=True)
     finally:
         os.remove(f.name)
-    return os.path.join(root, 'experiments', opt['name'], 'models', 'net_g_latest.pth'), time.perf_counter() - t0
 
 
 def cpu_ms(model, runs):
@@ -81,25 +96,25 @@ def main():
     p.add_argument('--root', default=REPO, help='where experiments/ goes')
     p.add_argument('--skip-train', action='store_true')
     p.add_argument('--threads', type=int, help='torch threads for the timing')
+    p.add_argument('--train-threads', type=int, default=1, help='threads of each training run')
     args = p.parse_args()
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [('teacher (official IMDN_x4.pth)', os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'), None)]
     for name in CONFIGS:
-        if args.skip_train:
-            ckpt = os.path.join(args.root, 'experiments', f'students_{name}_{args.iters}it', 'models',
-                                'net_g_latest.pth')
-            rows.append((name, ckpt, None))
-        else:
-            ckpt, seconds = train(name, args.iters, args.root)
-            rows.append((name, ckpt, seconds))
+        if not args.skip_train:
+            train(name, args.iters, args.root, args.train_threads)
+        folder = experiment(name, args.iters, args.root)
+        seconds = iteration_seconds(folder)
+        rows.append((name, os.path.join(folder, 'models', 'net_g_latest.pth'), seconds and seconds * args.iters))
     load = os.getloadavg()[0]
     print(f'\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, load average {load:.1f}; {args.iters} iterations each, batch 8, '
-          f'HR crops 128, seed 0, T91+BSD200\n')
+          f'HR crops 96, seed 0, T91+BSD200, lr 5e-4 halved at 1/2, 3/4, 9/10; '
+          f'training {args.train_threads} thread(s) a run\n')
     print('| model | parameters (inference) | CPU ms per 256x256 (median) | Set5 PSNR / SSIM | Set14 PSNR / SSIM '
-          '| training wall s |')
+          '| training s (median step x iterations) |')
     print('| --- | --- | --- | --- | --- | --- |')
     for name, ckpt, seconds in rows:
         r = measure(ckpt, args.runs)

@@ -13,16 +13,32 @@ _CRITERIA = {'l1': F.l1_loss, 'mse': F.mse_loss,
 
 @LOSS_REGISTRY.register()
 class OutputDistillLoss(DistillLoss):
-    """Pixel loss between student SR and teacher SR (criterion: l1, mse or charbonnier)."""
+    """Pixel loss between student SR and teacher SR (criterion: l1, mse or charbonnier).
+
+    ``gate: teacher_closer`` keeps only the pixels where the teacher is closer to the HR image than the
+    student (per value, decided without gradient), so the student is never pulled towards the teacher's
+    errors once it has passed it there: the SR analog of Chen et al.'s teacher-bounded regression
+    (NeurIPS 2017), which penalises the student only where it is worse than the teacher. Needs the HR batch.
+    """
 
     uses_features = False
     offline_maps = ()  # the teacher's SR output only: runs from the offline cache
+    GATES = ('none', 'teacher_closer')
 
-    def __init__(self, criterion='l1', loss_weight=1.0):
+    def __init__(self, criterion='l1', loss_weight=1.0, gate='none'):
         super().__init__(loss_weight)
         if criterion not in _CRITERIA:
             raise SRKDError(f'OutputDistillLoss: criterion must be one of {", ".join(_CRITERIA)}, not {criterion!r}')
-        self.fn = _CRITERIA[criterion]
+        if gate not in self.GATES:
+            raise SRKDError(f'OutputDistillLoss: gate must be one of {", ".join(self.GATES)}, not {gate!r}')
+        self.fn, self.gate = _CRITERIA[criterion], gate
 
     def compute(self, d):
-        return self.fn(d.sr_s.float(), d.sr_t.float())
+        s, t = d.sr_s.float(), d.sr_t.float()
+        if self.gate == 'teacher_closer':
+            if d.gt is None:
+                raise SRKDError('OutputDistillLoss gate: teacher_closer needs HR images (gt); this dataset has none')
+            gt = d.gt.float()
+            keep = ((t - gt).abs() < (s.detach() - gt).abs()).to(s.dtype)
+            s, t = s * keep, t * keep  # dropped values compare 0 with 0: no loss, no gradient
+        return self.fn(s, t)
