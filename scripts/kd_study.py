@@ -204,7 +204,7 @@ def save_progress():
         if not os.path.isfile(model):
             continue
         keep = os.path.join(PROGRESS, name)
-        tmp = keep + '.partial'
+        tmp = f'{keep}.partial{os.getpid()}'  # two studies at once (different --runs) never share a temporary
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(os.path.join(tmp, 'models'))
         os.makedirs(os.path.join(tmp, 'training_states'))
@@ -275,7 +275,10 @@ def run_plan(runs, args):
     active, kept = [], time.time()
     while todo or active:
         if time.time() - kept > 300:  # the session may stop at any moment: keep what the runs have reached
-            save_progress()
+            try:
+                save_progress()
+            except OSError as e:  # e.g. a full disk: the runs go on, the next round tries again
+                print(f'could not keep progress ({e})', flush=True)
             kept = time.time()
         while todo and len(active) < args.jobs:
             run = todo.pop(0)
