@@ -52,14 +52,30 @@ def distill_pairs(opt):
 
 
 def distill_fade(opt):
-    """(start, end) from ``distill.fade``, or None: every distillation term at full weight up to iteration
-    ``start``, falling linearly to 0 at ``end``, and off after (a plain student step: no teacher, no cache)."""
+    """(start, end) iterations from ``distill.fade``, or None: every distillation term at full weight up to
+    iteration ``start``, falling linearly to 0 at ``end``, and off after (a plain student step: no teacher, no
+    cache). Two integers are iterations; two numbers between 0 and 1 with a decimal point are fractions of
+    ``train.total_iter`` (``[0.1, 0.3]``: the KD study's 2k-6k of 20k), so the recipe keeps its shape when
+    the budget changes."""
     fade = (opt.get('distill') or {}).get('fade')
     if fade is None:
         return None
-    if (not isinstance(fade, (list, tuple)) or len(fade) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in fade) or not 0 <= fade[0] < fade[1]):
-        raise SRKDError(f'distill.fade must be [start, end], two iterations with 0 <= start < end, not {fade!r}')
+    bad = SRKDError(f'distill.fade must be [start, end], two iterations (integers) or two fractions of '
+                    f'train.total_iter (0.0 to 1.0), with start < end, not {fade!r}')
+    if not isinstance(fade, (list, tuple)) or len(fade) != 2:
+        raise bad
+    if all(isinstance(v, float) for v in fade):
+        if not 0 <= fade[0] < fade[1] <= 1:
+            raise bad
+        total = (opt.get('train') or {}).get('total_iter')
+        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+            raise SRKDError(f'distill.fade {list(fade)} is a fraction of train.total_iter, which must be a '
+                            f'positive integer, not {total!r}')
+        fade = [round(fade[0] * total), round(fade[1] * total)]
+        if fade[0] >= fade[1]:
+            raise bad
+    elif not all(isinstance(v, int) and not isinstance(v, bool) for v in fade) or not 0 <= fade[0] < fade[1]:
+        raise bad
     return int(fade[0]), int(fade[1])
 
 

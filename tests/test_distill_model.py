@@ -285,11 +285,22 @@ def test_distill_fade_scales_then_stops_the_terms(opt, tmp_path):
     assert any(not torch.equal(v, faded.net_g.state_dict()[k]) for k, v in before.items())  # still trains
 
 
-@pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4]])
+@pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4], [0.1, 3], [0.3, 0.1],
+                                  [0.5, 1.5], [0.0001, 0.0002]])
 def test_distill_fade_refuses_bad_values(fade):
     from sr_kd.rules import distill_fade
     with pytest.raises(SRKDError, match=r'distill.fade must be \[start, end\]'):
-        distill_fade({'distill': {'fade': fade}})
+        distill_fade({'distill': {'fade': fade}, 'train': {'total_iter': 1000}})
+
+
+def test_distill_fade_fractions_scale_with_the_budget():
+    from sr_kd.rules import distill_fade
+    assert distill_fade({'distill': {'fade': [0.1, 0.3]}, 'train': {'total_iter': 20000}}) == (2000, 6000)
+    assert distill_fade({'distill': {'fade': [0.1, 0.3]}, 'train': {'total_iter': 1000}}) == (100, 300)
+    assert distill_fade({'distill': {'fade': [0.0, 1.0]}, 'train': {'total_iter': 7}}) == (0, 7)
+    assert distill_fade({'distill': {'fade': [2000, 6000]}, 'train': {'total_iter': 1000}}) == (2000, 6000)
+    with pytest.raises(SRKDError, match='fraction of train.total_iter'):
+        distill_fade({'distill': {'fade': [0.1, 0.3]}, 'train': {}})
 
 
 def test_distill_fade_needs_a_task_loss(tmp_path):
