@@ -100,7 +100,8 @@ def options(recipe, seed, iters, data_root, teacher):
             opt.pop(key)
         opt['train'].pop('distill_opts', None)
     else:
-        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **{'teacher': 'online', **distill})
+        # a recipe is its terms and overrides alone: imdn_kd.yml's own fade applies only where a recipe sets one
+        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **{'teacher': 'online', 'fade': None, **distill})
         opt['train']['distill_opts'] = copy.deepcopy(terms())
     return opt
 

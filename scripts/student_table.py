@@ -95,6 +95,8 @@ def main():
     p.add_argument('--runs', type=int, default=10, help='timed forwards per model')
     p.add_argument('--root', default=REPO, help='where experiments/ goes')
     p.add_argument('--skip-train', action='store_true')
+    p.add_argument('--only', help='comma-separated subset of ' + ', '.join(CONFIGS) + ' (e.g. to train two at once '
+                   'in two processes; a later run without it measures all four)')
     p.add_argument('--threads', type=int, help='torch threads for the timing')
     p.add_argument('--train-threads', type=int, default=1, help='threads of each training run')
     args = p.parse_args()
@@ -102,7 +104,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [('teacher (official IMDN_x4.pth)', os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'), None)]
-    for name in CONFIGS:
+    for name in args.only.split(',') if args.only else CONFIGS:
+        if name not in CONFIGS:
+            sys.exit(f'student_table: error: --only names one of {", ".join(CONFIGS)}, not {name!r}')
         if not args.skip_train:
             train(name, args.iters, args.root, args.train_threads)
         folder = experiment(name, args.iters, args.root)

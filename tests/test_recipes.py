@@ -16,16 +16,18 @@ RECIPES = sorted(p.name for p in (REPO / 'options').glob('*.yml'))
 @pytest.mark.slow
 def test_embedded_default_trains_and_validates(tmp_path):
     opt = yaml.safe_load((REPO / 'options' / 'imdn_kd.yml').read_text())
-    opt['train']['total_iter'] = 2
-    opt['val']['val_freq'] = 2
-    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
+    opt['train']['total_iter'] = 20  # its distill.fade [0.1, 0.3] of 20: full terms to 2, off from 6
+    opt['val']['val_freq'] = 20
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=20)
     proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'kd.yml', opt)], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / 'experiments' / opt['name']
     log = next(exp.glob('train_*.log')).read_text()
-    assert 'l_pix' in log and 'l_fs' in log and 'l_out' in log
+    lines = {int(m.group(1)): m.group(2) for m in re.finditer(r'iter: +(\d+), .*\] (l_pix.*)', log)}
+    assert 'l_fs' in lines[1] and 'l_out' in lines[1]  # full weight at the start
+    assert 'l_fs' not in lines[10] and 'l_out' not in lines[10] and 'l_pix' in lines[10]  # faded out: student steps
     # the embedded teacher's and bicubic's PSNR on the two validation photographs, as README quotes them
-    table = log[log.index('Validation skimage_val @ iter 2'):]
+    table = log[log.index('Validation skimage_val @ iter 20'):]
     found = re.findall(r'\t(bicubic|teacher|student) +([\d.]+) +([\d.]+)', table)
     rows = {who: (float(psnr), float(ssim)) for who, psnr, ssim in found}
     assert rows['bicubic'] == pytest.approx((29.3824, 0.7855), abs=1e-3), table[:400]
