@@ -66,7 +66,8 @@ RECIPES = {
 # The question users ask first (does the default beat the student alone, over 3 seeds?), then one seed of
 # every other recipe, cheapest first (DUKD costs about five student steps).
 PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'student:2', 'default_offline:2',
-        'default_fade:0', 'output_offline:0', 'output_gated:0', 'output:0', 'default:0', 'at:0', 'ft:0', 'nst:0', 'dukd:0']
+        'default_fade:0', 'output_offline:0', 'output_gated:0', 'output:0', 'default:0', 'at:0', 'ft:0', 'nst:0',
+        'dukd:0']
 
 
 def split_names(root):
@@ -74,6 +75,11 @@ def split_names(root):
     from sr_kd.data.image_source import list_hr_images
     names = [os.path.splitext(os.path.basename(p))[0] for p in list_hr_images(root)]
     return [n for i, n in enumerate(names) if i % 10], names[::10]
+
+
+def schedule(iters):
+    """The study's learning-rate schedule for a budget: halved at 1/2, 3/4 and 9/10 of the iterations."""
+    return {'type': 'MultiStepLR', 'gamma': 0.5, 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
 
 
 def options(recipe, seed, iters, data_root, teacher):
@@ -90,8 +96,7 @@ def options(recipe, seed, iters, data_root, teacher):
                               'images': val_names}
     opt['path'].update(pretrain_network_t=teacher, param_key_t=None)
     opt['train'].update(total_iter=iters)
-    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'gamma': 0.5,
-                                 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
+    opt['train']['scheduler'] = schedule(iters)
     opt['val']['val_freq'] = iters // 10
     opt['logger'].update(print_freq=100, save_checkpoint_freq=1000, use_tb_logger=False)
     if terms is None:

@@ -23,7 +23,7 @@ import time
 
 import yaml
 
-from kd_study import iteration_seconds
+from kd_study import iteration_seconds, schedule
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 SHARED = os.path.abspath(os.path.join(REPO, os.pardir, 'shared'))
@@ -44,8 +44,7 @@ def train(name, iters, root, threads):
         opt = yaml.safe_load(f)
     opt['name'] = os.path.basename(folder)
     opt['train']['total_iter'] = iters
-    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'gamma': 0.5,
-                                 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
+    opt['train']['scheduler'] = schedule(iters)
     opt['datasets']['train']['num_worker_per_gpu'] = 0  # one thread per run, as the KD study
     opt['val']['val_freq'] = iters
     opt['logger'].update(save_checkpoint_freq=min(1000, iters), print_freq=min(100, iters))

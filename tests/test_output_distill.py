@@ -14,8 +14,8 @@ def term(**kw):
 
 def inputs(s, t, gt):
     s = torch.tensor(s, requires_grad=True)
-    d = DistillInputs(feats_s=[], feats_t=[], sr_s=s.view(1, 1, 1, -1), sr_t=torch.tensor(t).view(1, 1, 1, -1), lq=torch.zeros(1),
-                      gt=None if gt is None else torch.tensor(gt).view(1, 1, 1, -1))
+    d = DistillInputs(feats_s=[], feats_t=[], sr_s=s.view(1, 1, 1, -1), sr_t=torch.tensor(t).view(1, 1, 1, -1),
+                      lq=torch.zeros(1), gt=None if gt is None else torch.tensor(gt).view(1, 1, 1, -1))
     return s, d
 
 

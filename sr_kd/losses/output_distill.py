@@ -40,5 +40,6 @@ class OutputDistillLoss(DistillLoss):
                 raise SRKDError('OutputDistillLoss gate: teacher_closer needs HR images (gt); this dataset has none')
             gt = d.gt.float()
             keep = ((t - gt).abs() < (s.detach() - gt).abs()).to(s.dtype)
-            s, t = s * keep, t * keep  # dropped values compare 0 with 0: no loss, no gradient
+            # dropped values compare 0 with 0: no gradient, and no loss but charbonnier's constant floor
+            s, t = s * keep, t * keep
         return self.fn(s, t)
