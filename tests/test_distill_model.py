@@ -314,3 +314,16 @@ def test_distill_fade_needs_a_task_loss(tmp_path):
     o['distill']['fade'] = [1, 2]
     with pytest.raises(SRKDError, match='no task loss'):
         check_options(o)
+
+
+def test_gated_output_term_builds_and_trains_on_hr_data(opt):
+    # the option check's probe batch must carry an HR batch like training does, or a term that compares
+    # with the HR image (gate: teacher_closer) is refused before iteration 1 although training has HR images
+    o = copy.deepcopy(opt)
+    o['train']['distill_opts'] = [{'type': 'OutputDistillLoss', 'name': 'out', 'gate': 'teacher_closer'}]
+    model = build_model(o)
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(_batch())
+    model.optimize_parameters(1)
+    assert model.log_dict['l_out'] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))

@@ -125,9 +125,13 @@ class SRKDModel(OwnValidation, SRModel):
         sr_s = student(lq)
         with torch.no_grad():
             sr_t = self.net_t(lq)
+        # an HR batch as training gives one (terms that compare with it, e.g. a gated output term, are checked
+        # too); a PlainImageDataset has none, so such a term fails here as it would at iteration 1
+        has_gt = self.opt['datasets'].get('train', {}).get('type') != 'PlainImageDataset'
+        gt = torch.rand(sr_t.shape, generator=gen).to(self.device) if has_gt else None
         d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=list(self.taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
-                          lq=lq, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs), student=student,
-                          teacher=self.net_t)
+                          lq=lq, gt=gt, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
+                          student=student, teacher=self.net_t)
         self.taps_s.clear()
         self.taps_t.clear()
         for (sn, tn), fs, ft in zip(zip(s_names, t_names), d.feats_s, d.feats_t):
