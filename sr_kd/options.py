@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import check_registered, check_teacher_scale, distill_fade, distill_pairs, nonfinite_policy, teacher_path
+from sr_kd.rules import (check_registered, check_teacher_scale, distill_fade, distill_pairs, is_int, is_number,
+                         nonfinite_policy, teacher_path)
 
 
 def load_yaml(path):
@@ -40,10 +41,6 @@ def load_yaml(path):
 
 
 # ----- small type checks: each names the key and the value it found ---------------------------------
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _section(opt, key, where='', required=True):
     val = opt.get(key)
     if val is None and not required:
@@ -56,7 +53,7 @@ def _section(opt, key, where='', required=True):
 
 def _int(d, key, where, minimum=1, default=None):
     val = d.get(key, default)
-    if not _is_int(val) or val < minimum:
+    if not is_int(val) or val < minimum:
         raise SRKDError(f'{where}{key} must be a whole number >= {minimum}, not {val!r}' if key in d
                         else f'{where}{key} is missing')
     return val
@@ -77,7 +74,7 @@ def _bools(d, where, *keys):
 
 def _weight(d, where):
     val = d.get('loss_weight', 1.0)
-    if isinstance(val, bool) or not isinstance(val, (int, float)):
+    if not is_number(val):
         raise SRKDError(f'{where}loss_weight must be a number, not {val!r}')
 
 
@@ -210,7 +207,7 @@ def _check_train(opt):
 
     train = _section(opt, 'train')
     _int(train, 'total_iter', 'train.')
-    if not _is_int(train.get('warmup_iter', -1)):
+    if not is_int(train.get('warmup_iter', -1)):
         raise SRKDError(f'train.warmup_iter must be a whole number, not {train["warmup_iter"]!r}')
     optim = _section(train, 'optim_g', 'train.')
     _choice(optim, 'type', 'train.optim_g.', ('Adam',))
@@ -255,7 +252,7 @@ def _check_train(opt):
                             '(a task loss belongs in pixel_opt)')
     nonfinite_policy(train)
     ema = train.get('ema_decay', 0)
-    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+    if not is_number(ema) or not 0 <= ema < 1:
         raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
     if terms or 'network_t' in opt:
         teacher_path(opt)

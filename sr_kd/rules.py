@@ -15,6 +15,16 @@ DEFAULT_MAX_SKIP_SHARE = 0.1
 FREE_SKIPS = 3
 
 
+def is_int(v):
+    """A whole number, and not YAML's true/false (bool is an int subclass in Python)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v):
+    """An int or a float, and not YAML's true/false."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def check_registered(registry, name, what):
     """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
     if not isinstance(name, str) or name not in registry._obj_map:
@@ -27,7 +37,7 @@ def nonfinite_policy(train_opt):
     if mode not in NONFINITE_MODES:
         raise SRKDError(f"train.nonfinite must be one of {', '.join(map(repr, NONFINITE_MODES))}, not {mode!r}")
     share = train_opt.get('nonfinite_max_share', DEFAULT_MAX_SKIP_SHARE)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+    if not is_number(share) or not 0 <= share <= 1:
         raise SRKDError(f'train.nonfinite_max_share must be a number in [0, 1], not {share!r}')
     return mode, float(share)
 
@@ -68,13 +78,13 @@ def distill_fade(opt):
         if not 0 <= fade[0] < fade[1] <= 1:
             raise bad
         total = (opt.get('train') or {}).get('total_iter')
-        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+        if not is_int(total) or total <= 0:
             raise SRKDError(f'distill.fade {list(fade)} is a fraction of train.total_iter, which must be a '
                             f'positive integer, not {total!r}')
         fade = [round(fade[0] * total), round(fade[1] * total)]
         if fade[0] >= fade[1]:
             raise bad
-    elif not all(isinstance(v, int) and not isinstance(v, bool) for v in fade) or not 0 <= fade[0] < fade[1]:
+    elif not all(is_int(v) for v in fade) or not 0 <= fade[0] < fade[1]:
         raise bad
     return int(fade[0]), int(fade[1])
 

@@ -16,6 +16,7 @@ from collections import Counter
 import torch
 
 from sr_kd.errors import SRKDError
+from sr_kd.rules import is_int
 
 DEFAULT_PAIRS = 3
 
@@ -84,7 +85,7 @@ def pick_pairs(student_blocks, teacher_blocks, n=DEFAULT_PAIRS):
 def auto_pairs(student, teacher, in_channels=3, size=32, n=DEFAULT_PAIRS):
     """``pairs: auto`` for two networks: a random ``size`` x ``size`` probe (own generator), the body's
     blocks of each, N pairs at matching relative depth. One line when a network has no such blocks."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not is_int(n) or n < 1:
         raise SRKDError(f'distill.num_pairs must be a whole number >= 1, not {n!r}')
     x = torch.rand(1, in_channels, size, size, generator=torch.Generator().manual_seed(0))
     found = {}

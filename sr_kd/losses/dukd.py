@@ -30,6 +30,7 @@ from sr_kd.errors import SRKDError
 from sr_kd.losses.base import DistillLoss
 from sr_kd.losses.output_distill import _CRITERIA
 from sr_kd.ops.matlab_resize import resize_matrix
+from sr_kd.rules import is_int
 
 # The paper's invertible augmentations, applied to the student's input in this order (colour inversion
 # 1 - x, flip of the rows, flip of the columns, transpose) and undone on its output in the reverse order.
@@ -165,7 +166,7 @@ class _DUKDTerm(DistillLoss):
 
 
 def _n_crops(n_crops):
-    if isinstance(n_crops, bool) or not isinstance(n_crops, int) or n_crops < 1:
+    if not is_int(n_crops) or n_crops < 1:
         raise SRKDError(f'DUKD: n_crops must be a whole number >= 1, got {n_crops!r}')
     return n_crops
 
