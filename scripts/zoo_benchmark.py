@@ -344,10 +344,15 @@ def write_report(results, args):
             lines.append(f'| {r["method"]} | {len(d5)} | {fmt(statistics.mean(d5))} +- {sd(d5):.2f} | '
                          f'{fmt(statistics.mean(d14))} +- {sd(d14):.2f} |')
     lines += ['', f'![PSNR difference to the student alone]({chart})']
+    write_section(args.section, lines)
+
+
+def write_section(section, lines):
+    """Replace the generated section ``section`` of docs/zoo.md (between its start and end markers)."""
     doc = os.path.join(REPO, 'docs', 'zoo.md')
     with open(doc) as f:
         text = f.read()
-    start, end = f'<!-- {args.section}:start -->', f'<!-- {args.section}:end -->'
+    start, end = f'<!-- {section}:start -->', f'<!-- {section}:end -->'
     head, rest = text.split(start)
     _, tail = rest.split(end)
     with open(doc, 'w') as f:

@@ -1,0 +1,37 @@
+"""The KD study's recipes (scripts/kd_study.py): every one, the zoo's included, gives an option file that
+passes the start-up checks, so no run of a multi-session study stops at its start on a typo."""
+import sys
+
+import pytest
+
+from kd_util import REPO, make_teacher, write_images
+from sr_kd.options import check_options
+
+sys.path.insert(0, str(REPO / 'scripts'))
+import kd_study  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def study_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('study')
+    data = write_images(root / 'train', n=20, size=(48, 48))
+    return str(data), make_teacher(root / 'teacher.pth', num_feat=64, num_modules=6, upscale=4)
+
+
+@pytest.mark.parametrize('recipe', sorted(kd_study.RECIPES))
+def test_every_recipe_passes_the_option_check(recipe, study_inputs, monkeypatch):
+    monkeypatch.chdir(REPO)
+    data, teacher = study_inputs
+    opt = kd_study.options(recipe, 0, 20000, data, teacher)
+    # every 10th image in file-name order (img0, img1, img10, ..., img18, ...) is held out for validation
+    assert opt['datasets']['val']['images'] == ['img0', 'img18']
+    assert opt['datasets']['train']['exclude'] == ['img0', 'img18']
+    check_options(opt, is_train=True)
+
+
+def test_zoo_recipes_take_the_zoo_terms_at_their_calibrated_weights():
+    from zoo_benchmark import METHODS
+    terms = kd_study.RECIPES['pair_wise_released'][1]()
+    assert terms == [{**METHODS['pair-wise (released)'][0], 'name': 'pair_wise_released', 'loss_weight': 0.365}]
+    assert kd_study.RECIPES['at'][1]() == [{'type': 'ATLoss', 'name': 'at', 'loss_weight': 116}]
+    assert 'sobolev' not in kd_study.RECIPES  # equal wall time only: not a study recipe
