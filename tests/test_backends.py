@@ -8,6 +8,7 @@ The AOTInductor test compiles one tiny package (a C++ build: ~30 s on a quiet 2-
 """
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -93,16 +94,22 @@ def test_combinations_refused_in_one_line():
         check('aoti', 'fp32', device='cuda')
 
 
-def test_int8_refused_over_budget_unless_forced(net, cache):
+def test_int8_refused_over_budget_unless_forced(net, cache, monkeypatch):
+    # int8's cost depends on the machine's kernels (with AVX512-VNNI this random net loses ~0.001 dB, with
+    # AVX2's saturating int16 sums far more), so the budget is set around the cost measured here
     pytest.importorskip('onnxruntime')
+    from sr_kd.backends import onnx_backend
     info = describe(net)
-    with pytest.raises(SRKDError, match=r'int8 costs .* dB .*refused; --force-int8'):
-        prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache))
     runner = prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache, force_int8=True))
-    assert 'int8 costs' in runner.note
+    cost = float(re.search(r'int8 costs (-?[\d.]+) dB', runner.note).group(1))
     x = _image(*SIZES[0])
     diff = (upscale(runner.fn, x, info) - upscale(net, x, info)).abs()
     assert 0 < diff.mean() < 0.02  # quantised: close, not equal
+    monkeypatch.setattr(onnx_backend, 'INT8_MAX_COST_DB', cost - 0.01)
+    with pytest.raises(SRKDError, match=r'int8 costs .* dB .*refused; --force-int8'):
+        prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache))
+    monkeypatch.setattr(onnx_backend, 'INT8_MAX_COST_DB', cost + 0.01)
+    assert 'int8 costs' in prepare('onnxruntime', net, info, 'int8', Options(cache_root=cache)).note
 
 
 def test_cache_rebuilds_stale_and_corrupt(tmp_path, capsys):
