@@ -197,7 +197,7 @@ def _plot(curves, path):
         if t:
             b.plot([i * t / 60 for i in its], psnr, marker='o', ms=3, label=label)
     a.set_xlabel('iteration')
-    b.set_xlabel('training minutes (median s/iter x iterations)')
+    b.set_xlabel('training minutes (median s/iter x iterations, on each run\'s own machine)')
     for ax in (a, b):
         ax.set_ylabel('PSNR (dB), validation split')
         ax.grid(alpha=0.3)
