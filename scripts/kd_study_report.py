@@ -185,23 +185,35 @@ def equal_time_table(by_recipe, base):
 
 
 def _plot(curves, path):
+    """PSNR vs iterations and vs minutes: one colour per recipe (the student alone black), one line style
+    per seed, so a dozen runs stay readable."""
+    import re
+
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
+    parsed = {name: re.match(r'kd_study_(.+)_s(\d+)_\d+k$', name) for name in curves}
+    recipes = sorted({m.group(1) for m in parsed.values() if m} - {'student'})
+    colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(recipes)}
+    colours['student'] = 'black'
+    styles = ['-', '--', ':', '-.']
     for name, (curve, t) in sorted(curves.items()):
-        label = name.replace('kd_study_', '')
+        m = parsed[name]
+        recipe, seed = (m.group(1), int(m.group(2))) if m else (name, 0)
+        kw = dict(color=colours.get(recipe), ls=styles[seed % len(styles)], marker='o', ms=2.5, lw=1.3,
+                  label=f'{recipe} s{seed}')
         its = [c[0] for c in curve]
         psnr = [c[1] for c in curve]
-        a.plot(its, psnr, marker='o', ms=3, label=label)
+        a.plot(its, psnr, **kw)
         if t:
-            b.plot([i * t / 60 for i in its], psnr, marker='o', ms=3, label=label)
+            b.plot([i * t / 60 for i in its], psnr, **kw)
     a.set_xlabel('iteration')
     b.set_xlabel('training minutes (median s/iter x iterations, on each run\'s own machine)')
     for ax in (a, b):
         ax.set_ylabel('PSNR (dB), validation split')
         ax.grid(alpha=0.3)
-    a.legend(fontsize=7)
+    a.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
