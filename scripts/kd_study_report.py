@@ -117,8 +117,9 @@ def iteration_table(by_recipe, base, sets, recipes):
         t = statistics.mean([r['sec_per_iter'] for r in runs])
         local = same_machine(base, runs)
         base_t = statistics.mean([r['sec_per_iter'] for r in local]) if local else None
-        cells = [recipe, ','.join(str(r['seed']) for r in runs), f'{t:.3f}',
-                 '1.00x' if recipe == 'student' else f'{t / base_t:.2f}x' if base_t else 'other machine', _mean_spread([r['curve'][-1][1] for r in runs])]
+        cost = '1.00x' if recipe == 'student' else f'{t / base_t:.2f}x' if base_t else 'other machine'
+        cells = [recipe, ','.join(str(r['seed']) for r in runs), f'{t:.3f}', cost,
+                 _mean_spread([r['curve'][-1][1] for r in runs])]
         for s in sets:
             vals = [r['test'][s]['psnr'] for r in runs if s in r['test']]
             cells.append(_mean_spread(vals) if vals else '-')
