@@ -14,7 +14,7 @@ import yaml
 
 from sr_kd.errors import SRKDError
 from sr_kd.rules import (check_registered, check_teacher_scale, distill_fade, distill_pairs, is_int, is_number,
-                         nonfinite_policy, teacher_path)
+                         nonfinite_policy, teacher_path, train_has_gt)
 
 
 def load_yaml(path):
@@ -222,13 +222,14 @@ def _check_train(opt):
     kind = _choice(sched, 'type', 'train.scheduler.', tuple(kinds))
     kwargs = {k: v for k, v in sched.items() if k != 'type'}
     _build('train.scheduler', lambda: kinds[kind](optimizer, **kwargs))
-    # --- issue 12: PlainImageDataset has no ground truth: the teacher's output is the only target ---
-    plain = (opt['datasets'].get('train') or {}).get('type') == 'PlainImageDataset'
+    # --- issue 12: a dataset without ground truth (PlainImageDataset): the teacher's output is the only target ---
+    plain = not train_has_gt(opt)
+    no_gt_type = plain and opt['datasets']['train']['type']
     if plain and (train.get('pixel_opt') or train.get('perceptual_opt')):
-        raise SRKDError('train.pixel_opt/perceptual_opt compare with ground truth, which a PlainImageDataset does '
+        raise SRKDError(f'train.pixel_opt/perceptual_opt compare with ground truth, which a {no_gt_type} does '
                         'not have: leave them out and distil the teacher\'s output (OutputDistillLoss in distill_opts)')
     if plain and not train.get('distill_opts'):
-        raise SRKDError('a PlainImageDataset has no ground truth: train.distill_opts must hold the target '
+        raise SRKDError(f'a {no_gt_type} has no ground truth: train.distill_opts must hold the target '
                         '(e.g. {type: OutputDistillLoss, criterion: l1})')
     # ---
     if not plain and not train.get('pixel_opt') and not train.get('perceptual_opt'):

@@ -25,6 +25,14 @@ def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def train_has_gt(opt):
+    """Whether the train dataset yields ground truth: a dataset class says so by ``has_gt = False``
+    (``PlainImageDataset``: the teacher's output is the only target); BasicSR's datasets all have it."""
+    from basicsr.utils.registry import DATASET_REGISTRY
+    kind = ((opt.get('datasets') or {}).get('train') or {}).get('type')
+    return getattr(DATASET_REGISTRY._obj_map.get(kind), 'has_gt', True)
+
+
 def check_registered(registry, name, what):
     """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
     if not isinstance(name, str) or name not in registry._obj_map:

@@ -41,3 +41,22 @@ def test_start_up_check_and_model_say_the_same_line(tmp_path):
         rules.nonfinite_policy(opt['train'])
     assert str(by_check.value) == str(by_rule.value) == \
         "train.nonfinite must be one of 'stop', 'skip', not 'sometimes'"
+
+
+def test_ground_truth_is_the_dataset_class_word(tmp_path, monkeypatch):
+    """'no ground truth' is one rule read from the dataset class (``has_gt = False``), not a type name
+    compared in several places: a user's own no-GT dataset gets PlainImageDataset's checks."""
+    from basicsr.utils.registry import DATASET_REGISTRY
+    from kd_util import tiny_options
+    from sr_kd.data.plain_dataset import PlainImageDataset
+    from sr_kd.options import check_options
+
+    class FramesDataset(PlainImageDataset):
+        pass
+    monkeypatch.setitem(DATASET_REGISTRY._obj_map, 'FramesDataset', FramesDataset)
+    opt = tiny_options(tmp_path)
+    assert rules.train_has_gt(opt)
+    opt['datasets']['train'].update(type='FramesDataset', dataroot_lq=opt['datasets']['train'].pop('dataroot_gt'))
+    assert not rules.train_has_gt(opt)
+    with pytest.raises(SRKDError, match='compare with ground truth, which a FramesDataset does not have'):
+        check_options(opt)

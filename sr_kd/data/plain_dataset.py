@@ -21,6 +21,7 @@ class PlainImageDataset(HROnlyDataset):
     """Options: dataroot_lq (folder of the user's images), images, exclude, scale, gt_size (the student's
     output crop; the input crop is gt_size / scale), use_hflip, use_rot, small_images, corrupt_images, cache.
     Training only: with no ground truth there is nothing to validate against (use an HR set for val)."""
+    has_gt = False  # read by sr_kd.rules.train_has_gt: no task loss, no GT batch
 
     def __init__(self, opt):
         if opt.get('phase', 'train') != 'train':

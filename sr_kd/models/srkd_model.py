@@ -25,7 +25,8 @@ from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
 from sr_kd.errors import SRKDError
-from sr_kd.rules import check_skip_share, distill_fade, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy
+from sr_kd.rules import (check_skip_share, distill_fade, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
+                         train_has_gt)
 from sr_kd.losses.base import DistillInputs
 from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
@@ -126,9 +127,8 @@ class SRKDModel(OwnValidation, SRModel):
         with torch.no_grad():
             sr_t = self.net_t(lq)
         # an HR batch as training gives one (terms that compare with it, e.g. a gated output term, are checked
-        # too); a PlainImageDataset has none, so such a term fails here as it would at iteration 1
-        has_gt = self.opt['datasets'].get('train', {}).get('type') != 'PlainImageDataset'
-        gt = torch.rand(sr_t.shape, generator=gen).to(self.device) if has_gt else None
+        # too); a dataset without ground truth has none, so such a term fails here as it would at iteration 1
+        gt = torch.rand(sr_t.shape, generator=gen).to(self.device) if train_has_gt(self.opt) else None
         d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=list(self.taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
                           lq=lq, gt=gt, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                           student=student, teacher=self.net_t)
