@@ -53,6 +53,10 @@ RECIPES = {
     # the default helped at 2-4k iterations and fell behind from 6-8k (validation split, seeds 0 and 1)
     'default_fade': ('previous default, offline teacher, faded out from 2k to 6k (distill.fade)',
                      lambda: [FS, OUTPUT], {'teacher': 'offline', 'fade': [2000, 6000]}),
+    # the faded default's feature term, with the output term kept to the end (a term's own fade: false)
+    'fade_keep_output': ('previous default, offline teacher, feature statistics faded out from 2k to 6k, '
+                         'output term kept to the end', lambda: [FS, dict(OUTPUT, fade=False)],
+                         {'teacher': 'offline', 'fade': [2000, 6000]}),
     # the output term, but only where the teacher is closer to the HR than the student (teacher-bounded)
     'output_gated': ('output distillation gated to the values where the teacher is closer to the HR than the '
                      'student (gate: teacher_closer), offline teacher',

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import (check_registered, check_teacher_scale, distill_fade, distill_pairs, is_int, is_number,
-                         nonfinite_policy, teacher_path, train_has_gt)
+from sr_kd.rules import (check_registered, check_teacher_scale, distill_pairs, is_int, is_number,
+                         nonfinite_policy, teacher_path, term_fades, train_has_gt)
 
 
 def load_yaml(path):
@@ -259,7 +259,8 @@ def _check_train(opt):
         teacher_path(opt)
         _section(opt, 'distill', required=False)
         distill_pairs(opt)
-        if distill_fade(opt) and not train.get('pixel_opt') and not train.get('perceptual_opt'):
+        fades = term_fades(opt)
+        if fades and all(fades) and not train.get('pixel_opt') and not train.get('perceptual_opt'):
             raise SRKDError('distill.fade turns distillation off at its end, and this run has no task loss '
                             '(pixel_opt) to train on after it: remove distill.fade or add a pixel_opt')
 

@@ -75,10 +75,26 @@ def distill_fade(opt):
     cache). Two integers are iterations; two numbers between 0 and 1 with a decimal point are fractions of
     ``train.total_iter`` (``[0.1, 0.3]``: the KD study's 2k-6k of 20k), so the recipe keeps its shape when
     the budget changes."""
-    fade = (opt.get('distill') or {}).get('fade')
+    return _fade((opt.get('distill') or {}).get('fade'), opt, 'distill.fade')
+
+
+def term_fades(opt):
+    """Each term's (start, end) or None, in ``train.distill_opts`` order. A term's own ``fade`` ([start, end],
+    as ``distill.fade``; or false: full weight to the end) overrides ``distill.fade``, so feature terms can
+    fade out early while the output term stays. Distillation is off once every term has faded."""
+    default = distill_fade(opt)
+    fades = []
+    for i, term in enumerate((opt.get('train') or {}).get('distill_opts') or []):
+        own = term.get('fade') if isinstance(term, dict) else None
+        fades.append(default if own is None else None if own is False
+                     else _fade(own, opt, f'train.distill_opts[{i}].fade'))
+    return fades
+
+
+def _fade(fade, opt, where):
     if fade is None:
         return None
-    bad = SRKDError(f'distill.fade must be [start, end], two iterations (integers) or two fractions of '
+    bad = SRKDError(f'{where} must be [start, end], two iterations (integers) or two fractions of '
                     f'train.total_iter (0.0 to 1.0), with start < end, not {fade!r}')
     if not isinstance(fade, (list, tuple)) or len(fade) != 2:
         raise bad
@@ -87,7 +103,7 @@ def distill_fade(opt):
             raise bad
         total = (opt.get('train') or {}).get('total_iter')
         if not is_int(total) or total <= 0:
-            raise SRKDError(f'distill.fade {list(fade)} is a fraction of train.total_iter, which must be a '
+            raise SRKDError(f'{where} {list(fade)} is a fraction of train.total_iter, which must be a '
                             f'positive integer, not {total!r}')
         fade = [round(fade[0] * total), round(fade[1] * total)]
         if fade[0] >= fade[1]:
@@ -98,7 +114,7 @@ def distill_fade(opt):
 
 
 def fade_factor(fade, current_iter):
-    """The distillation terms' weight multiplier at ``current_iter`` (1 without ``distill.fade``)."""
+    """A distillation term's weight multiplier at ``current_iter`` (1 without a fade)."""
     if fade is None or current_iter <= fade[0]:
         return 1.0
     return max(0.0, (fade[1] - current_iter) / (fade[1] - fade[0]))

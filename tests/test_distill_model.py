@@ -285,6 +285,29 @@ def test_distill_fade_scales_then_stops_the_terms(opt, tmp_path):
     assert any(not torch.equal(v, faded.net_g.state_dict()[k]) for k, v in before.items())  # still trains
 
 
+def test_a_terms_own_fade_overrides_distill_fade(opt):
+    """A term's own fade: false keeps it at full weight after distill.fade has faded the others (the teacher
+    still runs for it), and its own [start, end] fades it on its own schedule."""
+    plain = build_model(copy.deepcopy(opt))
+    o = copy.deepcopy(opt)
+    o['distill']['fade'] = [2, 6]
+    terms = {t['name']: t for t in o['train']['distill_opts']}
+    terms['out']['fade'] = False
+    terms['hint']['fade'] = [0, 8]
+    mixed = build_model(o)
+    for a, b in ((plain.net_g, mixed.net_g), (plain.distill, mixed.distill)):
+        b.load_state_dict(a.state_dict())
+    for model in (plain, mixed):
+        model.feed_data(_batch(7))
+        model.optimize_parameters(7)
+    assert mixed.log_dict['l_fs'] == 0  # distill.fade ended at 6
+    assert mixed.log_dict['l_out'] == pytest.approx(plain.log_dict['l_out'], rel=1e-6)
+    assert mixed.log_dict['l_hint'] == pytest.approx(plain.log_dict['l_hint'] / 8, rel=1e-6)  # (8 - 7) / 8
+    with pytest.raises(SRKDError, match=r'train.distill_opts\[1\].fade must be \[start, end\]'):
+        from sr_kd.rules import term_fades
+        term_fades({'train': {'total_iter': 10, 'distill_opts': [{}, {'fade': [5, 2]}]}})
+
+
 @pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4], [0.1, 3], [0.3, 0.1],
                                   [0.5, 1.5], [0.0001, 0.0002]])
 def test_distill_fade_refuses_bad_values(fade):
@@ -314,6 +337,8 @@ def test_distill_fade_needs_a_task_loss(tmp_path):
     o['distill']['fade'] = [1, 2]
     with pytest.raises(SRKDError, match='no task loss'):
         check_options(o)
+    o['train']['distill_opts'][0]['fade'] = False  # the output term stays on: there is always a target
+    check_options(o)
 
 
 def test_gated_output_term_builds_and_trains_on_hr_data(opt):

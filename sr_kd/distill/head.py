@@ -19,6 +19,7 @@ def build_terms(term_opts):
         opt = dict(opt)
         check_registered(LOSS_REGISTRY, opt.get('type'), f'distillation loss type (distill_opts[{i}])')
         name = str(opt.pop('name', opt['type'].replace('Loss', '').lower()))
+        opt.pop('fade', None)  # the term's weight schedule: the model's (sr_kd.rules.term_fades)
         if name in names or name in ('pix', 'percep', 'style', 'total'):
             raise SRKDError(f'distill_opts[{i}]: the name {name!r} is already used; give each term its own name')
         try:

@@ -25,8 +25,8 @@ from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
 from sr_kd.errors import SRKDError
-from sr_kd.rules import (check_skip_share, distill_fade, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
-                         train_has_gt)
+from sr_kd.rules import (check_skip_share, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
+                         term_fades, train_has_gt)
 from sr_kd.losses.base import DistillInputs
 from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
@@ -45,7 +45,8 @@ def _drop_after(path, last_iter):
 class SRKDModel(OwnValidation, SRModel):
     """Knowledge distillation for SR. Options beyond SRModel's: ``network_t``; ``path.pretrain_network_t``,
     ``param_key_t`` (default 'params'; ~ for plain state_dicts such as the official IMDN files),
-    ``strict_load_t``; ``distill.pairs``, ``distill.fade``; ``train.distill_opts``; ``train.nonfinite`` ('stop' | 'skip')."""
+    ``strict_load_t``; ``distill.pairs``, ``distill.fade``; ``train.distill_opts`` (each term may have its own
+    ``fade``); ``train.nonfinite`` ('stop' | 'skip')."""
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -57,7 +58,7 @@ class SRKDModel(OwnValidation, SRModel):
         auto_pairs.resolve(self.opt, self.get_bare_model(self.net_g), self.net_t)
         # ---
         s_names, t_names = distill_pairs(self.opt)
-        self.fade = distill_fade(self.opt)
+        self.fades = term_fades(self.opt)
         names, terms = build_terms(train_opt.get('distill_opts'))
         self.distill = DistillHead(names, terms)
         record_inputs = self.distill.needs_inputs
@@ -189,8 +190,8 @@ class SRKDModel(OwnValidation, SRModel):
         self.taps_s.clear()
         self.taps_t.clear()
         self.output = self.net_g(self.lq)
-        weight = fade_factor(self.fade, current_iter)
-        distil = weight > 0 and len(self.distill_names())  # after distill.fade: a student step, no teacher
+        weights = [fade_factor(fade, current_iter) for fade in self.fades]
+        distil = any(w > 0 for w in weights)  # once every term has faded: a student step, no teacher
         if distil:
             sr_t, feats_t, maps_t = self._teacher_targets()
         loss_dict = OrderedDict()
@@ -210,7 +211,7 @@ class SRKDModel(OwnValidation, SRModel):
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t,
                               teacher_dtype=self.t_dtype)
-            for name, val in zip(self.distill_names(), self.distill(d)):
+            for name, val, weight in zip(self.distill_names(), self.distill(d), weights):
                 loss_dict[f'l_{name}'] = val * weight
                 l_total = l_total + loss_dict[f'l_{name}']
         self.taps_s.clear()
