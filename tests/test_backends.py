@@ -237,3 +237,18 @@ def test_auto_measures_once_and_remembers(net, tmp_path, monkeypatch, capsys):
     again = prepare('auto', net, info, 'fp32', Options(cache_root=str(tmp_path)))
     assert again.backend == runner.backend and 'measured on this machine' in again.note
     assert (upscale(again.fn, x, info) - got).abs().max() < TOL
+
+
+def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
+    """A cached export runs without onnxscript: importing it (1.5 s) was paid by every CLI call."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    prepare('onnxruntime', net, describe(net), 'fp32', Options(cache_root=cache))  # the export is cached
+    torch.save(net, os.path.join(cache, 'net.pt'))
+    code = ('import sys, torch, sr_kd; from sr_kd.archs.loading import describe; '
+            'from sr_kd.backends import Options, prepare; '
+            f'net = torch.load({os.path.join(cache, "net.pt")!r}, weights_only=False); '
+            f'r = prepare("onnxruntime", net, describe(net), "fp32", Options(cache_root={cache!r})); '
+            'r.fn(torch.rand(1, 3, 8, 8)); print(r.note, "onnxscript" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ['cached', 'False'], out

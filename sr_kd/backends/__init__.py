@@ -60,13 +60,21 @@ class Options:
     cache_root: str = None   # default: sr_kd.backends.cache.cache_root()
 
 
+def installed(module):
+    """Whether ``module`` can be imported, without importing it: onnxscript (needed only to build the
+    export) takes 1.5 s to import, which every cached ``--backend onnxruntime``/``auto`` call paid."""
+    import importlib.util
+    import sys
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
 def missing(backend):
     """Why ``backend`` cannot run here (one phrase), or None."""
     if backend == 'onnxruntime':
         for module, what in (('onnxruntime', 'onnxruntime'), ('onnxscript', 'onnxscript (the ONNX exporter)')):
-            try:
-                __import__(module)
-            except ImportError:
+            if not installed(module):
                 return f'{what} is not installed (pip install sr_kd[export])'
     if backend == 'aoti':
         import os
