@@ -85,6 +85,12 @@ def zoo_recipe(method):
 
 ZOO_RECIPES = dict(zoo_recipe(m) for m in ZOO_WEIGHTS)
 RECIPES.update(ZOO_RECIPES)
+# the two that paid at seed 0 together: fade_keep_output's terms plus NST kept to the end (NST compares full
+# teacher features, so the teacher runs online)
+RECIPES['fade_keep_output_nst'] = (
+    'fade_keep_output plus NST (weight 0.0491) kept to the end, online teacher',
+    lambda: RECIPES['fade_keep_output'][1]() + [dict(ZOO_RECIPES['nst'][1]()[0], fade=False)],
+    {'teacher': 'online', 'fade': [2000, 6000]})
 # The question users ask first (does the default beat the student alone, over 3 seeds?), then one seed of
 # every other recipe, cheapest first (DUKD costs about five student steps).
 PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'student:2', 'default_offline:2',
