@@ -305,6 +305,8 @@ def main():
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--cli-rounds', type=int, default=3)
     p.add_argument('--no-cli', action='store_true', help='skip the whole-CLI timings')
+    p.add_argument('--cli-only', action='store_true', help='only the whole-CLI timings (a warm-up call builds '
+                   'what the cache lacks, untimed)')
     p.add_argument('--no-set5', dest='set5', action='store_false', help='skip Set5 PSNR')
     p.add_argument('--bf16', action='store_true', help='run bf16 even on a CPU without bf16 instructions')
     p.add_argument('--threads', type=int, help='torch/onnxruntime threads (default: torch\'s, the physical cores)')
@@ -325,7 +327,7 @@ def main():
         args.skip_bf16 = (f'no bf16 instructions on this CPU: one 3x3 convolution takes {bf16_conv_slowdown():.1f}x '
                           'its fp32 time in bf16 (--bf16 runs it anyway)')
         print(f'# bf16: {args.skip_bf16}')
-    for name in args.rows:
+    for name in [] if args.cli_only else args.rows:
         speed_table(args, name, peaks)
     if not args.no_cli:
         backends = ['onnxruntime', 'auto', 'eager', 'aoti']
