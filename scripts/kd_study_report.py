@@ -198,7 +198,8 @@ def _plot(curves, path):
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
     parsed = {name: re.match(r'kd_study_(.+)_s(\d+)_\d+k$', name) for name in curves}
     recipes = sorted({m.group(1) for m in parsed.values() if m} - {'student'})
-    colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(recipes)}
+    palette = plt.cm.tab10 if len(recipes) <= 10 else plt.cm.tab20  # one colour per recipe up to 20
+    colours = {r: palette(i % palette.N) for i, r in enumerate(recipes)}
     colours['student'] = 'black'
     styles = ['-', '--', ':', '-.']
     for name, (curve, t) in sorted(curves.items()):
