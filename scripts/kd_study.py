@@ -57,6 +57,14 @@ RECIPES = {
     'fade_keep_output': ('previous default, offline teacher, feature statistics faded out from 2k to 6k, '
                          'output term kept to the end', lambda: [FS, dict(OUTPUT, fade=False)],
                          {'teacher': 'offline', 'fade': [2000, 6000]}),
+    # around fade_keep_output (seed 0, chosen on the validation split): a stronger feature term in the warm
+    # start, a quicker fade (the faded default lost its lead between 4k and 6k), a heavier output term
+    'fko_fs03': ('fade_keep_output with the feature term at weight 0.3', lambda: [dict(FS, loss_weight=0.3),
+                 dict(OUTPUT, fade=False)], {'teacher': 'offline', 'fade': [2000, 6000]}),
+    'fko_fade4k': ('fade_keep_output with the feature term faded out from 2k to 4k',
+                   lambda: [FS, dict(OUTPUT, fade=False)], {'teacher': 'offline', 'fade': [2000, 4000]}),
+    'fko_out1': ('fade_keep_output with the output term at weight 1.0', lambda: [FS, dict(OUTPUT, loss_weight=1.0,
+                 fade=False)], {'teacher': 'offline', 'fade': [2000, 6000]}),
     # the output term, but only where the teacher is closer to the HR than the student (teacher-bounded)
     'output_gated': ('output distillation gated to the values where the teacher is closer to the HR than the '
                      'student (gate: teacher_closer), offline teacher',
