@@ -308,6 +308,27 @@ def test_a_terms_own_fade_overrides_distill_fade(opt):
         term_fades({'train': {'total_iter': 10, 'distill_opts': [{}, {'fade': [5, 2]}]}})
 
 
+def test_a_faded_term_is_not_computed_while_another_stays_on(opt):
+    """A term faded to weight 0 costs nothing: its loss is not computed (logged as 0) while the output term
+    keeps the teacher running; before its fade ends it is computed as usual."""
+    o = copy.deepcopy(opt)
+    o['distill']['fade'] = [2, 6]
+    for t in o['train']['distill_opts']:
+        if t['name'] == 'out':
+            t['fade'] = False
+    model = build_model(o)
+    calls = {name: 0 for name in model.distill.names}
+    for name, term in zip(model.distill.names, model.distill.terms):
+        term.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    model.feed_data(_batch(5))
+    model.optimize_parameters(5)  # fade [2, 6] at 5: a quarter weight, every term computed
+    assert calls == {'fs': 1, 'out': 1, 'hint': 1}
+    model.feed_data(_batch(7))
+    model.optimize_parameters(7)
+    assert calls == {'fs': 1, 'out': 2, 'hint': 1}
+    assert model.log_dict['l_fs'] == 0 and model.log_dict['l_hint'] == 0 and model.log_dict['l_out'] > 0
+
+
 @pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4], [0.1, 3], [0.3, 0.1],
                                   [0.5, 1.5], [0.0001, 0.0002]])
 def test_distill_fade_refuses_bad_values(fade):

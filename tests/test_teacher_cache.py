@@ -76,6 +76,38 @@ def test_offline_training_logs_each_term(tmp_path):
     assert model.taps_t.outputs == [None]  # the teacher did not run in the step
 
 
+def test_a_faded_map_term_reads_no_maps(tmp_path):
+    """Offline, once the statistic-map term has faded while the output term stays on, a step reads only the
+    teacher's SR from the cache, not its maps."""
+    opt = _offline_opt(tmp_path, fade=[0, 1])
+    for t in opt['train']['distill_opts']:
+        if t['name'] == 'out':
+            t['fade'] = False
+    model = _model(tmp_path, opt)
+    read, targets = [], model.teacher_cache.targets
+
+    def spy(*args, **kwargs):
+        sr_t, maps = targets(*args, **kwargs)
+        read.append(maps)
+        return sr_t, maps
+    model.teacher_cache.targets = spy
+    batch = _batch_of(model, opt)
+    model.feed_data(batch)
+    model.optimize_parameters(0)  # fs at full weight: its maps are read
+    model.feed_data(batch)
+    model.optimize_parameters(2)  # fs faded out: none
+    assert [bool(maps) for maps in read] == [True, False]
+    assert model.log_dict['l_fs'] == 0 and model.log_dict['l_out'] > 0
+
+
+def _batch_of(model, opt):
+    from basicsr.data import build_dataset
+    ds = build_dataset(dict(opt['datasets']['train'], phase='train', scale=2))
+    items = [ds[0], ds[1]]
+    return {k: torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else [it[k] for it in items]
+            for k in ('lq', 'gt', 'crop', 'gt_path')}
+
+
 def _key(opt, paths, taps=('IMDB2',), specs=('pow_mean_p2',)):
     return teacher_cache.cache_key(opt, paths, list(taps), list(specs), None)
 

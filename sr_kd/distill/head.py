@@ -59,13 +59,23 @@ class DistillHead(nn.Module):
                 raise SRKDError(f'l_{name} ({type(term).__name__}) distills features: list them in distill.pairs')
             term.setup(s_shapes, t_shapes)
 
-    def forward(self, inputs):
-        return [term(inputs) for term in self.terms]
+    def forward(self, inputs, active=None):
+        """Each term's loss; None for a term that ``active`` (one bool per term) switches off (faded to
+        weight 0), which is then not computed at all: a zero weight must cost nothing."""
+        active = active or [True] * len(self.terms)
+        return [term(inputs) if on else None for term, on in zip(self.terms, active)]
+
+    def reads_maps(self, active=None):
+        """Whether an active term compares the teacher's stored statistic maps (offline teacher)."""
+        active = active or [True] * len(self.terms)
+        return any(on and getattr(term, 'offline_maps', None) for term, on in zip(self.terms, active))
 
     # terms with a part of their own (a critic and its optimizer): see DistillLoss.own_step
-    def own_step(self, inputs):
-        for term in self.terms:
-            term.own_step(inputs)
+    def own_step(self, inputs, active=None):
+        active = active or [True] * len(self.terms)
+        for term, on in zip(self.terms, active):
+            if on:
+                term.own_step(inputs)
 
     def own_state(self):
         states = {name: term.own_state() for name, term in zip(self.names, self.terms)}

@@ -199,16 +199,18 @@ class TeacherCache:
                                      for part in ('sr', 'maps'))
         return self._open[path]
 
-    def targets(self, paths, crops, lq_size, device):
+    def targets(self, paths, crops, lq_size, device, maps=True):
         """(teacher SR (N, 3, H, W), {spec: [maps (N, h, w) per level]}) for crops (N, 5):
-        LR top, LR left, hflip, vflip, rot90 of each sample of ``paths``."""
+        LR top, LR left, hflip, vflip, rot90 of each sample of ``paths``; ``maps=False`` reads no maps
+        (no active term compares them) and returns {}."""
+        read_maps = maps
         s = self.scale
         srs, maps = [], []
         for path, (top, left, hf, vf, rot) in zip(paths, crops.tolist()):
             sr, mp = self._arrays(path)
             srs.append(_augment(torch.from_numpy(np.array(
                 sr[:, top * s:(top + lq_size) * s, left * s:(left + lq_size) * s], dtype=np.float32)), hf, vf, rot))
-            if len(mp):
+            if read_maps and len(mp):
                 maps.append(torch.stack([_augment(torch.from_numpy(np.array(
                     mp[i, top * f:(top + lq_size) * f, left * f:(left + lq_size) * f], dtype=np.float32)), hf, vf, rot)
                     for i, f in enumerate(self.factors)]))

@@ -176,11 +176,13 @@ class SRKDModel(OwnValidation, SRModel):
         self.crop = data.get('crop')
         self.crop_paths = data.get('gt_path')
 
-    def _teacher_targets(self):
+    def _teacher_targets(self, active=None):
         """(teacher SR, teacher features or None, teacher maps or None) for this batch: read from the
-        offline cache, or one teacher forward (at ``self.t_dtype``) with its taps."""
+        offline cache (maps only when an active term compares them), or one teacher forward (at
+        ``self.t_dtype``) with its taps."""
         if self.teacher_cache is not None:
-            sr_t, maps = self.teacher_cache.targets(self.crop_paths, self.crop, self.lq.shape[-1], self.device)
+            sr_t, maps = self.teacher_cache.targets(self.crop_paths, self.crop, self.lq.shape[-1], self.device,
+                                                    maps=self.get_bare_model(self.distill).reads_maps(active))
             return sr_t, None, maps
         sr_t = run_teacher(self.net_t, self.lq, self.t_dtype)
         return sr_t, [f.float() for f in self.taps_t.outputs], None
@@ -191,9 +193,10 @@ class SRKDModel(OwnValidation, SRModel):
         self.taps_t.clear()
         self.output = self.net_g(self.lq)
         weights = [fade_factor(fade, current_iter) for fade in self.fades]
-        distil = any(w > 0 for w in weights)  # once every term has faded: a student step, no teacher
+        active = [w > 0 for w in weights]  # a term faded to 0 is not computed; none active: no teacher
+        distil = any(active)
         if distil:
-            sr_t, feats_t, maps_t = self._teacher_targets()
+            sr_t, feats_t, maps_t = self._teacher_targets(active)
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -211,7 +214,10 @@ class SRKDModel(OwnValidation, SRModel):
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t,
                               teacher_dtype=self.t_dtype)
-            for name, val, weight in zip(self.distill_names(), self.distill(d), weights):
+            for name, val, weight in zip(self.distill_names(), self.distill(d, active), weights):
+                if val is None:  # faded: logged as 0 while another term is still on
+                    loss_dict[f'l_{name}'] = torch.zeros((), device=self.output.device)
+                    continue
                 loss_dict[f'l_{name}'] = val * weight
                 l_total = l_total + loss_dict[f'l_{name}']
         self.taps_s.clear()
@@ -221,7 +227,7 @@ class SRKDModel(OwnValidation, SRModel):
         l_total.backward()
         self.optimizer_g.step()
         if distil:  # terms' own parts (a critic), after the student's step
-            self.get_bare_model(self.distill).own_step(d)
+            self.get_bare_model(self.distill).own_step(d, active)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self._append_loss_log(current_iter)
         if self.ema_decay > 0:
