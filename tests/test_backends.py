@@ -252,3 +252,23 @@ def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
             'r.fn(torch.rand(1, 3, 8, 8)); print(r.note, "onnxscript" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-2:] == ['cached', 'False'], out
+
+
+def test_auto_timing_picks_the_faster_through_noise(monkeypatch):
+    """auto's timer: every backend warmed once, then at least MIN_ROUNDS interleaved rounds (more while
+    they are quick), fastest round counts, so rounds slowed by noise do not decide."""
+    import time as _time
+    from sr_kd.backends import auto
+    calls = {'a': 0, 'b': 0}
+    plan = {'a': iter([0.03, 0.05, 0.05, 0.02] + [0.05] * 20), 'b': iter([0.04] * 30)}
+
+    def backend(name):
+        def run(x):
+            calls[name] += 1
+            _time.sleep(next(plan[name]))
+        return run
+    monkeypatch.setattr(auto, 'BUDGET_S', 0.1)
+    seconds = auto._time({'a': backend('a'), 'b': backend('b')}, torch.zeros(1))
+    assert calls['a'] == calls['b'] >= 1 + auto.MIN_ROUNDS
+    assert min(seconds, key=seconds.get) == 'a'  # its third round (0.02) beats b's 0.04; two rounds would not
+    assert seconds['a'] == pytest.approx(0.02, abs=0.01) and seconds['b'] == pytest.approx(0.04, abs=0.01)

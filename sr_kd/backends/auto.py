@@ -1,13 +1,14 @@
 """``--backend auto``: the fastest backend for this machine and model, measured once and remembered.
 
 The first call measures every available backend at the asked precision on the first real input (each
-one warmed up, then timed in interleaved rounds, fastest round counts), keeps the decision in
+one warmed up, then timed in 3-10 interleaved rounds, about 3 s each, fastest round counts), keeps the decision in
 ``<cache>/auto/`` keyed by the model's content, the precision and the machine (CPU model, logical CPUs,
 threads, torch/onnxruntime versions), and says what it chose and why. Later runs read the decision and
 build or load only the chosen backend. A backend whose dependency is missing is skipped with a line.
 """
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -18,7 +19,12 @@ from sr_kd.atomic import atomic_write_text
 from sr_kd.backends import PRECISIONS, Runner, missing
 from sr_kd.backends.cache import cache_root, model_digest
 
-ROUNDS = 2
+# Interleaved rounds, fastest round counts: at least MIN_ROUNDS, more (up to MAX_ROUNDS) until each backend
+# has run about BUDGET_S seconds. On a 2-core machine one round's noise is +-10%, as large as the margins
+# between backends (onnxruntime 1.05-1.15x eager on a 32x4 tile); 2 rounds picked the slower one in 1 of 6
+# tries there, 10 rounds in none of 4. Each call waits SETTLE_S (or its own duration, if shorter) first so
+# that the previous backend's spinning worker threads have parked and do not slow it.
+MIN_ROUNDS, MAX_ROUNDS, BUDGET_S, SETTLE_S = 3, 10, 3.0, 0.1
 
 
 def _say(msg):
@@ -71,14 +77,19 @@ def _candidates(precision, options):
     return usable
 
 
-def _time(fns, x, rounds=ROUNDS):
-    """Best seconds per callable: one warm-up each, then ``rounds`` interleaved rounds."""
+def _time(fns, x):
+    """Best seconds per callable: one warm-up each, then interleaved rounds (see MIN_ROUNDS)."""
     times = {k: [] for k in fns}
     with torch.inference_mode():
-        for fn in fns.values():
+        warm = {}
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
             fn(x)
+            warm[k] = time.perf_counter() - t0
+        rounds = min(MAX_ROUNDS, max(MIN_ROUNDS, math.ceil(BUDGET_S / max(max(warm.values()), 1e-6))))
         for _ in range(rounds):
             for k, fn in fns.items():
+                time.sleep(min(SETTLE_S, warm[k]))
                 t0 = time.perf_counter()
                 fn(x)
                 times[k].append(time.perf_counter() - t0)
