@@ -5,7 +5,8 @@
 
 Builds, from one distillation option file: the student alone (SRModel, no teacher); distillation with the
 online teacher in fp32 and in bf16; distillation with the offline teacher (its cache built first, not
-timed); and the bare teacher forward in fp32 and bf16. All get the same real batches of the option file's
+timed), also stepped after the last fade so that only the terms kept to the end run; and the bare
+teacher forward in fp32 and bf16. All get the same real batches of the option file's
 training set and run in alternation (A B C ... A B C ...), so machine drift hits each alike. Prints the
 median seconds per iteration, each ratio to the student alone, and each online step against its floor
 (student step + teacher forward at that precision, measured here).
@@ -53,7 +54,14 @@ def model_opts(path, batch, lq, teacher=None, bf16=True):
         v = copy.deepcopy(opt)
         v['distill'] = dict(v.get('distill') or {}, **distill)
         variants[name] = v
+    variants['offline, faded'] = copy.deepcopy(variants['offline'])  # stepped after the last term's fade ends
     return variants
+
+
+def last_fade_end(opt):
+    """The iteration after which every term that fades has faded (0 when none fades)."""
+    from sr_kd.rules import term_fades
+    return max([f[1] for f in term_fades(opt) if f] or [0])
 
 
 def real_batches(opt, n):
@@ -92,7 +100,9 @@ def main(argv=None):
     models = {name: build_model(opt) for name, opt in variants.items()}  # builds the offline cache (untimed)
     teacher = models['online fp32'].net_t
     batches = real_batches(variants['offline'], 4)
-    steps = {name: (lambda m: lambda b, i: (m.feed_data(b), m.optimize_parameters(i)))(m) for name, m in models.items()}
+    late = {'offline, faded': last_fade_end(variants['offline'])}  # iterations are counted from here
+    steps = {name: (lambda m, o: lambda b, i: (m.feed_data(b), m.optimize_parameters(o + i)))(m, late.get(name, 0))
+             for name, m in models.items()}
     for dtype, label in ((None, 'teacher fp32'), (torch.bfloat16, 'teacher bf16'))[:2 if bf16 else 1]:
         steps[label] = (lambda dt: lambda b, i: run_teacher(teacher, b['lq'], dt))(dtype)
     times = {k: [] for k in steps}
@@ -115,6 +125,8 @@ def main(argv=None):
         print(f'{k:<14} {v * 1000:8.1f} ms/iter  {v / base:5.2f}x student   '
               f'(rounds: {", ".join(f"{t * 1000:.1f}" for t in times[k])})')
     print(f'offline distillation / student alone: {med["offline"] / base:.2f}x (target <= 1.10x)')
+    print(f'offline, after iteration {late["offline, faded"]} (the terms that fade have faded; the others run): '
+          f'{med["offline, faded"] / base:.2f}x')
     if not bf16:
         print('bf16 teacher not timed: this CPU has no bf16 instructions, so teacher_precision auto runs it in fp32 '
               '(--bf16 yes times the emulated one)')
