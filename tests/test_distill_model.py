@@ -327,6 +327,9 @@ def test_a_faded_term_is_not_computed_while_another_stays_on(opt):
     model.optimize_parameters(7)
     assert calls == {'fs': 1, 'out': 2, 'hint': 1}
     assert model.log_dict['l_fs'] == 0 and model.log_dict['l_hint'] == 0 and model.log_dict['l_out'] > 0
+    model.opt['dist'] = True  # DDP wants a gradient for every parameter it runs: the connectors' term runs
+    assert model._active_terms([0.0, 1.0, 0.0]) == [False, True, True]
+    assert model._active_terms([0.0, 0.0, 0.0]) == [False, False, False]
 
 
 @pytest.mark.parametrize('fade', [[6, 2], [3], 'late', [True, 4], [-1, 4], [1.5, 4], [0.1, 3], [0.3, 0.1],

@@ -193,7 +193,7 @@ class SRKDModel(OwnValidation, SRModel):
         self.taps_t.clear()
         self.output = self.net_g(self.lq)
         weights = [fade_factor(fade, current_iter) for fade in self.fades]
-        active = [w > 0 for w in weights]  # a term faded to 0 is not computed; none active: no teacher
+        active = self._active_terms(weights)
         distil = any(active)
         if distil:
             sr_t, feats_t, maps_t = self._teacher_targets(active)
@@ -232,6 +232,16 @@ class SRKDModel(OwnValidation, SRModel):
         self._append_loss_log(current_iter)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _active_terms(self, weights):
+        """Which terms a step computes: those not faded to weight 0 (none: no teacher either). Under
+        DistributedDataParallel a faded term with parameters (connectors) still runs, at weight 0, while
+        another term does: DDP expects a gradient for every parameter of a module it runs."""
+        active = [w > 0 for w in weights]
+        if self.opt.get('dist') and any(active):
+            terms = self.get_bare_model(self.distill).terms
+            active = [on or any(p.requires_grad for p in t.parameters()) for on, t in zip(active, terms)]
+        return active
 
     def distill_names(self):
         return self.get_bare_model(self.distill).names
