@@ -26,15 +26,19 @@ def _model(tmp_path, opt, steps=0):
     return build_in_process(write_options(tmp_path / 'opt.yml', opt), tmp_path / 'root', steps=steps)
 
 
-def test_offline_targets_equal_the_online_teacher_on_whole_images(tmp_path):
-    model = _model(tmp_path, _offline_opt(tmp_path))
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_offline_targets_equal_the_online_teacher_on_whole_images(tmp_path, precision):
+    """At either teacher precision (``auto`` picks bf16 on a CPU with bf16 instructions), the cache holds what
+    the online teacher computes at that precision."""
+    model = _model(tmp_path, _offline_opt(tmp_path, teacher_precision=precision))
+    assert (model.t_dtype is None) == (precision == 'fp32')
     cache = model.teacher_cache
     assert cache is not None and len(cache.stems) == 3
     for path in cache.stems:
         hr = read_rgb_uint8(path)
         x = torch.from_numpy(bicubic_lr(hr, 2).transpose(2, 0, 1).copy()).float().div(255)[None]
         model.taps_t.clear()
-        online = run_teacher(model.net_t, x, None)
+        online = run_teacher(model.net_t, x, model.t_dtype)
         feats = [f.float() for f in model.taps_t.outputs]
         sr, maps = cache._arrays(path)
         # float16 storage: half a unit in the last place of values below 2 is <= 2**-11 * 2 ~ 1e-3
