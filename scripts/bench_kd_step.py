@@ -93,7 +93,8 @@ def main(argv=None):
     from basicsr.models import build_model
     from basicsr.utils import get_root_logger
 
-    from sr_kd.distill.teacher import cpu_has_bf16, run_teacher
+    from sr_kd.distill.teacher import run_teacher
+    from sr_kd.hardware import cpu_has_bf16
     get_root_logger().setLevel('WARNING')
     bf16 = args.bf16 == 'yes' or (args.bf16 == 'auto' and (cpu_has_bf16() or torch.cuda.is_available()))
     variants = model_opts(args.opt, args.batch, args.lq, args.teacher, bf16)

@@ -43,7 +43,8 @@ TEACHER = os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth')
 SET5 = os.path.join(SHARED, 'benchmarks', 'Set5')
 ROWS = {'64x6': (180, 320), '32x4': (360, 640)}
 PEER = ('onnxruntime', 'fp32')
-COLD = ('onnxruntime', 'auto')  # CLI first calls timed with an empty cache (aoti's build is in the forward table)
+PEER_CLI = 'onnxruntime fp32'
+COLD = (PEER_CLI, 'auto')  # CLI first calls timed with an empty cache (aoti's build is in the forward table)
 
 
 def build(name, student=None):
@@ -256,6 +257,18 @@ def _cli(folder, ckpt, out, backend, cache, extra=()):
     return seconds, res.stderr
 
 
+def cli_configurations():
+    """label -> (--backend, extra arguments): onnxruntime fp32 (the peer), then each backend at upscale's default
+    precision (auto: bf16 where the CPU runs it in hardware), and auto at fp32 where that differs."""
+    from sr_kd.backends import resolve_precision
+    out = {PEER_CLI: ('onnxruntime', ['--precision', 'fp32'])}
+    for b in ('auto', 'eager', 'aoti'):
+        out[b if b == 'auto' else f'{b} {resolve_precision("auto", "cpu", b)}'] = (b, [])
+    if resolve_precision('auto', 'cpu', 'auto') != 'fp32':
+        out['auto fp32'] = ('auto', ['--precision', 'fp32'])
+    return {k: v for k, v in out.items() if v[0] == 'auto' or not missing(v[0])}
+
+
 def cli_table(args, name, backends):
     h, w = ROWS[name]
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,28 +284,28 @@ def cli_table(args, name, backends):
             torch.save({'params': build(name)[0].state_dict()}, ckpt)
         cold = os.path.join(tmp, 'cold_cache')
         first, chose = {}, ''
-        for b in backends:  # first calls, each with an empty cache of its own: builds counted here
+        for b, (backend, extra) in backends.items():  # first calls, each with an empty cache of its own
             if b not in COLD:
                 continue
             shutil.rmtree(cold, ignore_errors=True)
-            first[b], err = _cli(folder, ckpt, os.path.join(tmp, 'out'), b, cold)
+            first[b], err = _cli(folder, ckpt, os.path.join(tmp, 'out'), backend, cold, extra)
             if b == 'auto':
                 chose = next((line for line in err.splitlines() if line.startswith('auto:')), '')
                 shutil.copytree(cold, args.cache, dirs_exist_ok=True)  # warm runs use this decision
-        for b in backends:  # the warm cache every later call finds
-            _cli(folder, ckpt, os.path.join(tmp, 'out'), b, args.cache)
+        for backend, extra in backends.values():  # the warm cache every later call finds
+            _cli(folder, ckpt, os.path.join(tmp, 'out'), backend, args.cache, extra)
         times = {b: [] for b in backends}
         for _ in range(args.cli_rounds):
-            for b in backends:
-                times[b].append(_cli(folder, ckpt, os.path.join(tmp, 'out'), b, args.cache)[0])
+            for b, (backend, extra) in backends.items():
+                times[b].append(_cli(folder, ckpt, os.path.join(tmp, 'out'), backend, args.cache, extra)[0])
     print(f'\n### `sr-kd upscale` on a folder of 8 {w}x{h} PNGs (IMDN {name} x4, default --tile 512), whole process,'
           f' best of {args.cli_rounds} interleaved rounds with the cache warm\n')
     print('| --backend | s per call (8 images) | vs onnxruntime | first call, empty cache (s) |')
     print('| --- | --- | --- | --- |')
-    peer = min(times['onnxruntime']) if 'onnxruntime' in times else None
+    peer = min(times[PEER_CLI]) if PEER_CLI in times else None
     for b in backends:
         best = min(times[b])
-        cold = f'{first[b]:.1f}' if b in first else 'no build' if b == 'eager' else 'see the build time above'
+        cold = f'{first[b]:.1f}' if b in first else 'no build' if b.startswith('eager') else 'see the build time above'
         print(f'| {b} | {best:.2f} | {f"{peer / best:.2f}x" if peer else "-"} | {cold} |')
     if chose:
         print(f'\n{re.sub(r"decision kept in .*", "decision kept in the cache", chose)}')
@@ -330,10 +343,8 @@ def main():
     for name in [] if args.cli_only else args.rows:
         speed_table(args, name, peaks)
     if not args.no_cli:
-        backends = ['onnxruntime', 'auto', 'eager', 'aoti']
-        backends = [b for b in backends if b == 'auto' or not missing(b)]
         for name in args.rows:
-            cli_table(args, name, backends)
+            cli_table(args, name, cli_configurations())
     print(f'\n# load average {os.getloadavg()[0]:.1f} at the end')
 
 

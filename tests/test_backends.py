@@ -214,7 +214,8 @@ def test_missing_onnxruntime(folder, tmp_path, monkeypatch, capsys):
     assert not list((tmp_path / 'out').glob('*.png'))  # refused before any image
 
     monkeypatch.setattr(shutil, 'which', lambda name: None)  # and no C++ compiler: auto has eager alone
-    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'auto'), '--backend', 'auto']) == 0
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'auto'), '--backend', 'auto',
+                 '--precision', 'fp32']) == 0  # fp32: onnxruntime is a candidate
     err = capsys.readouterr().err
     assert 'auto: skipping onnxruntime: onnxruntime is not installed' in err
     assert 'auto: eager fp32' in err
@@ -254,6 +255,24 @@ def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
     assert out.split()[-2:] == ['cached', 'False'], out
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_CXX, reason='AOTInductor needs a C++ compiler')
+def test_cached_aoti_does_not_import_inductor(net, cache):
+    """A cached AOTInductor package runs without torch._inductor: importing it and its Python-side loader
+    cost 4-6 s in every CLI call."""
+    import subprocess
+    prepare('aoti', net, describe(net), 'fp32', Options(cache_root=cache))  # the package is cached
+    torch.save(net, os.path.join(cache, 'net.pt'))
+    code = ('import sys, torch, sr_kd; from sr_kd.archs.loading import describe; '
+            'from sr_kd.backends import Options, prepare; '
+            f'net = torch.load({os.path.join(cache, "net.pt")!r}, weights_only=False); '
+            f'r = prepare("aoti", net, describe(net), "fp32", Options(cache_root={cache!r})); '
+            'x = torch.rand(1, 3, 8, 8); print(float((r.fn(x) - net(x)).abs().max()), r.note, '
+            '"torch._inductor" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-2:] == ['cached', 'False'] and float(out[0]) < TOL, out
+
+
 def test_auto_timing_picks_the_faster_through_noise(monkeypatch):
     """auto's timer: every backend warmed once, then at least MIN_ROUNDS interleaved rounds (more while
     they are quick), fastest round counts, so rounds slowed by noise do not decide."""
@@ -272,3 +291,25 @@ def test_auto_timing_picks_the_faster_through_noise(monkeypatch):
     assert calls['a'] == calls['b'] >= 1 + auto.MIN_ROUNDS
     assert min(seconds, key=seconds.get) == 'a'  # its third round (0.02) beats b's 0.04; two rounds would not
     assert seconds['a'] == pytest.approx(0.02, abs=0.01) and seconds['b'] == pytest.approx(0.04, abs=0.01)
+
+
+@pytest.mark.parametrize('native', [False, True])
+def test_precision_auto_follows_the_hardware(folder, tmp_path, monkeypatch, capsys, native):
+    """upscale's default precision: bf16 where the CPU runs it in hardware, else fp32; a backend without bf16
+    (onnxruntime) gets fp32; what was chosen is said."""
+    import sr_kd.hardware
+    src, ckpt = folder
+    monkeypatch.setenv('SR_KD_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setattr(sr_kd.hardware, 'cpu_has_bf16', lambda: native)
+    outs = {}
+    for name, extra in (('auto', []), ('fp32', ['--precision', 'fp32']), ('bf16', ['--precision', 'bf16'])):
+        assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / name), *extra]) == 0
+        outs[name] = _outputs(tmp_path / name)
+    expected = 'bf16' if native else 'fp32'
+    assert any((a != b).any() for a, b in zip(outs['fp32'], outs['bf16']))  # the two precisions are told apart
+    assert all((a == b).all() for a, b in zip(outs['auto'], outs[expected]))
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'again'), '--overwrite']) == 0
+    assert f'precision auto: {expected}' in capsys.readouterr().err
+    if native and not sr_kd.backends.missing('onnxruntime'):
+        assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'ort'), '--backend', 'onnxruntime']) == 0
+        assert 'precision auto: fp32 (--backend onnxruntime runs no bf16' in capsys.readouterr().err

@@ -20,7 +20,7 @@ from sr_kd.errors import SRKDError
 
 PRECISIONS = {'eager': ('fp32', 'bf16', 'fp16'), 'onnxruntime': ('fp32', 'int8'), 'aoti': ('fp32', 'bf16')}
 NAMES = tuple(PRECISIONS) + ('auto',)
-ALL_PRECISIONS = ('fp32', 'bf16', 'fp16', 'int8')
+ALL_PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')  # auto: see resolve_precision
 INT8_MAX_COST_DB = 0.05  # largest PSNR loss int8 may cost on the check images without --force-int8
 
 
@@ -84,8 +84,21 @@ def missing(backend):
     return None
 
 
+def resolve_precision(precision, device='cpu', backend='eager'):
+    """``auto`` -> bf16 where the device runs it in hardware (CUDA, a CPU with AVX512-BF16 or AMX) and the
+    backend runs bf16, else fp32; any other precision is returned as it is. On an AVX512-BF16 CPU bf16
+    measured 1.5-1.7x onnxruntime fp32 for IMDN at about -0.005 dB on Set5; emulated elsewhere, it is
+    several times slower than fp32 (docs/performance.md)."""
+    if precision != 'auto':
+        return precision
+    from sr_kd.hardware import bf16_is_native
+    runs_bf16 = backend == 'auto' or 'bf16' in PRECISIONS.get(backend, ())
+    return 'bf16' if runs_bf16 and bf16_is_native(device) else 'fp32'
+
+
 def check(backend, precision, device='cpu', exact_tiles=False):
     """Refuse, in one line and before any work, a combination that cannot run."""
+    precision = resolve_precision(precision, device, backend)
     if backend not in NAMES:
         raise SRKDError(f'--backend must be one of {", ".join(NAMES)}; got {backend!r}')
     if precision not in ALL_PRECISIONS:
@@ -113,6 +126,7 @@ def prepare(backend, model, info, precision='fp32', options=None, exact_tiles=Fa
     remembered.
     """
     options = options or Options()
+    precision = resolve_precision(precision, options.device, backend)
     check(backend, precision, options.device, exact_tiles)
     if backend == 'auto':
         from sr_kd.backends.auto import prepare_auto

@@ -19,7 +19,8 @@ def add_arguments(p):
     p.add_argument('--json', help='write the per-image and mean results here')
     p.add_argument('--backend', choices=list(BACKENDS), default='eager',
                    help='run the model as sr-kd upscale --backend does (fp32 backends give the same numbers)')
-    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32', help='numeric precision of the model')
+    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32',
+                   help='numeric precision of the model (default fp32, as papers measure; auto: as upscale)')
     p.add_argument('--force-int8', action='store_true', help='run int8 even where it costs more than 0.05 dB')
 
 
@@ -29,12 +30,13 @@ def run(args):
     from sr_kd.archs.loading import load_model
     from sr_kd.evaluate import evaluate
 
-    from sr_kd.backends import Options, check, prepare
+    from sr_kd.backends import Options, check, prepare, resolve_precision
 
     from sr_kd import cli_checks
     cli_checks.device(args.device)  # before any work
     if args.json:
         cli_checks.output_file(args.json, '--json', overwrite=True)
+    args.precision = resolve_precision(args.precision, args.device, args.backend)
     check(args.backend, args.precision, args.device)
     model, info = load_model(args.model, args.param_key, args.device, expect_scale=args.scale)
     if args.backend != 'eager' or args.precision != 'fp32':

@@ -42,9 +42,10 @@ def add_arguments(p):
                    help='IMDN_AS only: output scale (the input is resized by S with bicubic first; default 4); for '
                         'other models it must equal the model\'s scale')
     p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N)')
-    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='fp32',
-                   help='bf16/fp16 run under autocast; bf16 measured 1.6x faster than fp32 on an AVX512-BF16 CPU, '
-                        '-0.005 dB on Set5 (docs/performance.md); int8: --backend onnxruntime only')
+    p.add_argument('--precision', choices=list(ALL_PRECISIONS), default='auto',
+                   help='auto (default): bf16 where the device runs it in hardware (CUDA, a CPU with AVX512-BF16 or '
+                        'AMX; 1.5-1.7x onnxruntime fp32 there, -0.005 dB on Set5), else fp32; bf16/fp16 run under '
+                        'autocast; int8: --backend onnxruntime only (docs/performance.md)')
     p.add_argument('--backend', choices=list(BACKENDS), default='eager',
                    help='eager (PyTorch), onnxruntime, aoti (AOTInductor package) or auto (the fastest, measured '
                         'once per machine and model); exported/compiled models are built once and cached in '
@@ -121,7 +122,8 @@ class Upscaler:
             raise SRKDError('--tile and --tile-pad must be >= 0')
         if args.threads:
             torch.set_num_threads(args.threads)
-        from sr_kd.backends import Options, check, prepare
+        from sr_kd.backends import PRECISIONS, Options, check, prepare, resolve_precision
+        asked, args.precision = args.precision, resolve_precision(args.precision, args.device, args.backend)
         check(args.backend, args.precision, args.device, args.exact_tiles)
         if args.compile and args.backend != 'eager':
             raise SRKDError(f'--compile is for --backend eager; --backend {args.backend} is compiled already')
@@ -153,6 +155,12 @@ class Upscaler:
         self.channels_last = self.runner.eager if self.runner else True
         self.scale = (args.scale or info.scale) if info.resizes_input else info.scale
         self.args = args
+        if asked == 'auto':  # said once every check has passed, so an error stays the only line
+            why = ('bf16 runs in hardware here' if args.precision == 'bf16' else
+                   f'--backend {args.backend} runs no bf16' if 'bf16' not in PRECISIONS.get(args.backend, 'bf16') else
+                   'no bf16 in hardware here')
+            print(f'precision auto: {args.precision} ({why}; --precision fp32 or bf16 to choose)', file=sys.stderr,
+                  flush=True)
 
     def __call__(self, path):
         """(array ready for write_image, output megapixels)."""

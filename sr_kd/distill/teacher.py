@@ -10,17 +10,10 @@ from basicsr.utils import get_root_logger
 
 from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
 from sr_kd.errors import SRKDError
+from sr_kd.hardware import bf16_is_native
 from sr_kd.rules import check_teacher_scale, teacher_path
 
 TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
-
-
-def cpu_has_bf16():
-    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX), so a bf16 forward is faster than fp32;
-    elsewhere torch emulates bf16 and it is slower (measured in scripts/bench_kd_step.py)."""
-    cpu = torch.cpu
-    return bool(getattr(cpu, '_is_avx512_bf16_supported', lambda: False)()
-                or getattr(cpu, '_is_amx_tile_supported', lambda: False)())
 
 
 def teacher_dtype(opt, device):
@@ -32,7 +25,7 @@ def teacher_dtype(opt, device):
         return None
     if choice == 'bf16':
         return torch.bfloat16
-    return torch.bfloat16 if device.type == 'cuda' or cpu_has_bf16() else None
+    return torch.bfloat16 if bf16_is_native(device) else None
 
 
 def run_teacher(net, x, dtype):

@@ -1,0 +1,20 @@
+"""What the machine runs natively: the one place that decides where bf16 is fast (the teacher's
+``teacher_precision: auto`` and ``sr-kd upscale --precision auto`` both follow it)."""
+import torch
+
+
+def cpu_has_bf16():
+    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX), so a bf16 forward is faster than fp32;
+    elsewhere torch emulates bf16 and it is slower (measured in scripts/bench_kd_step.py and
+    scripts/bench_upscale.py)."""
+    cpu = torch.cpu
+    return bool(getattr(cpu, '_is_avx512_bf16_supported', lambda: False)()
+                or getattr(cpu, '_is_amx_tile_supported', lambda: False)())
+
+
+def bf16_is_native(device):
+    """Whether ``device`` (a torch.device or its name) runs bf16 in hardware."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    return device.type == 'cpu' and cpu_has_bf16()
