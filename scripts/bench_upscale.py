@@ -14,7 +14,8 @@ CPU seconds (all threads of this process, spin-waits included) are printed besid
 Rows (issue 15): the official IMDN 64x6 x4 (../shared/pretrained/IMDN_x4.pth; a seeded random one when
 absent) on 320x180, and an IMDN 32x4 student (``--student``, else seeded random weights: speed does not
 depend on them) on 640x360. The CLI part times ``sr-kd upscale`` as a whole process on a folder of 8
-images, per backend: first with an empty artefact cache (export/compile/measurement included, reported
+images, per backend at upscale's default precision (auto: bf16 where the CPU has it; onnxruntime fp32 is
+the peer), plus auto at fp32 where that differs: first with an empty artefact cache (export/compile/measurement included, reported
 apart), then in interleaved rounds with the cache warm. Set5 PSNR needs ../shared/benchmarks/Set5 and
 the official weights; it is skipped without them.
 """
