@@ -305,9 +305,12 @@ def record(run, opt, rc):
 
 
 def machine():
+    """CPU model, bf16 instructions where present (two 2-core Xeons of one model name differ in them, and
+    seconds compare only within one machine), cores, Python."""
     import platform
+    from sr_kd.hardware import cpu_has_bf16
     cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')), '?')
-    return f'{cpu}, {os.cpu_count()} cores, {platform.python_version()}'
+    return f'{cpu}{" with bf16 instructions" if cpu_has_bf16() else ""}, {os.cpu_count()} cores, {platform.python_version()}'
 
 
 def run_plan(runs, args):
