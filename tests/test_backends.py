@@ -240,19 +240,28 @@ def test_auto_measures_once_and_remembers(net, tmp_path, monkeypatch, capsys):
     assert (upscale(again.fn, x, info) - got).abs().max() < TOL
 
 
-def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
-    """A cached export runs without onnxscript: importing it (1.5 s) was paid by every CLI call."""
-    pytest.importorskip("onnxruntime")
+def _cached_in_a_new_process(backend, net, cache, module):
+    """(max abs difference to the module, the runner's note, whether ``module`` got imported) when a new
+    process prepares ``backend`` from the cache and runs it once: what every CLI call pays."""
     import subprocess
-    prepare('onnxruntime', net, describe(net), 'fp32', Options(cache_root=cache))  # the export is cached
+    prepare(backend, net, describe(net), 'fp32', Options(cache_root=cache))  # the artefact is cached
     torch.save(net, os.path.join(cache, 'net.pt'))
     code = ('import sys, torch, sr_kd; from sr_kd.archs.loading import describe; '
             'from sr_kd.backends import Options, prepare; '
             f'net = torch.load({os.path.join(cache, "net.pt")!r}, weights_only=False); '
-            f'r = prepare("onnxruntime", net, describe(net), "fp32", Options(cache_root={cache!r})); '
-            'r.fn(torch.rand(1, 3, 8, 8)); print(r.note, "onnxscript" in sys.modules)')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
-    assert out.split()[-2:] == ['cached', 'False'], out
+            f'r = prepare({backend!r}, net, describe(net), "fp32", Options(cache_root={cache!r})); '
+            'x = torch.rand(1, 3, 8, 8); print(float((r.fn(x) - net(x)).abs().max()), r.note, '
+            f'{module!r} in sys.modules)')
+    diff, note, imported = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                                          check=True).stdout.split()[-3:]
+    return float(diff), note, imported == 'True'
+
+
+def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
+    """A cached export runs without onnxscript: importing it (1.5 s) was paid by every CLI call."""
+    pytest.importorskip("onnxruntime")
+    diff, note, imported = _cached_in_a_new_process('onnxruntime', net, cache, 'onnxscript')
+    assert note == 'cached' and not imported and diff < TOL
 
 
 @pytest.mark.slow
@@ -260,17 +269,8 @@ def test_cached_onnxruntime_does_not_import_the_exporter(net, cache):
 def test_cached_aoti_does_not_import_inductor(net, cache):
     """A cached AOTInductor package runs without torch._inductor: importing it and its Python-side loader
     cost 4-6 s in every CLI call."""
-    import subprocess
-    prepare('aoti', net, describe(net), 'fp32', Options(cache_root=cache))  # the package is cached
-    torch.save(net, os.path.join(cache, 'net.pt'))
-    code = ('import sys, torch, sr_kd; from sr_kd.archs.loading import describe; '
-            'from sr_kd.backends import Options, prepare; '
-            f'net = torch.load({os.path.join(cache, "net.pt")!r}, weights_only=False); '
-            f'r = prepare("aoti", net, describe(net), "fp32", Options(cache_root={cache!r})); '
-            'x = torch.rand(1, 3, 8, 8); print(float((r.fn(x) - net(x)).abs().max()), r.note, '
-            '"torch._inductor" in sys.modules)')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[-2:] == ['cached', 'False'] and float(out[0]) < TOL, out
+    diff, note, imported = _cached_in_a_new_process('aoti', net, cache, 'torch._inductor')
+    assert note == 'cached' and not imported and diff < TOL
 
 
 def test_auto_timing_picks_the_faster_through_noise(monkeypatch):
