@@ -94,9 +94,10 @@ def main(argv=None):
     from basicsr.utils import get_root_logger
 
     from sr_kd.distill.teacher import run_teacher
-    from sr_kd.hardware import cpu_has_bf16
+    from sr_kd.hardware import bf16_is_native, cpu_has_bf16
     get_root_logger().setLevel('WARNING')
-    bf16 = args.bf16 == 'yes' or (args.bf16 == 'auto' and (cpu_has_bf16() or torch.cuda.is_available()))
+    native = bf16_is_native('cuda' if torch.cuda.is_available() else 'cpu')  # teacher_precision auto's rule
+    bf16 = args.bf16 == 'yes' or (args.bf16 == 'auto' and native)
     variants = model_opts(args.opt, args.batch, args.lq, args.teacher, bf16)
     models = {name: build_model(opt) for name, opt in variants.items()}  # builds the offline cache (untimed)
     teacher = models['online fp32'].net_t
@@ -117,7 +118,7 @@ def main(argv=None):
             times[name].append((time.perf_counter() - t0) / args.iters)
     device = 'cuda' if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)'
     print(f'device: {device}; CPU bf16 instructions: {"yes" if cpu_has_bf16() else "no"} '
-          f'(teacher_precision auto -> {"bf16" if cpu_has_bf16() or torch.cuda.is_available() else "fp32"}); '
+          f'(teacher_precision auto -> {"bf16" if native else "fp32"}); '
           f'batch {args.batch}, LR patch {args.lq}, x{variants["offline"]["scale"]}; '
           f'{args.repeats} rounds of {args.iters} iterations; teacher {variants["offline"]["path"]["pretrain_network_t"]}')
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -84,16 +84,22 @@ def missing(backend):
     return None
 
 
-def resolve_precision(precision, device='cpu', backend='eager'):
-    """``auto`` -> bf16 where the device runs it in hardware (CUDA, a CPU with AVX512-BF16 or AMX) and the
-    backend runs bf16, else fp32; any other precision is returned as it is. On an AVX512-BF16 CPU bf16
-    measured 1.5-1.7x onnxruntime fp32 for IMDN at about -0.005 dB on Set5; emulated elsewhere, it is
-    several times slower than fp32 (docs/performance.md)."""
-    if precision != 'auto':
-        return precision
+def auto_precision(device='cpu', backend='eager'):
+    """(precision, why) that ``auto`` means: bf16 where the device runs it in hardware (CUDA, a CPU with
+    AVX512-BF16 or AMX) and the backend runs bf16, else fp32. On an AVX512-BF16 CPU bf16 measured 1.5-1.7x
+    onnxruntime fp32 for IMDN at about -0.005 dB on Set5; emulated elsewhere, it is several times slower
+    than fp32 (docs/performance.md)."""
     from sr_kd.hardware import bf16_is_native
-    runs_bf16 = backend == 'auto' or 'bf16' in PRECISIONS.get(backend, ())
-    return 'bf16' if runs_bf16 and bf16_is_native(device) else 'fp32'
+    if backend != 'auto' and 'bf16' not in PRECISIONS.get(backend, ()):
+        return 'fp32', f'--backend {backend} runs no bf16'
+    if not bf16_is_native(device):
+        return 'fp32', 'no bf16 in hardware here'
+    return 'bf16', 'bf16 runs in hardware here'
+
+
+def resolve_precision(precision, device='cpu', backend='eager'):
+    """``precision``, with ``auto`` replaced by what it means here (``auto_precision``)."""
+    return auto_precision(device, backend)[0] if precision == 'auto' else precision
 
 
 def check(backend, precision, device='cpu', exact_tiles=False):

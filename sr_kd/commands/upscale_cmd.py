@@ -122,7 +122,7 @@ class Upscaler:
             raise SRKDError('--tile and --tile-pad must be >= 0')
         if args.threads:
             torch.set_num_threads(args.threads)
-        from sr_kd.backends import PRECISIONS, Options, check, prepare, resolve_precision
+        from sr_kd.backends import Options, auto_precision, check, prepare, resolve_precision
         asked, args.precision = args.precision, resolve_precision(args.precision, args.device, args.backend)
         check(args.backend, args.precision, args.device, args.exact_tiles)
         if args.compile and args.backend != 'eager':
@@ -156,9 +156,7 @@ class Upscaler:
         self.scale = (args.scale or info.scale) if info.resizes_input else info.scale
         self.args = args
         if asked == 'auto':  # said once every check has passed, so an error stays the only line
-            why = ('bf16 runs in hardware here' if args.precision == 'bf16' else
-                   f'--backend {args.backend} runs no bf16' if 'bf16' not in PRECISIONS.get(args.backend, 'bf16') else
-                   'no bf16 in hardware here')
+            why = auto_precision(args.device, args.backend)[1]
             print(f'precision auto: {args.precision} ({why}; --precision fp32 or bf16 to choose)', file=sys.stderr,
                   flush=True)
 
