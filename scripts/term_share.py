@@ -20,27 +20,10 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def batches_of(ds_opt, scale, seed, n):
-    """``n`` training batches of the run's own dataset options, the same for every checkpoint."""
-    import random
-
-    import torch
-    from sr_kd.data.hr_dataset import HROnlyDataset
-
-    ds = HROnlyDataset({**ds_opt, 'phase': 'train', 'scale': scale})
-    random.seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        items = [ds[int(i)] for i in torch.randint(len(ds), (ds_opt['batch_size_per_gpu'],), generator=g)]
-        out.append({k: torch.stack([it[k] for it in items]) for k in ('lq', 'gt')})
-    return out
-
-
 def gradient_norm(opt, run_dir, it, batches):
     """Mean norm of the student's gradient over ``batches`` at iteration ``it`` of the run (lr 0: no step)."""
     import torch
-    from zoo_benchmark import build_model_in_process
+    from zoo_benchmark import build_model_in_process, gradient_norms
 
     model = build_model_in_process(opt)
     if it:
@@ -51,13 +34,7 @@ def gradient_norm(opt, run_dir, it, batches):
             bare = model.get_bare_model(model.distill)
             bare.load_state_dict(state['distill'])
             bare.load_own_state(state.get('distill_own', {}))
-    norms = []
-    for b in batches:
-        model.feed_data(b)
-        model.optimize_parameters(it + 1)
-        norms.append(float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.net_g.parameters()
-                                          if p.grad is not None))))
-    return statistics.mean(norms)
+    return statistics.mean(gradient_norms(model, batches, it + 1))
 
 
 def shares(run_dir, iters, n_batches):
@@ -83,7 +60,8 @@ def shares(run_dir, iters, n_batches):
     task['train'].pop('distill_opts')
     term = copy.deepcopy(base)
     term['train']['pixel_opt']['loss_weight'] = 0.0
-    batches = batches_of(base['datasets']['train'], base['scale'], base['manual_seed'], n_batches)
+    from zoo_benchmark import training_batches
+    batches = training_batches(base['datasets']['train'], base['scale'], base['manual_seed'], n_batches)
     return [(it, gradient_norm(term, run_dir, it, batches), gradient_norm(task, run_dir, it, batches))
             for it in iters]
 

@@ -95,18 +95,23 @@ def train_options(method, weight, seed, args, lr=5e-4, pixel_weight=1.0):
 
 # ----- weight calibration (in process) ----------------------------------------------------------------
 def calibration_batches(args, seed, n):
+    ds_opt = train_options('student alone', None, seed, args)['datasets']['train']
+    return training_batches(ds_opt, 4, seed, n)
+
+
+def training_batches(ds_opt, scale, seed, n):
+    """``n`` batches drawn (seeded) from a training dataset's options, the same on every call."""
     import random
 
     import torch
     from sr_kd.data.hr_dataset import HROnlyDataset
 
-    ds_opt = train_options('student alone', None, seed, args)['datasets']['train']
-    ds = HROnlyDataset({**ds_opt, 'phase': 'train', 'scale': 4})
+    ds = HROnlyDataset({**ds_opt, 'phase': 'train', 'scale': scale})
     random.seed(seed)
     g = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(n):
-        items = [ds[int(i)] for i in torch.randint(len(ds), (args.batch,), generator=g)]
+        items = [ds[int(i)] for i in torch.randint(len(ds), (ds_opt['batch_size_per_gpu'],), generator=g)]
         batches.append({k: torch.stack([it[k] for it in items]) for k in ('lq', 'gt')})
     return batches
 
@@ -129,13 +134,18 @@ def build_model_in_process(opt):
 
 def student_gradient_norms(opt, batches):
     """Norm of the student's gradient of the whole loss, per batch, at the initial weights (use lr 0)."""
+    return gradient_norms(build_model_in_process(opt), batches)
+
+
+def gradient_norms(model, batches, current_iter=1):
+    """Norm of the student's gradient of the model's whole loss, per batch (an optimizer at lr 0 keeps the
+    weights where they are)."""
     import torch
 
-    model = build_model_in_process(opt)
     norms = []
     for b in batches:
         model.feed_data(b)
-        model.optimize_parameters(1)
+        model.optimize_parameters(current_iter)
         norms.append(float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.net_g.parameters()
                                           if p.grad is not None))))
     return norms
