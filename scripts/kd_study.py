@@ -79,7 +79,7 @@ RECIPES = {
 ZOO_WEIGHTS = {'FitNet': 0.427, 'AT': 116, 'FT': 8.52, 'NST': 0.0491, 'AB': 0.288, 'OFD': 0.461, 'AFD': 151,
                'VID': 137, 'SP': 1.31, 'CC': 0.306, 'RKD': 0.0138, 'PKT': 23.7, 'IRG': 0.045, 'CRD': 0.0176,
                'pair-wise': 0.152, 'pair-wise (released)': 0.365, 'holistic': 1.77, 'FSP': 7.08, 'KD-SVD': 1.23,
-               'MHGD': 1.22, 'DML': 0.275}
+               'MHGD': 0.00733, 'DML': 0.275}
 
 
 def zoo_recipe(method):

@@ -133,8 +133,17 @@ def build_model_in_process(opt):
 
 
 def student_gradient_norms(opt, batches):
-    """Norm of the student's gradient of the whole loss, per batch, at the initial weights (use lr 0)."""
-    return gradient_norms(build_model_in_process(opt), batches)
+    """Norm of the student's gradient of the whole loss, per batch, at the initial weights (use lr 0),
+    after a term's own first stage where it has one (MHGD's head trains for ``warmup_iters`` steps on
+    these batches while its loss weighs 0; the student stays at lr 0), so the weight is set for the term
+    as it acts on the student."""
+    model = build_model_in_process(opt)
+    terms = model.get_bare_model(model.distill).terms if hasattr(model, 'distill') else []
+    warm = max((t.warmup_iters for t in terms), default=0)
+    for i in range(warm):
+        model.feed_data(batches[i % len(batches)])
+        model.optimize_parameters(i + 1)
+    return gradient_norms(model, batches, warm + 1)
 
 
 def gradient_norms(model, batches, current_iter=1):

@@ -18,11 +18,11 @@ from zoo_util import FEATURE_TERMS, NEEDS_BATCH_2, build, forward_pair, leaf_inp
 ZERO_AT_IDENTITY = {
     'FitNetLoss': {'connector': 'identity'}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {},
     'OFDLoss': {'connector': 'identity'}, 'AFDLoss': {}, 'SPLoss': {}, 'CCLoss': {}, 'RKDLoss': {},
-    'PKTLoss': {}, 'IRGLoss': {}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {},
+    'PKTLoss': {}, 'IRGLoss': {}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {}, 'MHGDLoss': {},
 }
 # no zero at identity, by design: AB wants a margin (tested in its family), VID's minimum depends on its
-# learned variance, CRD is contrastive, MHGD adds its head's own loss (its student gradient vanishes)
-NOT_ZERO = {'ABLoss', 'VIDLoss', 'CRDLoss', 'MHGDLoss'}
+# learned variance, CRD is contrastive
+NOT_ZERO = {'ABLoss', 'VIDLoss', 'CRDLoss'}
 
 
 def test_every_registered_distill_loss_is_covered():
@@ -46,8 +46,11 @@ def test_gradients_reach_student_and_connectors_not_teacher(name):
     grads = [p.grad for p in student.levels.parameters()]  # the tapped part of the student
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
-    for pname, p in loss.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    for pname, p in loss.named_parameters():  # what the student's optimizer trains (connectors, embeddings)
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        else:  # a part with an optimizer of its own (MHGD's graph head) gets nothing from the student's loss
+            assert p.grad is None, pname
     assert all(p.grad is None for p in teacher.parameters())
 
 
@@ -63,16 +66,6 @@ def test_zero_when_student_equals_teacher(name):
     value.backward()
     for f in d.feats_s:  # every level is distilled, so a gradient must exist, and vanish at the minimum
         assert f.grad is not None and f.grad.abs().max() < 1e-5
-
-
-def test_mhgd_student_gradient_vanishes_at_identity():
-    torch.manual_seed(1)
-    feats = [torch.randn(4, 8, 8, 8) for _ in range(3)]
-    loss = build('MHGDLoss', shapes(feats), shapes(feats))
-    d = leaf_inputs(feats, feats)
-    loss(d).backward()
-    assert all(f.grad.abs().max() < 1e-6 for f in d.feats_s)
-    assert all(p.grad is not None for p in loss.parameters())  # the head still learns (its own loss)
 
 
 def flat_features(n, c, kind):

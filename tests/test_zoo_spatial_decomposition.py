@@ -139,7 +139,7 @@ def test_mhgd_graph_kl_and_estimation_loss():
             m.running_var.uniform_(0.5, 2)
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
             torch.nn.init.uniform_(m.bias, -0.2, 0.2)
-    loss_state = copy.deepcopy(loss.state_dict())  # before the call updates the BN statistics
+    loss_state = copy.deepcopy(loss.state_dict())
 
     def first(s, t):
         vt = torch.stack([teacher_sign(svd_vectors(x, 1)[0])[:, 0] for x in t])
@@ -159,12 +159,13 @@ def test_mhgd_graph_kl_and_estimation_loss():
     p, q = torch.softmax(torch.tanh(g_s - mean), -1), torch.softmax(torch.tanh(g_t - mean), -1)
     kl = float((p * (p.log() - q.log())).sum()) / 3
     light, heavy = (build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads, loss_weight=w) for w in (1.0, 10.0))
-    for term in (light, heavy):
+    for term in (light, heavy):  # past the head's stage (head_iters 0): the graph KL alone, scaled by the weight
         term.load_state_dict(loss_state)
-        torch.manual_seed(7)
-        term.value = term(leaf_inputs(fs, ft))
-    close(heavy.value - light.value, 9 * kl, rtol=1e-4)  # the graph KL alone, whatever the estimator does
+        close(term(leaf_inputs(fs, ft)), term.loss_weight * kl, rtol=1e-4)
 
+    # the head's own step (its stage): the seed's MHA_loss on the teacher's vectors, plus 5e-4 x the
+    # squared weights, before the step moves them
+    decay = 5e-4 * sum(float(p.double().pow(2).sum()) for p in loss.graphs.parameters())
     torch.manual_seed(7)
     noise = torch.randn(heads, 3, 1, dtype=torch.float64)  # the drop-head's only random draw
     keep = (noise - noise.mean(dim=0, keepdim=True) > 0).double()
@@ -174,9 +175,70 @@ def test_mhgd_graph_kl_and_estimation_loss():
     est = mixed @ head.est_out.weight.detach().double().t() + head.est_out.bias.detach().double()
     est = est / est.norm(dim=1, keepdim=True)
     aux = float((1 - (est * vt1).sum(dim=1)).mean())
+    staged = build('MHGDLoss', shapes(fs), shapes(ft), num_head=heads, head_iters=1)
+    staged.load_state_dict({**loss_state, 'head_steps': torch.tensor(0)})
+    d = leaf_inputs(fs, ft)
+    assert float(staged(d).detach()) == 0  # the head's stage: the KL weighs nothing
     torch.manual_seed(7)
-    close(loss(leaf_inputs(fs, ft)), kl + aux, rtol=1e-4)
-    close(heavy.value, 10 * kl + aux, rtol=1e-4)  # the weight scales the graph term only
+    staged.own_step(d)
+    assert math.isclose(staged.head_loss, aux + decay, rel_tol=1e-4)
+
+
+def _mhgd_step(term, fs, ft, seed):
+    """One training step as the model runs it: the term on the student, backward, then the head's step."""
+    d = leaf_inputs(fs, ft)
+    value = term(d)
+    value.backward()
+    torch.manual_seed(seed)
+    term.own_step(d)
+    return value, d
+
+
+def _state(term):
+    return {k: v.clone() for k, v in term.state_dict().items()}
+
+
+def test_mhgd_head_trains_in_its_stage_then_is_frozen():
+    """The seed's two stages: the head learns on the teacher alone while the KL is off; then the head is
+    frozen (weights and batch-norm statistics) and the student follows the teacher's graph."""
+    torch.manual_seed(36)
+    fs = [torch.randn(6, 4, 4, 4), torch.randn(6, 6, 4, 4)]
+    ft = [torch.randn(6, 4, 4, 4), torch.randn(6, 6, 4, 4)]
+    term = build('MHGDLoss', shapes(fs), shapes(ft), num_head=2, head_iters=2)
+    assert not any(p.requires_grad for p in term.graphs.parameters())  # never in the student's optimizer
+    for step in range(2):
+        before = _state(term)
+        value, d = _mhgd_step(term, fs, ft, step)
+        assert float(value) == 0 and all(float(f.grad.abs().max()) == 0 for f in d.feats_s)
+        after = _state(term)
+        for key in ('graphs.0.key.0.weight', 'graphs.0.est_out.weight', 'graphs.0.key.1.running_mean'):
+            assert not torch.equal(before[key], after[key]), key
+        assert int(term.head_steps) == step + 1
+    before = _state(term)
+    value, d = _mhgd_step(term, fs, ft, 2)
+    assert float(value) > 0 and any(float(f.grad.abs().max()) > 0 for f in d.feats_s)
+    after = _state(term)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # frozen: nothing of the head moves
+
+
+def test_mhgd_resume_restores_the_head_stage_and_its_optimizer():
+    torch.manual_seed(37)
+    fs = [torch.randn(6, 4, 4, 4), torch.randn(6, 6, 4, 4)]
+    ft = [torch.randn(6, 4, 4, 4), torch.randn(6, 6, 4, 4)]
+    run = build('MHGDLoss', shapes(fs), shapes(ft), num_head=2, head_iters=4)
+    for step in range(2):
+        _mhgd_step(run, fs, ft, step)
+    saved, own = copy.deepcopy(run.state_dict()), run.own_state()
+    torch.manual_seed(99)  # a resumed process builds the term from other random weights
+    resumed = build('MHGDLoss', shapes(fs), shapes(ft), num_head=2, head_iters=4)
+    resumed.load_state_dict(saved)
+    resumed.load_own_state(own)
+    for step in range(2, 4):
+        for term in (run, resumed):
+            _mhgd_step(term, fs, ft, step)
+    assert int(resumed.head_steps) == 4
+    for key, value in run.state_dict().items():  # Adam's moments restored, else the third step differs
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_mhgd_drop_head_keeps_about_half_the_heads_and_at_least_one():

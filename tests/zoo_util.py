@@ -11,7 +11,8 @@ from sr_kd.losses.base import DistillInputs
 FEATURE_TERMS = {
     'FitNetLoss': {}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {}, 'ABLoss': {}, 'OFDLoss': {}, 'AFDLoss': {},
     'VIDLoss': {}, 'SPLoss': {}, 'CCLoss': {}, 'RKDLoss': {}, 'PKTLoss': {}, 'IRGLoss': {},
-    'CRDLoss': {'nce_k': 64}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {}, 'MHGDLoss': {},
+    'CRDLoss': {'nce_k': 64}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {},
+    'MHGDLoss': {'head_iters': 0},  # past its head's stage: the graph KL is on (tests of the stages: test_zoo_spatial_decomposition.py)
 }
 NEEDS_BATCH_2 = {'SPLoss', 'CCLoss', 'RKDLoss', 'PKTLoss', 'IRGLoss', 'MHGDLoss'}
 

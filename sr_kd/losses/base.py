@@ -45,6 +45,7 @@ class DistillLoss(nn.Module):
     """
 
     min_batch = 1
+    warmup_iters = 0  # steps in which the loss weighs 0 while a part of the term's own trains first (MHGD)
     needs_inputs = False
     uses_features = True
     offline_maps = None

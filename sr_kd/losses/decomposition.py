@@ -10,6 +10,8 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,23 +178,50 @@ def graph_kl(g_s, g_t):
 class MHGDLoss(_DecompositionLoss):
     """Multi-head graph distillation (Lee & Song, BMVC 2019): each level is compressed to its first
     right singular vector; an 8-head attention network gives a patch-by-patch graph between consecutive
-    levels; it is trained on the teacher only, by its own loss (estimate level l from level l-1 through
-    the graph, cosine), and the student's graph logits (same frozen network) follow the teacher's by
+    levels, and the student's graph logits follow the teacher's by
     KL(softmax(tanh(G_S - mean_T)) || softmax(tanh(G_T - mean_T))) per row, the mean taken over the
     teacher's row. The KL is averaged over patches where the seed sums it (so the weight does not
-    depend on the batch size). ``loss_weight`` scales the graph KL only: the head's own loss is added
-    unweighted (see DistillLoss). Needs batches of 2 or more."""
+    depend on the batch size); ``loss_weight`` scales it. Needs batches of 2 or more.
+
+    Two stages, as the seed's training script: for the first ``head_iters`` steps the head is trained on
+    the teacher only, by its own optimizer (Adam at ``head_lr``; the seed's momentum SGD at the student's
+    rate) on its own loss (estimate level l from level l-1 through the graph, cosine, plus the seed's
+    5e-4 x the squared weights), and the KL is off; from then on the head is frozen, weights and batch-norm
+    statistics, and the KL is on. Adapted: the student learns the task during the head's stage (the
+    seed leaves it idle for 40 of 140 epochs). The head is kept out of the student's optimizer; its step
+    count and optimizer are saved with the run."""
 
     min_batch = 2
 
-    def __init__(self, num_head=8, connector='auto', level_weights=None, loss_weight=1.0):
+    def __init__(self, num_head=8, head_iters=100, head_lr=5e-4, connector='auto', level_weights=None,
+                 loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
-        self.num_head = int(num_head)
+        self.num_head, self.head_iters, self.head_lr = int(num_head), int(head_iters), float(head_lr)
+        if self.num_head < 1 or self.head_iters < 0 or self.head_lr <= 0:
+            raise SRKDError(f'MHGDLoss: num_head must be positive, head_iters not negative and head_lr positive, '
+                            f'got {num_head}, {head_iters}, {head_lr}')
+        self.register_buffer('head_steps', torch.zeros((), dtype=torch.long))  # saved: resume knows the stage
+        self._optimizer = None
+        self._teacher_vectors = None  # this step's, for own_step
+        self.head_loss = None  # the head's last loss (logged by nothing; for inspection and tests)
 
     def build(self, s_shapes, t_shapes):
         super().build(s_shapes, t_shapes)
         self.graphs = nn.ModuleList(_GraphHead(t_shapes[i - 1][0], t_shapes[i][0], self.num_head)
-                                    for i in range(1, len(t_shapes)))
+                                    for i in range(1, len(t_shapes))).requires_grad_(False)
+
+    @property
+    def head_trained(self):
+        return int(self.head_steps) >= self.head_iters
+
+    @property
+    def warmup_iters(self):
+        return self.head_iters
+
+    def optimizer(self):
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(list(self.graphs.parameters()), lr=self.head_lr)
+        return self._optimizer
 
     @staticmethod
     def first_vector(fs, ft):
@@ -202,11 +231,39 @@ class MHGDLoss(_DecompositionLoss):
 
     def distill(self, fs, ft, d):
         vs = [self.first_vector(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
-        kl, own = 0, 0
+        self._teacher_vectors = [v_t.detach() for _, v_t in vs]
+        kl = 0
         for i in range(1, len(vs)):
             head, (v_s, v_t), (vb_s, vb_t) = self.graphs[i - 1], vs[i], vs[i - 1]
             g_t, g_s = head.graph(v_t, vb_t, frozen=True), head.graph(v_s, vb_s, frozen=True)
-            own = own + head.estimation_loss(v_t, vb_t)  # after: the graphs use the statistics before this step
             mean = g_t.mean(dim=-1, keepdim=True)
             kl = kl + self.weights[i] * graph_kl(torch.tanh(g_s - mean), torch.tanh(g_t - mean))
-        return kl, own
+        # during the head's stage the KL is computed but weighs 0: every connector then still gets a
+        # gradient, as DistributedDataParallel requires of a module it runs
+        return kl if self.head_trained else kl * 0.0
+
+    def own_step(self, d):
+        """During the head's stage: one step of the head on this step's teacher vectors."""
+        vt, self._teacher_vectors = self._teacher_vectors, None
+        if self.head_trained or vt is None:
+            return
+        opt = self.optimizer()
+        self.graphs.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                opt.zero_grad(set_to_none=True)
+                loss = sum(self.graphs[i - 1].estimation_loss(vt[i], vt[i - 1]) for i in range(1, len(vt)))
+                loss = loss + 5e-4 * sum(p.pow(2).sum() for p in self.graphs.parameters())
+                loss.backward()
+                opt.step()
+            self.head_loss = float(loss.detach())
+        finally:
+            opt.zero_grad(set_to_none=True)
+            self.graphs.requires_grad_(False)
+        self.head_steps += 1
+
+    def own_state(self):
+        return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}  # a copy, as HolisticLoss's
+
+    def load_own_state(self, state):
+        self.optimizer().load_state_dict(state['optimizer'])
