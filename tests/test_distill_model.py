@@ -383,3 +383,45 @@ def test_gated_output_term_builds_and_trains_on_hr_data(opt):
     model.optimize_parameters(1)
     assert model.log_dict['l_out'] > 0
     assert any(not torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))
+
+
+@pytest.mark.parametrize('kind', sorted(OWN_PARTS))
+def test_own_optimizers_follow_the_students_schedule(opt, kind):
+    """The released holistic code and the MHGD seed decay the critic's / head's rate with the student's."""
+    o = copy.deepcopy(opt)
+    o['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [1], 'gamma': 0.5}
+    o['train']['distill_opts'] = [{'type': kind, 'name': 'own', 'loss_weight': 0.1, **OWN_PARTS[kind][0]}]
+    model = build_model(o)
+    term = model.distill.terms[0]
+    base = term.optim_opt['lr'] if kind == 'HolisticLoss' else term.head_lr
+    rates = []
+    for it in (1, 2):
+        model.update_learning_rate(it, warmup_iter=-1)
+        model.feed_data(_batch(it))
+        model.optimize_parameters(it)
+        rates.append(term.optimizer().param_groups[0]['lr'])
+    assert model.get_current_learning_rate()[0] == pytest.approx(0.5e-3)  # BasicSR steps it from iteration 2
+    assert rates == [pytest.approx(base), pytest.approx(0.5 * base)]
+
+
+def test_fade_scales_dml_mimicry_not_the_peers_task(opt):
+    """At fade factor 0.5 the peer still learns its task in full: its gradient is that of
+    L1(peer, HR) + 0.5 x w x L1(peer, student), as at weight 0.5 w (Zhang et al.'s symmetric peers)."""
+    o = copy.deepcopy(opt)
+    w = 0.4
+    o['distill']['fade'] = [2, 6]  # iteration 4: factor 0.5
+    o['train']['optim_g']['lr'] = 0.0  # the gradients are read after the step
+    o['train']['distill_opts'] = [{'type': 'DMLLoss', 'name': 'dml', 'loss_weight': w,
+                                   'network_peer': {'type': 'IMDN', 'num_feat': 8, 'num_modules': 1, 'upscale': 2}}]
+    model = build_model(o)
+    peer = model.distill.terms[0].peer
+    batch = _batch(4)
+    model.feed_data(batch)
+    model.optimize_parameters(4)
+    got = [p.grad.clone() for p in peer.parameters()]
+    ref_peer = copy.deepcopy(peer)
+    ref_peer.zero_grad(set_to_none=True)
+    sr_p = ref_peer(batch['lq'])
+    ((sr_p - batch['gt']).abs().mean() + 0.5 * w * (sr_p - model.output.detach()).abs().mean()).backward()
+    for a, p in zip(got, ref_peer.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-5, atol=1e-8)

@@ -137,3 +137,15 @@ def test_vid_gaussian_negative_log_likelihood():
     assert torch.allclose(var.float(), torch.full((6,), 5.0), atol=1e-5)  # the paper's initial variance
     nll = 0.5 * (torch.log(var).view(1, -1, 1, 1) + (mu - ft[0].double()) ** 2 / var.view(1, -1, 1, 1))
     close(loss(leaf_inputs(fs, ft)), nll.mean())
+
+
+def test_afd_attention_starts_as_the_seeds():
+    """The seed (Knowledge-Distillation-Zoo, afd.py): kaiming normal (fan_out, ReLU gain) and zero biases."""
+    torch.manual_seed(14)
+    f = [torch.randn(2, 256, 2, 2)]
+    loss = build('AFDLoss', shapes(f), shapes(f))
+    for conv in (loss.attention[0].net[0], loss.attention[0].net[2]):
+        fan_out = conv.weight.shape[0]  # x 1 x 1 kernel
+        assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / fan_out), rel=0.03)
+        assert abs(float(conv.weight.detach().mean())) < 0.1 * math.sqrt(2 / fan_out)
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))

@@ -59,11 +59,13 @@ class DistillHead(nn.Module):
                 raise SRKDError(f'l_{name} ({type(term).__name__}) distills features: list them in distill.pairs')
             term.setup(s_shapes, t_shapes)
 
-    def forward(self, inputs, active=None):
-        """Each term's loss; None for a term that ``active`` (one bool per term) switches off (faded to
-        weight 0), which is then not computed at all: a zero weight must cost nothing."""
+    def forward(self, inputs, active=None, scales=None):
+        """Each term's loss at its fade's factor (``scales``, one per term); None for a term that ``active``
+        (one bool per term) switches off (faded to weight 0), which is then not computed at all: a zero
+        weight must cost nothing."""
         active = active or [True] * len(self.terms)
-        return [term(inputs) if on else None for term, on in zip(self.terms, active)]
+        scales = scales or [1.0] * len(self.terms)
+        return [term(inputs, s) if on else None for term, on, s in zip(self.terms, active, scales)]
 
     def reads_maps(self, active=None):
         """Whether an active term compares the teacher's stored statistic maps (offline teacher)."""

@@ -26,14 +26,16 @@ class DistillInputs:
     teacher: Optional[nn.Module] = None  # the frozen teacher, for terms that run it again (Sobolev)
     teacher_dtype: Optional[torch.dtype] = None  # the precision terms that run the teacher again should use
     maps_t: Optional[dict] = None        # offline teacher: {spec_key(stat, p): [teacher maps (N, H, W) per pair]}
+    lr_scale: float = 1.0                # the student's learning rate now / its initial one: a part with an
+                                         # optimizer of its own follows the student's schedule
 
 
 class DistillLoss(nn.Module):
     """Base of every distillation term: ``forward`` returns ``loss_weight * compute(inputs)``.
 
-    A term that trains a part of its own by a loss of its own (MHGD's graph head, DML's peer) returns
-    ``(distill, own)`` from ``compute``: only ``distill`` is scaled by ``loss_weight``, so how hard the
-    student is pushed does not change how that part learns. ``own`` must not reach the student.
+    A term that trains a part of its own by a loss of its own (DML's peer) returns ``(distill, own)`` from
+    ``compute``: only ``distill`` is scaled by ``loss_weight`` and by the fade's factor (``scale``), so how
+    hard the student is pushed does not change how that part learns. ``own`` must not reach the student.
 
     Class attributes a term may set:
       min_batch     the smallest batch the method is defined for (relational losses need 2);
@@ -73,12 +75,13 @@ class DistillLoss(nn.Module):
     def load_own_state(self, state):
         """Restore what ``own_state`` returned."""
 
-    def forward(self, d: DistillInputs) -> torch.Tensor:
+    def forward(self, d: DistillInputs, scale=1.0) -> torch.Tensor:
+        """``scale``: the fade's factor this step (distill.fade), applied with ``loss_weight``."""
         out = self.compute(d)
         if isinstance(out, tuple):
             distill, own = out
-            return distill * self.loss_weight + own
-        return out * self.loss_weight
+            return distill * (self.loss_weight * scale) + own
+        return out * (self.loss_weight * scale)
 
 
 def level_weights(weights, n):

@@ -248,6 +248,8 @@ class MHGDLoss(_DecompositionLoss):
         if self.head_trained or vt is None:
             return
         opt = self.optimizer()
+        for group in opt.param_groups:  # the seed's head shares the student's rate and its schedule
+            group['lr'] = self.head_lr * d.lr_scale
         self.graphs.requires_grad_(True)
         try:
             with torch.enable_grad():

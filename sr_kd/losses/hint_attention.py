@@ -137,6 +137,9 @@ class _ChannelAttention(nn.Module):
         super().__init__()
         mid = max(int(channels * att_f), 1)
         self.net = nn.Sequential(nn.Conv2d(channels, mid, 1), nn.ReLU(), nn.Conv2d(mid, channels, 1))
+        for conv in (self.net[0], self.net[2]):  # the seed's initialisation
+            nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+            nn.init.zeros_(conv.bias)
 
     def forward(self, ft):
         rho = torch.sigmoid(self.net(ft.mean(dim=(2, 3), keepdim=True))).flatten(1)

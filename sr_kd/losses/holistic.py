@@ -20,7 +20,8 @@ from sr_kd.errors import SRKDError
 from sr_kd.losses.base import DistillLoss
 
 _OPTIMIZERS = {'SGD': torch.optim.SGD, 'Adam': torch.optim.Adam}
-_OPTIM_DEFAULTS = {'SGD': {'lr': 4e-5, 'momentum': 0.9, 'weight_decay': 1e-3},  # the released code's step
+# the released code's step: lr 4e-4 and weight decay 5e-4 (its run_train_val.sh) on a loss scaled by 0.1
+_OPTIM_DEFAULTS = {'SGD': {'lr': 4e-5, 'momentum': 0.9, 'weight_decay': 5e-3},
                    'Adam': {'lr': 1e-4, 'betas': (0.0, 0.9)}}  # WGAN-GP's (Gulrajani et al.)
 
 
@@ -83,10 +84,11 @@ class HolisticLoss(DistillLoss):
     The condition is the LR input, bicubic-upsampled to the SR size and concatenated to the image.
 
     Defaults follow the released code: critic width 64; its optimizer SGD with momentum 0.9. There the
-    critic's loss is also scaled by lambda_d = 0.1 with lr 4e-4 and weight decay 1e-4; here the critic's
-    loss is not scaled by ``loss_weight`` (so the student's weight does not change how the critic learns),
-    and the equivalent step is lr 4e-5, weight decay 1e-3. ``critic_optim`` may name Adam instead
-    (WGAN-GP's own choice is Adam, lr 1e-4, betas [0, 0.9]). HR patches of 16 px or more; one process
+    critic's loss is also scaled by lambda_d = 0.1 with lr 4e-4 and weight decay 5e-4 (its run script);
+    here the critic's loss is not scaled by ``loss_weight`` (so the student's weight does not change how
+    the critic learns), and the equivalent step is lr 4e-5, weight decay 5e-3. The critic's rate follows
+    the student's schedule (``DistillInputs.lr_scale``), as the released code decays both together.
+    ``critic_optim`` may name Adam instead (WGAN-GP's own choice is Adam, lr 1e-4, betas [0, 0.9]). HR patches of 16 px or more; one process
     (the critic is not synchronised across DDP ranks, so distributed training is refused).
     """
 
@@ -132,6 +134,8 @@ class HolisticLoss(DistillLoss):
             real, fake = d.sr_t.detach().float(), d.sr_s.detach().float()
             cond = self.condition(d.lq.detach(), real)
             opt = self.optimizer()
+            for group in opt.param_groups:  # the released code decays the critic's rate with the student's
+                group['lr'] = self.optim_opt['lr'] * d.lr_scale
             self.critic.requires_grad_(True)
             try:
                 for _ in range(self.critic_steps):

@@ -213,12 +213,12 @@ class SRKDModel(OwnValidation, SRModel):
                               sr_s=self.output, sr_t=sr_t, lq=self.lq, gt=getattr(self, 'gt', None),
                               inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
                               student=self.get_bare_model(self.net_g), teacher=self.net_t,
-                              teacher_dtype=self.t_dtype)
-            for name, val, weight in zip(self.distill_names(), self.distill(d, active), weights):
+                              teacher_dtype=self.t_dtype, lr_scale=self._lr_scale())
+            for name, val in zip(self.distill_names(), self.distill(d, active, weights)):
                 if val is None:  # faded: logged as 0 while another term is still on
                     loss_dict[f'l_{name}'] = torch.zeros((), device=self.output.device)
                     continue
-                loss_dict[f'l_{name}'] = val * weight
+                loss_dict[f'l_{name}'] = val  # the fade scales the term's distillation, not a part's own loss
                 l_total = l_total + loss_dict[f'l_{name}']
         self.taps_s.clear()
         self.taps_t.clear()
@@ -232,6 +232,11 @@ class SRKDModel(OwnValidation, SRModel):
         self._append_loss_log(current_iter)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _lr_scale(self):
+        """The student's learning rate now over its initial one (the scheduler keeps ``initial_lr``)."""
+        group = self.optimizer_g.param_groups[0]
+        return group['lr'] / group['initial_lr'] if group.get('initial_lr') else 1.0
 
     def _active_terms(self, weights):
         """Which terms a step computes: those not faded to weight 0 (none: no teacher either). Under
