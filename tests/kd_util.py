@@ -111,7 +111,7 @@ def assert_one_line_error(proc, *fragments):
 #   stall_save_iter: write half of that iteration's training state, then wait to be killed;
 #   stall_step_iter: wait to be killed before that iteration's step;
 #   nan_loss, nan_iters, nan_rank: that loss class returns NaN at those iterations (on that rank only);
-#   dump_dir: at the end each rank saves its own student weights and the wrapper types it saw.
+#   dump_dir: at the end each rank saves its own student and term weights and the wrapper types it saw.
 # Waiting points touch `marker` first, so the test kills at a known moment.
 CHILD = r'''
 import io, json, os, sys, time
@@ -158,7 +158,8 @@ def model_save(self, epoch, current_iter):
     real_model_save(self, epoch, current_iter)
     if current_iter == -1 and 'dump_dir' in faults:
         types = {k: type(getattr(self, k)).__name__ for k in ('net_g', 'net_t', 'distill')}
-        real_save({'params': self.get_bare_model(self.net_g).state_dict(), 'types': types},
+        real_save({'params': self.get_bare_model(self.net_g).state_dict(), 'types': types,
+                   'distill': self.get_bare_model(self.distill).state_dict()},
                   os.path.join(faults['dump_dir'], f"rank{self.opt['rank']}.pth"))
 SRKDModel.save = model_save
 

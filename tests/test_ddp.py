@@ -43,3 +43,25 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     assert iters == [1, 2, 4]  # 3 was skipped
     state = load_checkpoint(str(exp / 'tiny' / 'training_states' / '4.state'))
     assert state['skipped_steps'] == 1 and len(state['rng']) == 2 and not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch'])
+
+
+def test_mhgd_head_is_one_head_on_every_rank(tmp_path):
+    """MHGD's graph head trains by its own optimizer, outside DDP: each rank sees other patches, so without
+    a broadcast each would freeze a different head and the student would follow different graphs."""
+    opt = tiny_options(tmp_path, total_iter=3)
+    opt['network_g']['num_modules'] = 2
+    opt['distill']['pairs'] = [['IMDB1', 'IMDB1'], ['IMDB2', 'IMDB2']]
+    opt['train']['distill_opts'] = [{'type': 'MHGDLoss', 'name': 'mhgd', 'num_head': 2, 'head_iters': 2}]
+    opt['logger']['save_checkpoint_freq'] = 3
+    opt['val']['val_freq'] = 3
+    dump = tmp_path / 'dump'
+    dump.mkdir()
+    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'dump_dir': str(dump)}))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           child_script(tmp_path), '-opt', write_options(tmp_path / 'ddp.yml', opt), '--launcher', 'pytorch']
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [torch.load(dump / f'rank{r}.pth', weights_only=True)['distill'] for r in (0, 1)]
+    assert int(ranks[0]['terms.0.head_steps']) == 2
+    heads = [k for k in ranks[0] if '.graphs.' in k]
+    assert heads and all(torch.equal(ranks[0][k], ranks[1][k]) for k in heads)

@@ -189,7 +189,7 @@ class MHGDLoss(_DecompositionLoss):
     5e-4 x the squared weights), and the KL is off; from then on the head is frozen, weights and batch-norm
     statistics, and the KL is on. Adapted: the student learns the task during the head's stage (the
     seed leaves it idle for 40 of 140 epochs). The head is kept out of the student's optimizer; its step
-    count and optimizer are saved with the run."""
+    count and optimizer are saved with the run; under DDP every rank takes rank 0's head."""
 
     min_batch = 2
 
@@ -263,6 +263,11 @@ class MHGDLoss(_DecompositionLoss):
             opt.zero_grad(set_to_none=True)
             self.graphs.requires_grad_(False)
         self.head_steps += 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # one head for every rank (DDP syncs only what the student's optimizer trains): rank 0's
+            with torch.no_grad():
+                for t in list(self.graphs.parameters()) + list(self.graphs.buffers()):
+                    torch.distributed.broadcast(t, 0)
 
     def own_state(self):
         return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}  # a copy, as HolisticLoss's
