@@ -393,7 +393,7 @@ def test_own_optimizers_follow_the_students_schedule(opt, kind):
     o['train']['distill_opts'] = [{'type': kind, 'name': 'own', 'loss_weight': 0.1, **OWN_PARTS[kind][0]}]
     model = build_model(o)
     term = model.distill.terms[0]
-    base = term.optim_opt['lr'] if kind == 'HolisticLoss' else term.head_lr
+    base = term.own_lr
     rates = []
     for it in (1, 2):
         model.update_learning_rate(it, warmup_iter=-1)

@@ -5,6 +5,7 @@ A term receives one ``DistillInputs`` per step: the tapped student/teacher featu
 channels own their connectors (``setup`` builds them from the features' shapes, before training);
 their parameters are trained with the student and saved in the checkpoint.
 """
+import copy
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -82,6 +83,37 @@ class DistillLoss(nn.Module):
             distill, own = out
             return distill * (self.loss_weight * scale) + own
         return out * (self.loss_weight * scale)
+
+
+class OwnOptimizer:
+    """For a term whose part has an optimizer of its own (holistic's critic, MHGD's graph head): built once
+    by ``build_optimizer``, its rate ``own_lr`` following the student's schedule, saved and restored with
+    the run."""
+
+    _optimizer = None
+
+    def build_optimizer(self):
+        raise NotImplementedError
+
+    def optimizer(self):
+        if self._optimizer is None:
+            self._optimizer = self.build_optimizer()
+        return self._optimizer
+
+    def scheduled_optimizer(self, d: DistillInputs):
+        """The optimizer at ``own_lr`` x this step's ``lr_scale`` (the released holistic code and the MHGD
+        seed decay these parts' rates with the student's)."""
+        opt = self.optimizer()
+        for group in opt.param_groups:
+            group['lr'] = self.own_lr * d.lr_scale
+        return opt
+
+    def own_state(self):
+        # a copy: Optimizer.load_state_dict keeps tensors that need no cast, so a shared state would step twice
+        return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}
+
+    def load_own_state(self, state):
+        self.optimizer().load_state_dict(state['optimizer'])
 
 
 def level_weights(weights, n):

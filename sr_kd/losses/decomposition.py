@@ -10,8 +10,6 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +18,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
+from sr_kd.losses.base import OwnOptimizer
 
 
 class _SymEig(torch.autograd.Function):
@@ -175,7 +174,7 @@ def graph_kl(g_s, g_t):
 
 
 @LOSS_REGISTRY.register()
-class MHGDLoss(_DecompositionLoss):
+class MHGDLoss(OwnOptimizer, _DecompositionLoss):
     """Multi-head graph distillation (Lee & Song, BMVC 2019): each level is compressed to its first
     right singular vector; an 8-head attention network gives a patch-by-patch graph between consecutive
     levels, and the student's graph logits follow the teacher's by
@@ -196,12 +195,11 @@ class MHGDLoss(_DecompositionLoss):
     def __init__(self, num_head=8, head_iters=100, head_lr=5e-4, connector='auto', level_weights=None,
                  loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
-        self.num_head, self.head_iters, self.head_lr = int(num_head), int(head_iters), float(head_lr)
-        if self.num_head < 1 or self.head_iters < 0 or self.head_lr <= 0:
+        self.num_head, self.head_iters, self.own_lr = int(num_head), int(head_iters), float(head_lr)
+        if self.num_head < 1 or self.head_iters < 0 or self.own_lr <= 0:
             raise SRKDError(f'MHGDLoss: num_head must be positive, head_iters not negative and head_lr positive, '
                             f'got {num_head}, {head_iters}, {head_lr}')
         self.register_buffer('head_steps', torch.zeros((), dtype=torch.long))  # saved: resume knows the stage
-        self._optimizer = None
         self._teacher_vectors = None  # this step's, for own_step
         self.head_loss = None  # the head's last loss (logged by nothing; for inspection and tests)
 
@@ -218,10 +216,8 @@ class MHGDLoss(_DecompositionLoss):
     def warmup_iters(self):
         return self.head_iters
 
-    def optimizer(self):
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(list(self.graphs.parameters()), lr=self.head_lr)
-        return self._optimizer
+    def build_optimizer(self):
+        return torch.optim.Adam(list(self.graphs.parameters()), lr=self.own_lr)
 
     @staticmethod
     def first_vector(fs, ft):
@@ -247,9 +243,7 @@ class MHGDLoss(_DecompositionLoss):
         vt, self._teacher_vectors = self._teacher_vectors, None
         if self.head_trained or vt is None:
             return
-        opt = self.optimizer()
-        for group in opt.param_groups:  # the seed's head shares the student's rate and its schedule
-            group['lr'] = self.head_lr * d.lr_scale
+        opt = self.scheduled_optimizer(d)
         self.graphs.requires_grad_(True)
         try:
             with torch.enable_grad():
@@ -268,9 +262,3 @@ class MHGDLoss(_DecompositionLoss):
             with torch.no_grad():
                 for t in list(self.graphs.parameters()) + list(self.graphs.buffers()):
                     torch.distributed.broadcast(t, 0)
-
-    def own_state(self):
-        return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}  # a copy, as HolisticLoss's
-
-    def load_own_state(self, state):
-        self.optimizer().load_state_dict(state['optimizer'])

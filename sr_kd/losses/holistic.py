@@ -8,7 +8,6 @@ is the term's own (``own_state``), and it is trained by ``own_step`` after each 
 the student's optimizer: its parameters have ``requires_grad`` off outside ``own_step``, so the
 student's loss reaches the student through the critic but leaves the critic's gradients untouched.
 """
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from torch import nn
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss
+from sr_kd.losses.base import DistillLoss, OwnOptimizer
 
 _OPTIMIZERS = {'SGD': torch.optim.SGD, 'Adam': torch.optim.Adam}
 # the released code's step: lr 4e-4 and weight decay 5e-4 (its run_train_val.sh) on a loss scaled by 0.1
@@ -77,7 +76,7 @@ def gradient_penalty(critic, cond, real, fake):
 
 
 @LOSS_REGISTRY.register()
-class HolisticLoss(DistillLoss):
+class HolisticLoss(OwnOptimizer, DistillLoss):
     """Holistic distillation (Liu et al., CVPR 2019), SR analog. The student's loss is -mean critic(LR, SR_s)
     (the released code's generator loss); after each student step the critic takes ``critic_steps``
     steps on mean critic(LR, SR_s) - mean critic(LR, SR_t) + ``gp_weight`` x gradient penalty (lambda 10).
@@ -87,9 +86,9 @@ class HolisticLoss(DistillLoss):
     critic's loss is also scaled by lambda_d = 0.1 with lr 4e-4 and weight decay 5e-4 (its run script);
     here the critic's loss is not scaled by ``loss_weight`` (so the student's weight does not change how
     the critic learns), and the equivalent step is lr 4e-5, weight decay 5e-3. The critic's rate follows
-    the student's schedule (``DistillInputs.lr_scale``), as the released code decays both together.
-    ``critic_optim`` may name Adam instead (WGAN-GP's own choice is Adam, lr 1e-4, betas [0, 0.9]). HR patches of 16 px or more; one process
-    (the critic is not synchronised across DDP ranks, so distributed training is refused).
+    the student's schedule, as the released code decays both together. ``critic_optim`` may name Adam
+    instead (WGAN-GP's own choice is Adam, lr 1e-4, betas [0, 0.9]). HR patches of 16 px or more; one
+    process (the critic is not synchronised across DDP ranks, so distributed training is refused).
     """
 
     uses_features = False
@@ -105,18 +104,16 @@ class HolisticLoss(DistillLoss):
         self.optim_opt = {**_OPTIM_DEFAULTS[optim['type']], **optim}
         self.gp_weight, self.critic_steps = float(gp_weight), int(critic_steps)
         self.critic = Critic(dim=int(dim)).requires_grad_(False)
-        self._optimizer = None
+        self.own_lr = self.optim_opt['lr']
         self.critic_loss = None  # the last critic step's loss (logged by nothing; for inspection and tests)
 
     def setup(self, s_shapes, t_shapes):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             raise SRKDError('HolisticLoss trains its critic in one process: distributed training is not supported')
 
-    def optimizer(self):
-        if self._optimizer is None:
-            kwargs = {k: v for k, v in self.optim_opt.items() if k != 'type'}
-            self._optimizer = _OPTIMIZERS[self.optim_opt['type']](list(self.critic.parameters()), **kwargs)
-        return self._optimizer
+    def build_optimizer(self):
+        kwargs = {k: v for k, v in self.optim_opt.items() if k != 'type'}
+        return _OPTIMIZERS[self.optim_opt['type']](list(self.critic.parameters()), **kwargs)
 
     @staticmethod
     def condition(lq, sr):
@@ -133,9 +130,7 @@ class HolisticLoss(DistillLoss):
         with torch.autocast(device_type=d.lq.device.type, enabled=False), torch.enable_grad():
             real, fake = d.sr_t.detach().float(), d.sr_s.detach().float()
             cond = self.condition(d.lq.detach(), real)
-            opt = self.optimizer()
-            for group in opt.param_groups:  # the released code decays the critic's rate with the student's
-                group['lr'] = self.optim_opt['lr'] * d.lr_scale
+            opt = self.scheduled_optimizer(d)
             self.critic.requires_grad_(True)
             try:
                 for _ in range(self.critic_steps):
@@ -148,10 +143,3 @@ class HolisticLoss(DistillLoss):
             finally:
                 opt.zero_grad(set_to_none=True)
                 self.critic.requires_grad_(False)
-
-    def own_state(self):
-        # a copy: Optimizer.load_state_dict keeps tensors that need no cast, so a shared state would step twice
-        return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}
-
-    def load_own_state(self, state):
-        self.optimizer().load_state_dict(state['optimizer'])
