@@ -5,6 +5,7 @@ A term receives one ``DistillInputs`` per step: the tapped student/teacher featu
 channels own their connectors (``setup`` builds them from the features' shapes, before training);
 their parameters are trained with the student and saved in the checkpoint.
 """
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import List, Optional
@@ -107,6 +108,19 @@ class OwnOptimizer:
         for group in opt.param_groups:
             group['lr'] = self.own_lr * d.lr_scale
         return opt
+
+    @contextlib.contextmanager
+    def own_training(self, part, d: DistillInputs):
+        """The scheduled optimizer, with ``part`` trainable (gradients on) only inside the block, so the
+        student's optimizer never sees it and no gradient is left behind."""
+        opt = self.scheduled_optimizer(d)
+        part.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                yield opt
+        finally:
+            opt.zero_grad(set_to_none=True)
+            part.requires_grad_(False)
 
     def own_state(self):
         # a copy: Optimizer.load_state_dict keeps tensors that need no cast, so a shared state would step twice

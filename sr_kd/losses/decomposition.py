@@ -243,19 +243,13 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
         vt, self._teacher_vectors = self._teacher_vectors, None
         if self.head_trained or vt is None:
             return
-        opt = self.scheduled_optimizer(d)
-        self.graphs.requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                opt.zero_grad(set_to_none=True)
-                loss = sum(self.graphs[i - 1].estimation_loss(vt[i], vt[i - 1]) for i in range(1, len(vt)))
-                loss = loss + 5e-4 * sum(p.pow(2).sum() for p in self.graphs.parameters())
-                loss.backward()
-                opt.step()
-            self.head_loss = float(loss.detach())
-        finally:
+        with self.own_training(self.graphs, d) as opt:
             opt.zero_grad(set_to_none=True)
-            self.graphs.requires_grad_(False)
+            loss = sum(self.graphs[i - 1].estimation_loss(vt[i], vt[i - 1]) for i in range(1, len(vt)))
+            loss = loss + 5e-4 * sum(p.pow(2).sum() for p in self.graphs.parameters())
+            loss.backward()
+            opt.step()
+            self.head_loss = float(loss.detach())
         self.head_steps += 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # one head for every rank (DDP syncs only what the student's optimizer trains): rank 0's

@@ -130,9 +130,7 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
         with torch.autocast(device_type=d.lq.device.type, enabled=False), torch.enable_grad():
             real, fake = d.sr_t.detach().float(), d.sr_s.detach().float()
             cond = self.condition(d.lq.detach(), real)
-            opt = self.scheduled_optimizer(d)
-            self.critic.requires_grad_(True)
-            try:
+            with self.own_training(self.critic, d) as opt:
                 for _ in range(self.critic_steps):
                     opt.zero_grad(set_to_none=True)
                     loss = (self.critic(cond, fake).mean() - self.critic(cond, real).mean()
@@ -140,6 +138,3 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
                     loss.backward()
                     opt.step()
                     self.critic_loss = float(loss.detach())
-            finally:
-                opt.zero_grad(set_to_none=True)
-                self.critic.requires_grad_(False)
