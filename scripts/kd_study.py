@@ -99,6 +99,11 @@ RECIPES['fade_keep_output_nst'] = (
     'fade_keep_output plus NST (weight 0.0491) kept to the end, online teacher',
     lambda: RECIPES['fade_keep_output'][1]() + [dict(ZOO_RECIPES['nst'][1]()[0], fade=False)],
     {'teacher': 'online', 'fade': [2000, 6000]})
+# holistic's critic, once trained, pushes the student about 4 times harder than at initialisation (gradient
+# share 0.22 -> 1.06 at 2,000 iterations, scripts/term_share.py): its weight recalibrated to share 0.25 there
+RECIPES['holistic_trained_share'] = (
+    'holistic at weight 0.42 (gradient share 0.25 against the critic trained 2,000 iterations)',
+    lambda: [dict(ZOO_RECIPES['holistic'][1]()[0], loss_weight=0.42)], {})
 # The question users ask first (does the default beat the student alone, over 3 seeds?), then one seed of
 # every other recipe, cheapest first (DUKD costs about five student steps).
 PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'student:2', 'default_offline:2',
