@@ -12,6 +12,8 @@ SUBCOMMANDS = [
     ('report', 'sr_kd.commands.report_cmd', 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'),
     ('inspect', 'sr_kd.commands.inspect_cmd',
      'what a weights file holds: architecture, scale, parameters and the module names distill.pairs can tap'),
+    ('distill', 'sr_kd.commands.distill_cmd',
+     'make a fast student of a slow model from your images, without ground truth (no option file needed)'),
     ('cache-teacher', 'sr_kd.commands.cache_teacher_cmd',
      'build the offline teacher cache of an option file (distill.teacher: offline) ahead of training'),
 ]

@@ -277,6 +277,9 @@ def _check_val(opt, is_train):
         _int(val, 'val_freq', 'val.')
     _bools(val, 'val.', 'save_img', 'pbar')
     metrics = _section(val, 'metrics', 'val.', required=False)
+    if val.get('keep_best') is not None and val['keep_best'] not in metrics:
+        raise SRKDError(f'val.keep_best names a metric of val.metrics ({", ".join(metrics) or "none"}), '
+                        f'not {val["keep_best"]!r}')
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
     for name, metric in metrics.items():

@@ -204,15 +204,17 @@ def test_plain_images_distil_a_compact_teacher_end_to_end(tmp_path):
     assert make_report(str(exp)).endswith('report.png')
 
 
-def test_plain_dataset_refuses_pixel_loss_and_validation(tmp_path):
+def test_plain_dataset_refuses_pixel_loss_and_validates_whole_images(tmp_path):
     from sr_kd.options import check_options
     opt = tiny_options(tmp_path)
     opt['datasets']['train'].update(type='PlainImageDataset', dataroot_lq=opt['datasets']['train'].pop('dataroot_gt'))
     with pytest.raises(SRKDError, match='compare with ground truth'):
         check_options(opt)
     from sr_kd.data.plain_dataset import PlainImageDataset
-    with pytest.raises(SRKDError, match='cannot validate'):
-        PlainImageDataset({'name': 'v', 'phase': 'val', 'scale': 2, 'dataroot_lq': str(tmp_path)})
+    val = PlainImageDataset({'name': 'v', 'phase': 'val', 'scale': 2,
+                             'dataroot_lq': opt['datasets']['train']['dataroot_lq']})
+    whole = val[0]  # a whole image without HR: SRKDModel validates it against the teacher
+    assert whole['lq'].shape == (3, 40, 40) and 'gt' not in whole and 'crop' not in whole
     ds = PlainImageDataset({'name': 't', 'phase': 'train', 'scale': 2, 'gt_size': 16,
                             'dataroot_lq': opt['datasets']['train']['dataroot_lq']})
     item = ds[0]

@@ -10,11 +10,11 @@ def add_arguments(p):
 def run(args):
     import torch
 
-    from sr_kd.distill.teacher_cache import ensure_for_options
+    from sr_kd.distill.teacher import cache_for_options
     from sr_kd.entry import root_path
     from sr_kd.options import load_yaml
 
     opt = load_yaml(args.opt)
-    cache = ensure_for_options(opt, torch.device(args.device), root_path())
+    cache = cache_for_options(opt, torch.device(args.device), root_path())
     print(f'teacher cache ready: {cache.folder} ({len(cache.stems)} images)')
     return 0

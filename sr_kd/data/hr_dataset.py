@@ -52,11 +52,12 @@ def probe_image(path):
 def training_paths(opt):
     """The images a dataset option block names: ``dataroot_gt`` (and ``images``) minus ``exclude`` (names
     held out, e.g. a validation split of the same folder). The offline teacher cache lists the same."""
-    paths = list_hr_images(opt['dataroot_gt'], opt.get('images'))
+    root = opt['dataroot_gt'] if 'dataroot_gt' in opt else opt['dataroot_lq']  # PlainImageDataset: the LR folder
+    paths = list_hr_images(root, opt.get('images'))
     held_out = set(opt.get('exclude') or ())
     kept = [p for p in paths if os.path.splitext(os.path.basename(p))[0] not in held_out]
     if not kept:
-        raise SRKDError(f'dataset {opt.get("name")}: exclude leaves no images in {opt["dataroot_gt"]}')
+        raise SRKDError(f'dataset {opt.get("name")}: exclude leaves no images in {root}')
     return kept
 
 
@@ -69,7 +70,15 @@ class HROnlyDataset(data.Dataset):
     """Options: dataroot_gt (folder or ``skimage``), images (optional name list), exclude (names left out),
     scale, phase,
     gt_size (train HR crop), use_hflip, use_rot, small_images ('skip' | 'error'),
-    corrupt_images ('skip' | 'error'), cache (keep decoded images in memory, default true)."""
+    corrupt_images ('skip' | 'error'), cache (keep decoded images in memory, default true); as val,
+    ``against: teacher`` gives no HR, so the student is measured against the teacher's output."""
+    cache_tag = None  # what the offline teacher cache's key records of the input (None: bicubic LR, the first format)
+
+    @staticmethod
+    def whole_input(img, scale):
+        """The student's input for a whole image, as the crops make it: the MATLAB bicubic LR of the HR
+        (cropped to a multiple of ``scale``). The offline teacher runs on it (distill/teacher_cache.py)."""
+        return bicubic_lr(img[:img.shape[0] - img.shape[0] % scale, :img.shape[1] - img.shape[1] % scale], scale)
 
     def __init__(self, opt):
         super().__init__()
@@ -149,5 +158,7 @@ class HROnlyDataset(data.Dataset):
             gt = hr[:hr.shape[0] - hr.shape[0] % s, :hr.shape[1] - hr.shape[1] % s]
             lq = bicubic_lr(gt, s)
             crop = torch.tensor([0, 0, 0, 0, 0])
+            if self.opt.get('against') == 'teacher':  # validated against the teacher's output (SRKDModel)
+                return {'lq': to_tensor(lq), 'lq_path': self.paths[index]}
         path = self.paths[index]
         return {'lq': to_tensor(lq), 'gt': to_tensor(gt), 'lq_path': path, 'gt_path': path, 'crop': crop}

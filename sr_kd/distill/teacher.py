@@ -1,8 +1,12 @@
-"""The frozen teacher: built and loaded from the option file, and run at the precision the machine does best.
+"""The frozen teacher: built and loaded from the option file, run at the precision the machine does best,
+or read from its offline cache.
 
-One place for both, so training (online teacher), the offline teacher cache (``sr-kd cache-teacher``) and
-the step benchmark load and run the same teacher the same way.
+``Teacher`` is the one object for all of it, so training (online or offline, with or without ground
+truth), its validation against the teacher, ``sr-kd cache-teacher`` and ``sr-kd distill`` load and run
+the same teacher the same way.
 """
+import os
+
 import torch
 
 from basicsr.archs import build_network
@@ -14,6 +18,15 @@ from sr_kd.hardware import bf16_is_native
 from sr_kd.rules import check_teacher_scale, teacher_path
 
 TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
+TEACHER_MODES = ('online', 'offline')
+
+
+def teacher_mode(opt):
+    """``distill.teacher``: 'online' (default: the teacher runs on every batch) or 'offline' (its cache)."""
+    mode = (opt.get('distill') or {}).get('teacher', 'online')
+    if mode not in TEACHER_MODES:
+        raise SRKDError(f"distill.teacher must be 'online' or 'offline', not {mode!r}")
+    return mode
 
 
 def teacher_dtype(opt, device):
@@ -64,3 +77,59 @@ def build_teacher(opt, device):
     check_teacher_scale(t_up, s_up)
     get_root_logger().info(f'Teacher {opt["network_t"]["type"]} loaded from {load_path} (frozen).')
     return net
+
+
+class Teacher:
+    """A run's frozen teacher: ``net`` (any weights file, built by ``build_teacher``), ``dtype`` (its
+    precision) and, with ``distill.teacher: offline``, ``cache`` (its stored targets, ``use_cache``)."""
+
+    def __init__(self, opt, device):
+        self.opt = opt
+        self.mode = teacher_mode(opt)
+        self.net = build_teacher(opt, device)
+        self.dtype = teacher_dtype(opt, device)
+        self.cache = None
+        self._image_targets = {}
+
+    @property
+    def precision(self) -> str:
+        return 'bf16' if self.dtype is not None else 'fp32'
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        """The teacher's SR output (fp32) on a batch, online."""
+        return run_teacher(self.net, lq, self.dtype)
+
+    def use_cache(self, taps, names, terms, root: str) -> None:
+        """Offline: the cache of this teacher on the training dataset's images (built now when missing);
+        ``names``/``terms``: the run's distillation terms, which say what maps it must hold."""
+        from sr_kd.distill import teacher_cache
+        specs = teacher_cache.offline_specs(names, terms)
+        self.cache = teacher_cache.ensure(self.opt, self.net, taps, specs, self.dtype, self.opt['datasets']['train'],
+                                          root)
+
+    def image_target(self, path: str, lq: torch.Tensor) -> torch.Tensor:
+        """The teacher's output on one whole validation image as its saved image would be (clamped to [0, 1],
+        rounded to 8 bits, so metrics read it exactly as they read a PNG of it); computed once per path and
+        kept as uint8."""
+        if path not in self._image_targets:
+            self._image_targets[path] = self(lq).clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu()
+        return self._image_targets[path].to(lq.device).float().div_(255)
+
+
+def cache_for_options(opt, device, root_path):
+    """The offline cache of an option file, built without a model (``sr-kd cache-teacher``): the same teacher,
+    taps, terms and images as the training run of that file, so the run finds it under the same key."""
+    from sr_kd.distill.head import build_terms
+    from sr_kd.distill.taps import FeatureTaps
+    from sr_kd.distill.teacher_cache import default_root
+
+    if teacher_mode(opt) != 'offline':
+        raise SRKDError('this option file does not use the offline teacher: set distill.teacher: offline')
+    opt.setdefault('scale', opt.get('network_t', {}).get('upscale', 1))
+    names, terms = build_terms(opt.get('train', {}).get('distill_opts'))
+    teacher = Teacher(opt, device)
+    d_opt = opt.get('distill') or {}
+    taps = FeatureTaps(teacher.net, [str(p[1]) for p in d_opt.get('pairs') or []], role='teacher')
+    root = d_opt.get('teacher_cache') or default_root(os.path.join(root_path, 'experiments'))
+    teacher.use_cache(taps, names, terms, root)
+    return teacher.cache

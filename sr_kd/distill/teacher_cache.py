@@ -1,7 +1,8 @@
 """Offline teacher: its SR output and statistic maps, computed once per training image and read per crop.
 
-With ``distill.teacher: offline`` the teacher runs once on every whole training image (its LR made by the
-same MATLAB-exact bicubic as the training crops, so a crop's LR equals the same window of the whole LR);
+With ``distill.teacher: offline`` the teacher runs once on every whole training image, on the input the
+training dataset makes of it (``whole_input``: HROnlyDataset's MATLAB-exact bicubic LR, so a crop's LR
+equals the same window of the whole LR; PlainImageDataset's image itself, for data without ground truth);
 its SR output (float16, CHW) and, for terms that compare one-channel statistic maps
 (``FeatureStatsLoss``), those maps at each teacher tap (float32) are stored as ``.npy`` files. A training
 step then reads the windows of its crops (memory-mapped) and applies the crop's flips and transposition,
@@ -61,11 +62,28 @@ def _file_digest(path, h):
             h.update(chunk)
 
 
-def cache_key(opt, paths, taps, specs, dtype):
-    """16 hex digits of SHA-256 over everything that changes the stored targets."""
+def dataset_source(train_ds):
+    """(image paths, whole-image input function, key tag) of a training dataset whose crops the cache can
+    serve: one that says how it makes the student's input of a whole image (``whole_input``)."""
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    from sr_kd.data.hr_dataset import training_paths
+    kind = train_ds.get('type')
+    cls = DATASET_REGISTRY.get(kind) if kind in DATASET_REGISTRY else None
+    if not hasattr(cls, 'whole_input'):
+        raise SRKDError('distill.teacher: offline needs a training dataset that reports its crops '
+                        f'(type: HROnlyDataset or PlainImageDataset), not {kind!r}')
+    return training_paths(train_ds), cls.whole_input, cls.cache_tag
+
+
+def cache_key(opt, paths, taps, specs, dtype, tag=None):
+    """16 hex digits of SHA-256 over everything that changes the stored targets (``tag``: the dataset's
+    kind of input, None for the bicubic LR of the first format)."""
     h = hashlib.sha256()
     desc = {'format': FORMAT, 'network_t': opt['network_t'], 'param_key_t': opt['path'].get('param_key_t', 'params'),
             'scale': int(opt['scale']), 'taps': list(taps), 'specs': list(specs), 'precision': str(dtype)}
+    if tag is not None:
+        desc['input'] = tag
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
     _file_digest(opt['path']['pretrain_network_t'], h)
     for p, name in zip(paths, relative_names(paths)):
@@ -115,14 +133,14 @@ def _remove_stale_partials(folder):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
-def build(folder, key, net, taps, paths, scale, specs, dtype, teacher_name='', progress=True):
-    """Run the teacher on every whole image of ``paths`` and store SR + maps under ``folder`` (atomically)."""
+def build(folder, key, net, taps, paths, scale, specs, dtype, whole_input, teacher_name='', progress=True):
+    """Run the teacher on ``whole_input(image, scale)`` of every image of ``paths`` and store SR + maps under
+    ``folder`` (atomically)."""
     from tqdm import tqdm
 
     from sr_kd.data.image_source import read_rgb_uint8
     from sr_kd.distill.teacher import run_teacher
     from sr_kd.losses.feature_stats import stat_map
-    from sr_kd.ops.matlab_resize import bicubic_lr
 
     _remove_stale_partials(folder)
     tmp = f'{folder}.partial-{os.getpid()}'
@@ -138,8 +156,7 @@ def build(folder, key, net, taps, paths, scale, specs, dtype, teacher_name='', p
             from basicsr.utils import get_root_logger
             get_root_logger().warning(f'teacher cache: {e}; left out')
             continue
-        hr = hr[:hr.shape[0] - hr.shape[0] % scale, :hr.shape[1] - hr.shape[1] % scale]
-        lr = bicubic_lr(hr, scale)
+        lr = whole_input(hr, scale)
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
         taps.clear()
         sr = run_teacher(net, x, dtype)
@@ -223,18 +240,19 @@ class TeacherCache:
         return sr_t, by_spec
 
 
-def ensure(opt, net, taps, specs, dtype, paths, root, progress=True):
-    """The complete cache for this run (built when missing), as a TeacherCache."""
+def ensure(opt, net, taps, specs, dtype, train_ds, root, progress=True):
+    """The complete cache for this run's training dataset (built when missing), as a TeacherCache."""
     from basicsr.utils import get_root_logger
 
-    key = cache_key(opt, paths, taps.names, specs, dtype)
+    paths, whole_input, tag = dataset_source(train_ds)
+    key = cache_key(opt, paths, taps.names, specs, dtype, tag)
     folder = resolve(root, key)
     if not is_complete(folder, key):
         if os.path.isdir(folder):  # damaged by hand (builds are atomic): never read it, rebuild it
             get_root_logger().warning(f'teacher cache {folder} is incomplete or damaged: rebuilding it')
             shutil.rmtree(folder)
         get_root_logger().info(f'Building the offline teacher cache {folder} ({len(paths)} images) ...')
-        build(folder, key, net, taps, paths, int(opt['scale']), specs, dtype,
+        build(folder, key, net, taps, paths, int(opt['scale']), specs, dtype, whole_input,
               teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
     get_root_logger().info(f'Offline teacher: targets read from {folder}')
     return TeacherCache(folder, paths)
@@ -243,24 +261,3 @@ def ensure(opt, net, taps, specs, dtype, paths, root, progress=True):
 def default_root(experiments_root):
     """Where caches go unless ``distill.teacher_cache`` says: beside the experiments, shared by every run."""
     return os.path.join(experiments_root, 'teacher_cache')
-
-
-def ensure_for_options(opt, device, root_path):
-    """The cache of an option file, built without a model (``sr-kd cache-teacher``): the same teacher, taps,
-    terms and images as the training run of that file, so the run finds it under the same key."""
-    from sr_kd.data.hr_dataset import training_paths
-    from sr_kd.distill.head import build_terms
-    from sr_kd.distill.taps import FeatureTaps
-    from sr_kd.distill.teacher import build_teacher, teacher_dtype
-
-    d_opt = opt.get('distill') or {}
-    if d_opt.get('teacher', 'online') != 'offline':
-        raise SRKDError('this option file does not use the offline teacher: set distill.teacher: offline')
-    opt.setdefault('scale', opt.get('network_t', {}).get('upscale', 1))
-    names, terms = build_terms(opt.get('train', {}).get('distill_opts'))
-    specs = offline_specs(names, terms)
-    net = build_teacher(opt, device)
-    taps = FeatureTaps(net, [str(p[1]) for p in d_opt.get('pairs') or []], role='teacher')
-    train_ds = opt['datasets']['train']
-    root = d_opt.get('teacher_cache') or default_root(os.path.join(root_path, 'experiments'))
-    return ensure(opt, net, taps, specs, teacher_dtype(opt, device), training_paths(train_ds), root)

@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import os
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -19,11 +20,10 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from sr_kd.atomic import atomic_write_text
-from sr_kd.data.hr_dataset import training_paths
 from sr_kd.distill import teacher_cache
 from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
-from sr_kd.distill.teacher import build_teacher, run_teacher, teacher_dtype
+from sr_kd.distill.teacher import Teacher
 from sr_kd.errors import SRKDError
 from sr_kd.rules import (check_skip_share, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
                          term_fades, train_has_gt)
@@ -90,30 +90,20 @@ class SRKDModel(OwnValidation, SRModel):
 
     # ----- teacher -----------------------------------------------------------------------------------
     def _build_teacher(self):
-        self.net_t = build_teacher(self.opt, self.device)
-        self.t_dtype = teacher_dtype(self.opt, self.device)
-        precision = 'bf16' if self.t_dtype is not None else 'fp32'
-        get_root_logger().info(f'Teacher precision: {precision} (distill.teacher_precision: '
+        self.teacher = Teacher(self.opt, self.device)
+        self.net_t, self.t_dtype = self.teacher.net, self.teacher.dtype
+        get_root_logger().info(f'Teacher precision: {self.teacher.precision} (distill.teacher_precision: '
                                f'{(self.opt.get("distill") or {}).get("teacher_precision", "auto")})')
 
     def _setup_offline_teacher(self):
         """distill.teacher: offline: read the teacher's targets from its cache (built now when missing)."""
-        d_opt = self.opt.get('distill') or {}
-        mode = d_opt.get('teacher', 'online')
-        if mode not in ('online', 'offline'):
-            raise SRKDError(f"distill.teacher must be 'online' or 'offline', not {mode!r}")
         self.teacher_cache = None
-        if mode == 'online':
+        if self.teacher.mode == 'online':
             return
-        train_ds = self.opt['datasets'].get('train', {})
-        if train_ds.get('type') != 'HROnlyDataset':
-            raise SRKDError('distill.teacher: offline needs a training dataset that reports its crops '
-                            f'(type: HROnlyDataset), not {train_ds.get("type")!r}')
-        specs = teacher_cache.offline_specs(self.distill.names, self.distill.terms)
-        root = d_opt.get('teacher_cache') or teacher_cache.default_root(
+        root = (self.opt.get('distill') or {}).get('teacher_cache') or teacher_cache.default_root(
             os.path.dirname(self.opt['path']['experiments_root']))
-        self.teacher_cache = teacher_cache.ensure(self.opt, self.net_t, self.taps_t, specs, self.t_dtype,
-                                                  training_paths(train_ds), root)
+        self.teacher.use_cache(self.taps_t, self.distill.names, self.distill.terms, root)
+        self.teacher_cache = self.teacher.cache
 
     def _probe(self, s_names, t_names, batch):
         """Run both networks once on a random LR batch (own generator: the global RNGs stay untouched) to
@@ -174,7 +164,10 @@ class SRKDModel(OwnValidation, SRModel):
     def feed_data(self, data):
         super().feed_data(data)
         self.crop = data.get('crop')
-        self.crop_paths = data.get('gt_path')
+        self.crop_paths = data.get('gt_path', data.get('lq_path'))
+        if 'gt' not in data and 'crop' not in data and hasattr(self, 'teacher'):
+            # a validation image without ground truth (PlainImageDataset): measured against the teacher
+            self.gt = self.teacher.image_target(data['lq_path'][0], self.lq)
 
     def _teacher_targets(self, active=None):
         """(teacher SR, teacher features or None, teacher maps or None) for this batch: read from the
@@ -184,10 +177,19 @@ class SRKDModel(OwnValidation, SRModel):
             sr_t, maps = self.teacher_cache.targets(self.crop_paths, self.crop, self.lq.shape[-1], self.device,
                                                     maps=self.get_bare_model(self.distill).reads_maps(active))
             return sr_t, None, maps
-        sr_t = run_teacher(self.net_t, self.lq, self.t_dtype)
+        sr_t = self.teacher(self.lq)
         return sr_t, [f.float() for f in self.taps_t.outputs], None
 
     def optimize_parameters(self, current_iter):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            self._step(current_iter)
+        finally:  # training time alone (no validation, no saving): wall, and CPU time of the process, which
+            # for one thread is the step's compute however loaded the machine is (the axis of time studies)
+            self.train_seconds = getattr(self, 'train_seconds', 0.0) + time.perf_counter() - wall
+            self.train_cpu_seconds = getattr(self, 'train_cpu_seconds', 0.0) + time.process_time() - cpu
+
+    def _step(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
         self.taps_s.clear()
         self.taps_t.clear()
@@ -281,6 +283,31 @@ class SRKDModel(OwnValidation, SRModel):
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def save(self, epoch, current_iter):
+        """A checkpoint of an iteration that also validates is written after its validation (BasicSR saves
+        first): a checkpoint then always has its validation rows and best student, so a run killed between
+        the two resumes to the same logs and the same best checkpoint as an unbroken one."""
+        if self._validates_at(current_iter):
+            self._pending_save = (epoch, current_iter)
+            return
+        self._save_now(epoch, current_iter)
+
+    def _validates_at(self, current_iter):
+        val = self.opt.get('val') or {}
+        has_val = any(str(k).startswith('val') for k in self.opt.get('datasets', {}))
+        return (self.is_train and has_val and isinstance(current_iter, int) and current_iter > 0
+                and bool(val.get('val_freq')) and current_iter % val['val_freq'] == 0)
+
+    def validation(self, dataloader, current_iter, *args, **kwargs):
+        result = super().validation(dataloader, current_iter, *args, **kwargs)
+        pending = getattr(self, '_pending_save', None)
+        if pending and pending[1] == current_iter:
+            n_val = sum(str(k).startswith('val') for k in self.opt['datasets'])
+            if sum(it == current_iter for _, it in self.__dict__.get('_validated', ())) >= n_val:
+                self._pending_save = None
+                self._save_now(*pending)
+        return result
+
+    def _save_now(self, epoch, current_iter):
         nets = [('net_g', self.net_g)] + ([('net_g_ema', self.net_g_ema)] if hasattr(self, 'net_g_ema') else [])
         for label, net in nets:  # never write weights that upscale to black
             bad = nonfinite_names(self.get_bare_model(net).state_dict())
@@ -304,13 +331,16 @@ class SRKDModel(OwnValidation, SRModel):
             return {}
         bare = self.get_bare_model(self.distill)
         return {'distill': {k: v.cpu() for k, v in bare.state_dict().items()}, 'distill_own': bare.own_state(),
-                'skipped_steps': self.skipped_steps}
+                'skipped_steps': self.skipped_steps, 'train_seconds': getattr(self, 'train_seconds', 0.0),
+                'train_cpu_seconds': getattr(self, 'train_cpu_seconds', 0.0)}
 
     def resume_training(self, resume_state):
         if hasattr(self, 'distill') and 'distill' in resume_state:
             self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
             self.get_bare_model(self.distill).load_own_state(resume_state.get('distill_own', {}))
             self.skipped_steps = resume_state.get('skipped_steps', 0)
+            self.train_seconds = resume_state.get('train_seconds', 0.0)
+            self.train_cpu_seconds = resume_state.get('train_cpu_seconds', 0.0)
         if self.opt['rank'] == 0:  # lines after the checkpoint come again from the resumed run
             for log in (self.loss_log, self._val_log()):
                 _drop_after(log, resume_state['iter'])
@@ -322,41 +352,80 @@ class SRKDModel(OwnValidation, SRModel):
         if not self.opt['val'].get('metrics') or not hasattr(self, 'net_t'):
             return
         name = dataloader.dataset.opt['name']
-        refs = self._reference_metrics(dataloader, name)
-        rows = {'bicubic': refs['bicubic'], 'teacher': refs['teacher'], 'student': dict(self.metric_results)}
+        refs = self._reference_metrics(dataloader, name)  # without ground truth: against the teacher, no teacher row
+        rows = {**refs, 'student': dict(self.metric_results)}
         metrics = list(self.metric_results)
-        table = [f'Validation {name} @ iter {current_iter}: ' + ' | '.join(metrics)]
+        against = 'HR' if 'teacher' in refs else 'the teacher'
+        table = [f'Validation {name} @ iter {current_iter} (against {against}): ' + ' | '.join(metrics)]
         for who, vals in rows.items():
             table.append(f'\t{who:<8} ' + '  '.join(f'{vals[m]:.4f}' for m in metrics))
         get_root_logger().info('\n'.join(table))
         if tb_logger:
-            for who in ('bicubic', 'teacher'):
+            for who in refs:
                 for m in metrics:
                     tb_logger.add_scalar(f'metrics/{name}/{who}_{m}', rows[who][m], current_iter)
         with open(self._val_log(), 'a') as f:
-            f.write(json.dumps({'iter': current_iter, 'dataset': name, **rows}) + '\n')
+            f.write(json.dumps({'iter': current_iter, 'dataset': name, 'against': against,
+                                'train_seconds': round(getattr(self, 'train_seconds', 0.0), 2),
+                                'train_cpu_seconds': round(getattr(self, 'train_cpu_seconds', 0.0), 2), **rows}) + '\n')
+        self._keep_best(name, current_iter, rows['student'])
+
+    def _keep_best(self, name, current_iter, student):
+        """``val.keep_best: METRIC``: after each validation of the first val set, ``models/net_g_best.pth`` is
+        the student with the highest METRIC so far, and ``best.json`` says which iteration and value."""
+        metric = self.opt['val'].get('keep_best')
+        first = next((d['name'] for k, d in self.opt['datasets'].items() if k.startswith('val')), None)
+        if not metric or name != first or self.opt['rank'] != 0:
+            return
+        best_file = os.path.join(self.opt['path']['experiments_root'], 'best.json')
+        best = _best_row(self._val_log(), name, metric)
+        if best['iter'] != current_iter:
+            return
+        self.save_network(self.net_g, 'net_g', 'best')
+        atomic_write_text(best_file, json.dumps({'iter': current_iter, 'dataset': name, 'metric': metric,
+                                                 'value': student[metric]}) + '\n')
 
     def _val_log(self):
         return os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl')
 
     def _reference_metrics(self, dataloader, name):
-        """Bicubic (MATLAB) and teacher metrics on a validation set; fixed, so computed once."""
+        """Bicubic (MATLAB) and teacher metrics on a validation set against its HR; on a set without ground
+        truth, bicubic against the teacher. Fixed, so computed once."""
         cache = self.__dict__.setdefault('_ref_cache', {})
         if name in cache:
             return cache[name]
         metric_opts = self.opt['val']['metrics']
-        sums = {who: {m: 0.0 for m in metric_opts} for who in ('bicubic', 'teacher')}
+        sums = {}
         n = 0
         for data in dataloader:
             lq = data['lq'].to(self.device)
-            gt = tensor2img([data['gt']])
-            with torch.no_grad():
-                teacher = tensor2img([self.net_t(lq).float().cpu()])
+            if 'gt' in data:
+                gt = tensor2img([data['gt']])
+                with torch.no_grad():
+                    others = {'teacher': tensor2img([self.net_t(lq).float().cpu()])}
+            else:
+                gt, others = tensor2img([self.teacher.image_target(data['lq_path'][0], lq).cpu()]), {}
             lq_u8 = tensor2img([data['lq']], rgb2bgr=False)
             bic = imresize(lq_u8, output_shape=gt.shape[:2])[..., ::-1]
-            for who, img in (('bicubic', np.ascontiguousarray(bic)), ('teacher', teacher)):
+            for who, img in (('bicubic', np.ascontiguousarray(bic)), *others.items()):
                 for m, mopt in metric_opts.items():
+                    sums.setdefault(who, {}).setdefault(m, 0.0)
                     sums[who][m] += calculate_metric({'img': img, 'img2': gt}, mopt)
             n += 1
         cache[name] = {who: {m: v / max(n, 1) for m, v in vals.items()} for who, vals in sums.items()}
         return cache[name]
+
+
+def _best_row(path, dataset, metric):
+    """The validation row of ``dataset`` with the highest student ``metric`` in a val_metrics.jsonl (the
+    earliest of equals), as {'iter', 'value'}."""
+    best = {'iter': None, 'value': -math.inf}
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a torn last line
+                continue
+            if row.get('dataset') == dataset and row['student'][metric] > best['value']:
+                best = {'iter': row['iter'], 'value': row['student'][metric]}
+    return best

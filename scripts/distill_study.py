@@ -1,0 +1,129 @@
+"""Which recipe makes the best fast student of a real community model? ``sr-kd distill`` itself, run per
+recipe at equal wall time on ../shared/train (the user's images, 10% held out) with
+../shared/pretrained/realesr-animevideov3.pth as the teacher; figures for docs/distill.md.
+
+    python scripts/distill_study.py --runs output-online:30,output-offline-crop48:30     # run or continue
+    python scripts/distill_study.py --report                                            # tables + curves
+
+Runs live outside the repository (``--root``, default ~/sr_kd_study/distill): a run whose folder holds no
+summary.json is continued with ``sr-kd distill --resume``, a finished one is skipped. Each run is one
+process with one thread, ``--jobs`` at a time; offline runs share one teacher cache under the root.
+``--report`` copies each finished run's summary and validation curve (a few KB) into docs/distill/runs/
+and draws docs/distill/curves.png.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+TEACHER = os.path.join(SHARED, 'pretrained', 'realesr-animevideov3.pth')
+IMAGES = os.path.join(SHARED, 'train')
+DOCS = os.path.join(REPO, 'docs', 'distill')
+SRKD = os.path.join(os.path.dirname(sys.executable), 'sr-kd')
+
+
+def run_name(recipe, minutes, student, seed):
+    return f'{recipe}_{minutes:g}min_{student}_s{seed}'
+
+
+def parse_runs(text, student, seed):
+    """'recipe:minutes[:student],...' -> [(name, recipe, minutes, student, seed)]."""
+    runs = []
+    for item in filter(None, text.split(',')):
+        parts = item.split(':')
+        recipe, minutes = parts[0], float(parts[1])
+        who = parts[2] if len(parts) > 2 else student
+        runs.append((run_name(recipe, minutes, who, seed), recipe, minutes, who, seed))
+    return runs
+
+
+def command(root, name, recipe, minutes, student, seed):
+    out = os.path.join(root, name)
+    if os.path.isfile(os.path.join(out, 'options.yml')):
+        return [SRKD, 'distill', TEACHER, '-o', out, '--resume', '--threads', '1', '--no-onnx']
+    return [SRKD, 'distill', TEACHER, '--images', IMAGES, '-o', out, '--recipe', recipe, '--minutes', str(minutes),
+            '--student', student, '--seed', str(seed), '--threads', '1', '--no-onnx',
+            '--cache-dir', os.path.join(root, 'teacher_cache')]
+
+
+def run_all(root, runs, jobs):
+    todo = [r for r in runs if not os.path.isfile(os.path.join(root, r[0], 'summary.json'))]
+    running = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            run = todo.pop(0)
+            os.makedirs(root, exist_ok=True)
+            log = open(os.path.join(root, f'{run[0]}.out'), 'a')
+            print(f'start {run[0]}', flush=True)
+            running.append((run, subprocess.Popen(command(root, *run), stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(10)
+        for item in list(running):
+            run, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f'{run[0]}: exit {proc.returncode}', flush=True)
+
+
+def report(root):
+    """Copy finished runs' results into docs/distill/runs/ and draw the curves of every run there."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    runs_dir = os.path.join(DOCS, 'runs')
+    os.makedirs(runs_dir, exist_ok=True)
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        src = os.path.join(root, name)
+        for f, dst in (('summary.json', f'{name}.summary.json'),
+                       (os.path.join('experiments', 'student', 'val_metrics.jsonl'), f'{name}.val.jsonl')):
+            if os.path.isfile(os.path.join(src, f)):
+                shutil.copyfile(os.path.join(src, f), os.path.join(runs_dir, dst))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    rows = []
+    for f in sorted(os.listdir(runs_dir)):
+        if not f.endswith('.val.jsonl'):
+            continue
+        name = f[:-len('.val.jsonl')]
+        with open(os.path.join(runs_dir, f)) as fh:
+            curve = [json.loads(line) for line in fh if line.strip()]
+        curve = {r['iter']: r for r in curve}.values()
+        xs = [r['train_cpu_seconds'] / 60 for r in curve]
+        ys = [r['student']['psnr'] for r in curve]
+        ax.plot(xs, ys, 'o-', ms=3, label=name)
+        summary = os.path.join(runs_dir, f'{name}.summary.json')
+        done = json.load(open(summary)) if os.path.isfile(summary) else None
+        rows.append((name, max(ys) if ys else float('nan'), xs[-1] if xs else 0, done))
+    ax.set_xlabel('training minutes (CPU time of one thread)')
+    ax.set_ylabel('PSNR (dB, RGB) to the teacher, held-out images')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(DOCS, 'curves.png'), dpi=90)
+    print(f'{"run":<52} {"best PSNR":>9} {"minutes":>8} {"speed-up":>8}')
+    for name, best, minutes, done in rows:
+        speed = f'{done["speed"]["speedup"]:.2f}x' if done else 'running'
+        print(f'{name:<52} {best:>9.3f} {minutes:>8.1f} {speed:>8}')
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--runs', default='', help='recipe:minutes[:student],... (see sr_kd/distill/recipes.py)')
+    p.add_argument('--student', default='compact-32x8')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--root', default=os.path.expanduser('~/sr_kd_study/distill'))
+    p.add_argument('--report', action='store_true')
+    args = p.parse_args()
+    if args.report:
+        report(args.root)
+        return
+    run_all(args.root, parse_runs(args.runs, args.student, args.seed), args.jobs)
+
+
+if __name__ == '__main__':
+    main()

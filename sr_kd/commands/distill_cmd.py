@@ -1,0 +1,203 @@
+"""``sr-kd distill TEACHER --images DIR -o OUT``: a fast student of a slow model, without ground truth.
+
+Every input is checked first (one line, exit 2, nothing written). Then: a student chosen by measured speed
+(``sr_kd.distill.students``), a held-out split of the images, the option file written into OUT and trained
+by ``sr_kd/train.py`` (validated against the teacher, best checkpoint kept), and at the end
+``student.safetensors``, ``student.onnx``, ``report.png`` and ``summary.json`` (``sr_kd.distill.job``).
+"""
+import json
+import os
+import subprocess
+import sys
+
+from sr_kd.errors import SRKDError
+
+
+def add_arguments(p):
+    from sr_kd.distill.recipes import DEFAULT, RECIPES
+    from sr_kd.distill.students import PRESETS
+    p.add_argument('teacher', help='the slow model: any weights file sr_kd or spandrel loads (.pth, .safetensors)')
+    p.add_argument('--images', help='a folder of your images (no ground truth): each one a student input; '
+                                    '10%% (at least 3) are held out to validate against the teacher')
+    p.add_argument('--hr', help='instead of --images: a folder of HR images (ground truth); inputs are their '
+                                'bicubic LR, the task loss is added and validation is against HR and teacher')
+    p.add_argument('-o', '--out', required=True, help='output folder (created; must not hold another run)')
+    p.add_argument('--student', default='auto', help=f'auto (by measured speed) or one of: {", ".join(PRESETS)}')
+    p.add_argument('--speedup', type=float, default=4.0,
+                   help='auto: the student must be at least this many times faster than the teacher')
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument('--minutes', type=float, help='training time (default 30; the teacher cache is built '
+                                                      'once beforehand and not counted)')
+    budget.add_argument('--iters', type=int, help='training iterations instead of minutes')
+    p.add_argument('--recipe', default=DEFAULT, choices=list(RECIPES), help='how the student imitates '
+                   '(docs/distill.md measures each)')
+    p.add_argument('--device', default='cpu', help="cpu or cuda")
+    p.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch\'s default)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the split and of training')
+    p.add_argument('--cache-dir', help='where the offline teacher cache goes (default $SR_KD_CACHE/teacher_cache, '
+                                       'shared by every run of the same teacher and images)')
+    p.add_argument('--resume', action='store_true', help='continue the run in OUT (after Ctrl-C or a kill)')
+    p.add_argument('--no-onnx', action='store_true', help='skip student.onnx')
+
+
+def _check(args):
+    """Every refusal, before any work."""
+    import torch
+
+    from sr_kd.distill.recipes import recipe
+    from sr_kd.distill.students import PRESETS
+    if args.minutes is not None and not args.minutes > 0:
+        raise SRKDError(f'--minutes must be > 0, not {args.minutes:g}')
+    if args.iters is not None and args.iters < 10:
+        raise SRKDError(f'--iters must be at least 10, not {args.iters}')
+    if not args.speedup >= 1:
+        raise SRKDError(f'--speedup must be >= 1, not {args.speedup:g}')
+    if args.threads < 0:
+        raise SRKDError(f'--threads must be >= 0, not {args.threads}')
+    if args.student != 'auto' and args.student not in PRESETS:
+        raise SRKDError(f'--student must be auto or one of {", ".join(PRESETS)}; got {args.student!r}')
+    recipe(args.recipe)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SRKDError('--device cuda was asked for, but torch sees no CUDA device')
+    if args.device != 'cpu' and not args.device.startswith('cuda'):
+        raise SRKDError(f'--device must be cpu or cuda, not {args.device!r}')
+    if bool(args.images) == bool(args.hr) and not args.resume:
+        raise SRKDError('give your images with --images DIR (no ground truth) or --hr DIR (ground truth), one of them')
+    folder = args.images or args.hr
+    if folder and not os.path.isdir(folder):
+        raise SRKDError(f'{"--images" if args.images else "--hr"}: folder not found: {folder}')
+    opt_file = os.path.join(args.out, 'options.yml')
+    if args.resume and not os.path.isfile(opt_file):
+        raise SRKDError(f'--resume: {args.out} holds no distillation run (no options.yml)')
+    if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
+        hint = '; --resume continues it' if os.path.isfile(opt_file) else ''
+        raise SRKDError(f'{args.out} already exists and is not empty{hint}; choose another -o')
+    if not os.path.isfile(args.teacher):
+        raise SRKDError(f'teacher not found: {args.teacher}')
+
+
+def _images(folder, seed, lq_size):
+    """(training names, held-out paths) of the folder; unreadable or too small images refused in one line."""
+    from sr_kd.data.hr_dataset import probe_image
+    from sr_kd.data.image_source import list_hr_images
+    from sr_kd.distill.job import split
+    paths = list_hr_images(folder)
+    for p in paths:
+        probe_image(p)
+    train, held = split(paths, seed)
+    by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
+    big = [n for n in train if min(_size(by_name[n])) >= lq_size]
+    if not big:
+        raise SRKDError(f'no training image in {folder} is at least {lq_size} px on its shorter side (the crop)')
+    return train, [by_name[n] for n in held]
+
+
+def _size(path):
+    from sr_kd.data.hr_dataset import probe_image
+    return probe_image(path)
+
+
+def _read_input(path, scale, hr):
+    import torch
+
+    from sr_kd.data.image_source import read_rgb_uint8
+    img = read_rgb_uint8(path)
+    if hr:
+        from sr_kd.data.hr_dataset import HROnlyDataset
+        img = HROnlyDataset.whole_input(img, scale)
+    return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div_(255)
+
+
+def _precision(device):
+    from sr_kd.backends import resolve_precision
+    return resolve_precision('auto', device, 'eager')
+
+
+def _plan(args):
+    """Choose the student, calibrate the budget, write OUT/options.yml and OUT/distill.json."""
+    import torch
+
+    from sr_kd.archs.loading import load_model
+    from sr_kd.atomic import atomic_write_text
+    from sr_kd.distill import job, recipes, students
+    teacher, info = load_model(args.teacher, device=args.device)
+    if info.resizes_input:
+        raise SRKDError(f'{args.teacher} is {info.label}, which takes a resized input; it cannot teach a student')
+    mode, lq_size, _, _ = recipes.recipe(args.recipe)
+    folder = os.path.abspath(args.images or args.hr)
+    train_names, held = _images(folder, args.seed, lq_size * (info.scale if args.hr else 1))
+    x = _read_input(held[0], info.scale, bool(args.hr)).to(args.device)
+    precision = _precision(args.device)
+    print(f'timing the teacher ({info.label}) and the student presets on {held[0]} '
+          f'({x.shape[3]}x{x.shape[2]}, eager {precision}, as sr-kd upscale runs them) ...', flush=True)
+    names = None if args.student == 'auto' else [args.student]
+    rows = students.time_candidates(teacher, info, info.scale, x, precision, names)
+    chosen = students.choose(rows, args.speedup) if args.student == 'auto' else rows[1]
+    print(students.speed_table(rows, chosen.name), flush=True)
+    student_opt = students.network_opt(chosen.name, info.scale)
+    if args.iters:
+        total, step = args.iters, None
+    else:
+        step = job.step_seconds(student_opt, teacher, lq_size, mode == 'online', args.device)
+        total = job.iterations_for(args.minutes or 30, step)
+        print(f'one training step measured {step * 1000:.0f} ms: {args.minutes or 30:g} minutes are {total} '
+              'iterations', flush=True)
+    cache = os.path.abspath(args.cache_dir or os.path.join(
+        os.environ.get('SR_KD_CACHE') or os.path.expanduser('~/.cache/sr_kd'), 'teacher_cache'))
+    opt = job.option_file(teacher_path=os.path.abspath(args.teacher), scale=info.scale, student_opt=student_opt,
+                          images=folder, train_names=train_names,
+                          val_names=[os.path.splitext(os.path.basename(p))[0] for p in held],
+                          recipe_sections=recipes.sections(args.recipe, total, cache), lq_size=lq_size,
+                          total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device)
+    os.makedirs(args.out, exist_ok=True)
+    import yaml
+    atomic_write_text(os.path.join(args.out, job.OPTIONS),
+                      f'# written by: sr-kd distill (recipe {args.recipe}); edit and re-run with\n'
+                      f'#   SR_KD_ROOT={args.out} python sr_kd/train.py -opt {args.out}/{job.OPTIONS}\n'
+                      + yaml.safe_dump(opt, sort_keys=False, width=120))
+    plan = {'teacher': os.path.abspath(args.teacher), 'recipe': args.recipe, 'student': chosen.name,
+            'hr': bool(args.hr), 'held_out': held, 'device': args.device, 'precision': precision,
+            'step_seconds': step, 'total_iter': total, 'minutes': args.minutes, 'threads': args.threads,
+            'candidates': [vars(r) for r in rows]}
+    atomic_write_text(os.path.join(args.out, 'distill.json'), json.dumps(plan, indent=1) + '\n')
+    del torch
+    return plan
+
+
+def _train(args, resume):
+    """Train through sr_kd/train.py in a child process (BasicSR's pipeline as a researcher runs it)."""
+    from sr_kd.distill.job import OPTIONS
+    env = dict(os.environ, SR_KD_ROOT=os.path.abspath(args.out))
+    if args.threads:
+        env['OMP_NUM_THREADS'] = str(args.threads)
+    cmd = [sys.executable, '-m', 'sr_kd.train', '-opt', os.path.join(args.out, OPTIONS)] + (
+        ['--auto_resume'] if resume else [])
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the child got the same Ctrl-C: let it save what it has and end
+        proc.wait()
+        raise
+
+
+def run(args):
+    _check(args)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    args._interrupted_hint = (f'; the best student so far stays in {args.out}/experiments/student/models; '
+                              f'continue with: sr-kd distill {args.teacher} -o {args.out} --resume')
+    if args.resume:
+        with open(os.path.join(args.out, 'distill.json')) as f:
+            plan = json.load(f)
+        resume = True
+    else:
+        plan = _plan(args)
+        resume = False
+    rc = _train(args, resume)
+    if rc:
+        raise SRKDError(f'training stopped (exit {rc}; its last line above says why); '
+                        f'continue with: sr-kd distill {args.teacher} -o {args.out} --resume')
+    from sr_kd.distill.finish import finish
+    finish(args.out, plan, onnx=not args.no_onnx)
+    return 0

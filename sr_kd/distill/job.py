@@ -1,0 +1,164 @@
+"""The parts of ``sr-kd distill`` between the command line and training: the held-out split, the option
+file it writes (trained by ``sr_kd/train.py``, so a researcher can edit and re-run it), the time budget
+turned into iterations, and the results gathered at the end.
+"""
+import json
+import math
+import os
+import random
+import time
+from typing import List, Tuple
+
+import torch
+
+from sr_kd.errors import SRKDError
+
+RUN = 'student'              # the experiment's name inside OUT/experiments
+OPTIONS = 'options.yml'
+VAL_SHARE, VAL_MIN = 0.1, 3  # held-out split: 10% of the images, at least 3
+BATCH = 8
+VALIDATIONS = 10             # validations per run (and checkpoints)
+
+
+def split(paths: List[str], seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(training names, held-out names): image stems, the held-out ones 10% (at least 3) drawn with ``seed``."""
+    names = sorted({os.path.splitext(os.path.basename(p))[0] for p in paths})
+    n_val = max(VAL_MIN, round(VAL_SHARE * len(names)))
+    if len(names) < n_val + 1:
+        raise SRKDError(f'{len(names)} images are too few: {n_val} are held out to validate and at least one '
+                        'more is needed to train')
+    held = sorted(random.Random(seed).sample(names, n_val))
+    return [n for n in names if n not in held], held
+
+
+def step_seconds(student_opt: dict, teacher, lq_size: int, online: bool, device: str, steps: int = 12) -> float:
+    """Seconds of one training step of this student (forward, L1, backward, Adam on a batch of ``BATCH``
+    random ``lq_size`` crops), plus one teacher forward on the batch when it runs online; median of ``steps``
+    after two warm-up steps. Turns a time budget into iterations."""
+    from basicsr.archs import build_network
+
+    from sr_kd.distill.teacher import run_teacher
+    from sr_kd.hardware import bf16_is_native
+    net = build_network(dict(student_opt)).to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 3, lq_size, lq_size, generator=gen).to(device)
+    dtype = torch.bfloat16 if bf16_is_native(torch.device(device)) else None
+    # one thread: CPU time, the step's compute even on a loaded machine; more threads: wall time
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    times = []
+    for i in range(steps + 2):
+        t0 = clock()
+        target = run_teacher(teacher, x, dtype) if online else None
+        out = net(x)
+        loss = (out - (target if target is not None else out.detach() * 0.5)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(clock() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+DATA_OVERHEAD = 1.05  # data loading and cache reads beside the measured step (docs/distill.md)
+
+
+def iterations_for(minutes: float, seconds_per_step: float) -> int:
+    return max(10, int(minutes * 60 / (seconds_per_step * DATA_OVERHEAD)))
+
+
+def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str, train_names: List[str],
+                val_names: List[str], recipe_sections: dict, lq_size: int, total_iter: int, seed: int,
+                hr: bool, device: str) -> dict:
+    """The complete BasicSR option file of a distillation run."""
+    kind = 'HROnlyDataset' if hr else 'PlainImageDataset'
+    root_key = 'dataroot_gt' if hr else 'dataroot_lq'
+    every = max(1, total_iter // VALIDATIONS)
+    train_ds = {'name': 'images', 'type': kind, root_key: images, 'exclude': list(val_names),
+                'gt_size': lq_size * scale, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': BATCH, 'prefetch_mode': None,
+                # epochs of about 100 iterations: never fewer samples than a batch, little per-epoch overhead
+                'dataset_enlarge_ratio': max(1, math.ceil(100 * BATCH / max(len(train_names), 1)))}
+    vals = {}
+    if hr:
+        vals['val_1'] = {'name': 'held_out_vs_teacher', 'type': kind, root_key: images, 'images': list(val_names),
+                         'against': 'teacher'}
+        vals['val_2'] = {'name': 'held_out_vs_hr', 'type': kind, root_key: images, 'images': list(val_names)}
+    else:
+        vals['val'] = {'name': 'held_out', 'type': kind, root_key: images, 'images': list(val_names)}
+    metric = {'crop_border': scale, 'test_y_channel': False}
+    opt = {
+        'name': RUN, 'model_type': 'SRKDModel', 'scale': scale, 'num_gpu': 1 if device.startswith('cuda') else 0,
+        'manual_seed': seed,
+        'datasets': {'train': train_ds, **vals},
+        'network_g': dict(student_opt), 'network_t': {'type': 'auto'},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'pretrain_network_t': teacher_path,
+                 'param_key_t': None, 'resume_state': None},
+        **recipe_sections,
+        'val': {'val_freq': every, 'save_img': False, 'keep_best': 'psnr',
+                'metrics': {'psnr': {'type': 'calculate_psnr', **metric}, 'ssim': {'type': 'calculate_ssim', **metric}}},
+        'logger': {'print_freq': max(1, min(100, every // 5)), 'save_checkpoint_freq': every, 'use_tb_logger': False,
+                   'save_safetensors': False},
+    }
+    if hr:
+        opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
+        for key in ('val_1', 'val_2'):
+            opt['datasets'][key].pop('exclude', None)
+    return opt
+
+
+def experiment(out: str) -> str:
+    return os.path.join(out, 'experiments', RUN)
+
+
+def best_checkpoint(out: str) -> str:
+    """The best student by PSNR to the teacher (``net_g_best.pth``), else the latest saved one."""
+    models = os.path.join(experiment(out), 'models')
+    for name in ('net_g_best.pth', 'net_g_latest.pth'):
+        if os.path.isfile(os.path.join(models, name)):
+            return os.path.join(models, name)
+    raise SRKDError(f'{models} holds no student checkpoint yet: the run stopped before its first validation')
+
+
+def val_rows(out: str) -> List[dict]:
+    from sr_kd.report import read_jsonl
+    return read_jsonl(os.path.join(experiment(out), 'val_metrics.jsonl'))
+
+
+def best_rows(out: str) -> dict:
+    """{dataset: its validation row at the best iteration} (best.json's iteration)."""
+    with open(os.path.join(experiment(out), 'best.json')) as f:
+        best = json.load(f)
+    return {r['dataset']: r for r in val_rows(out) if r['iter'] == best['iter']}
+
+
+def summary(out: str, rows_timed, chosen: str, speed: dict, train_seconds: float) -> dict:
+    """What ``summary.json`` holds and the final table prints."""
+    best = best_rows(out)
+    metrics = {name: {'student': row['student'], **{k: row[k] for k in ('bicubic', 'teacher') if k in row},
+                      'against': row.get('against')} for name, row in best.items()}
+    it = next(iter(best.values()))['iter']
+    return {'student': chosen, 'best_iter': it, 'train_minutes': round(train_seconds / 60, 2),
+            'parameters': speed['student_params'], 'teacher_parameters': speed['teacher_params'],
+            'speed': speed, 'metrics': metrics,
+            'candidates': [{'name': r.name, 'parameters': r.params, 'ms': round(r.seconds * 1000, 2),
+                            'speedup': round(r.speedup, 3)} for r in rows_timed]}
+
+
+def table(s: dict) -> str:
+    lines = [f'student {s["student"]}: {s["parameters"]:,} parameters (teacher {s["teacher_parameters"]:,}), '
+             f'{s["speed"]["speedup"]:.2f}x faster than the teacher ({s["speed"]["student_ms"]:.0f} vs '
+             f'{s["speed"]["teacher_ms"]:.0f} ms on a {s["speed"]["image"]} image, {s["speed"]["precision"]})',
+             f'best at iteration {s["best_iter"]} of {s["train_minutes"]:.1f} training minutes',
+             f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
+    for name, m in s['metrics'].items():
+        against = m['against'] or 'HR'
+        for who in ('student', 'bicubic', 'teacher'):
+            if who in m:
+                lines.append(f'{who + " to " + against:<28} {m[who]["psnr"]:>8.3f} {m[who]["ssim"]:>8.4f}')
+    return '\n'.join(lines)
+
+
+def finite_or_none(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None

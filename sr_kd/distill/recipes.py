@@ -1,0 +1,51 @@
+"""Recipes of ``sr-kd distill``: how the student imitates its teacher, as the option file's ``distill`` and
+``train`` sections. Each is measured against ``output-online`` (L1 to the teacher's output, the teacher run
+on every batch: what the teacher modes of other tools do) at equal wall time; docs/distill.md has the
+figures and ``DEFAULT`` is the measured winner.
+
+The schedule is written in fractions of ``total_iter`` (``sr-kd distill`` sets it from the time budget),
+so a recipe means the same at any budget.
+"""
+from typing import Dict
+
+from sr_kd.errors import SRKDError
+
+LR = 5e-4
+
+
+def _train(total_iter: int, terms: list) -> dict:
+    return {'optim_g': {'type': 'Adam', 'lr': LR, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total_iter], 'restart_weights': [1],
+                          'eta_min': LR / 100},
+            'total_iter': total_iter, 'warmup_iter': -1, 'nonfinite': 'stop', 'distill_opts': terms}
+
+
+OUT_L1 = {'type': 'OutputDistillLoss', 'name': 'out', 'criterion': 'l1', 'loss_weight': 1.0, 'fade': False}
+OUT_CHARB = {**OUT_L1, 'criterion': 'charbonnier'}
+FS = {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean', 'p': 2, 'normalize': True, 'loss_weight': 0.1}
+
+# name -> (teacher mode, LR crop side, terms, distill section extras)
+RECIPES: Dict[str, tuple] = {
+    'output-online': ('online', 32, [OUT_L1], {}),
+    'output-offline': ('offline', 32, [OUT_L1], {}),
+    'output-offline-crop48': ('offline', 48, [OUT_L1], {}),
+    'charbonnier-offline-crop48': ('offline', 48, [OUT_CHARB], {}),
+    'fs-offline-crop48': ('offline', 48, [OUT_L1, FS], {'pairs': 'auto', 'fade': [0.1, 0.3]}),
+}
+DEFAULT = 'output-offline-crop48'
+BASELINE = 'output-online'
+
+
+def recipe(name: str) -> tuple:
+    if name not in RECIPES:
+        raise SRKDError(f'--recipe must be one of {", ".join(RECIPES)}; got {name!r}')
+    return RECIPES[name]
+
+
+def sections(name: str, total_iter: int, cache_root: str) -> dict:
+    """The ``distill`` and ``train`` sections of recipe ``name`` for ``total_iter`` iterations."""
+    mode, _, terms, extra = recipe(name)
+    distill = {'teacher': mode, **extra}
+    if mode == 'offline':
+        distill['teacher_cache'] = cache_root
+    return {'distill': distill, 'train': _train(total_iter, [dict(t) for t in terms])}

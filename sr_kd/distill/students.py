@@ -1,0 +1,118 @@
+"""Student presets for ``sr-kd distill`` and the choice among them by measured speed.
+
+Each preset is a network option (BasicSR's ``network_g``) of a small architecture. A candidate is timed in
+its inference form (the network saved, then loaded back by the one loader every command uses, so SPAN is
+folded as ``upscale`` runs it), on a whole image, through the eager backend at the precision ``upscale``
+picks here (``--precision auto``), side by side with the teacher in the same way. ``choose`` takes, of
+those at least ``speedup`` times faster than the teacher, the slowest: the most computation the speed
+allows (parameter counts mislead across families: SPAN loads with its training branches, which the folded
+network never runs). The timer is a parameter so tests can give a fake one.
+"""
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from sr_kd.errors import SRKDError
+
+
+def _compact(feat, conv):
+    return {'type': 'Compact', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': feat, 'num_conv': conv}
+
+
+# name -> network_g without its scale (added for the teacher's); from small to large within each family
+PRESETS: Dict[str, dict] = {
+    'compact-16x4': _compact(16, 4),
+    'compact-24x6': _compact(24, 6),
+    'compact-32x6': _compact(32, 6),
+    'compact-32x8': _compact(32, 8),
+    'compact-48x8': _compact(48, 8),
+    'compact-48x12': _compact(48, 12),
+    'compact-64x8': _compact(64, 8),
+    'imdn-32x4': {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_modules': 4},
+    'span-16': {'type': 'SPAN', 'num_in_ch': 3, 'num_out_ch': 3, 'feature_channels': 16},
+    'span-28': {'type': 'SPAN', 'num_in_ch': 3, 'num_out_ch': 3, 'feature_channels': 28},
+    'plksr-32x4': {'type': 'PLKSR', 'dim': 32, 'n_blocks': 4, 'kernel_size': 13},
+    'plksr-64x6': {'type': 'PLKSR', 'dim': 64, 'n_blocks': 6, 'kernel_size': 13},
+}
+
+
+def network_opt(preset: str, scale: int) -> dict:
+    """The ``network_g`` of a preset at ``scale``."""
+    if preset not in PRESETS:
+        raise SRKDError(f'--student must be auto or one of {", ".join(PRESETS)}; got {preset!r}')
+    opt = dict(PRESETS[preset])
+    opt['scale' if opt['type'] == 'IMDN_AS' else 'upscale'] = scale
+    return opt
+
+
+def inference_form(net_opt: dict):
+    """(model, ModelInfo) of a freshly initialised network as ``upscale`` would load its saved weights."""
+    from basicsr.archs import build_network
+
+    from sr_kd.archs.loading import load_state_dict_model
+    net = build_network(dict(net_opt))
+    return load_state_dict_model({k: v.clone() for k, v in net.state_dict().items()}, net_opt['type'])
+
+
+@dataclass
+class Timed:
+    """One network timed on the same input as the teacher."""
+    name: str
+    params: int
+    seconds: float
+    speedup: float        # teacher seconds / these seconds
+
+
+def forward_seconds(model, info, x: torch.Tensor, precision: str, repeats: int = 3) -> float:
+    """Median wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``)
+    after one warm-up run."""
+    from sr_kd.backends import prepare
+    from sr_kd.inference import upscale
+    model = model.to(memory_format=torch.channels_last)
+    runner = prepare('eager', model, info, precision)
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        upscale(runner.fn, x, info, precision=runner.autocast, channels_last=True)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def time_candidates(teacher, teacher_info, scale: int, x: torch.Tensor, precision: str,
+                    names: Optional[List[str]] = None, timer: Callable = forward_seconds) -> List[Timed]:
+    """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``."""
+    t_sec = timer(teacher, teacher_info, x, precision)
+    rows = [Timed('teacher', parameters(teacher), t_sec, 1.0)]
+    for name in names or list(PRESETS):
+        model, info = inference_form(network_opt(name, scale))
+        sec = timer(model, info, x, precision)
+        rows.append(Timed(name, parameters(model), sec, t_sec / sec))
+    return rows
+
+
+def choose(rows: List[Timed], speedup: float) -> Timed:
+    """Of the candidates (``rows[1:]``) at least ``speedup`` times faster than the teacher, the slowest (the
+    most computation the speed allows); one line with the fastest measured when none is."""
+    fast = [r for r in rows[1:] if r.speedup >= speedup]
+    if not fast:
+        best = max(rows[1:], key=lambda r: r.speedup)
+        raise SRKDError(f'no student preset is {speedup:g}x faster than this teacher here (fastest: {best.name}, '
+                        f'{best.speedup:.1f}x); lower --speedup')
+    return max(fast, key=lambda r: r.seconds)
+
+
+def speed_table(rows: List[Timed], chosen: Optional[str] = None) -> str:
+    """The measured rows as a small text table; the chosen one marked."""
+    lines = [f'{"network":<14} {"parameters":>11} {"ms/image":>9} {"speed-up":>9}']
+    for r in rows:
+        mark = '  <- chosen' if r.name == chosen else ''
+        lines.append(f'{r.name:<14} {r.params:>11,} {r.seconds * 1000:>9.1f} {r.speedup:>8.2f}x{mark}')
+    return '\n'.join(lines)

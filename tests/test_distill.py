@@ -1,0 +1,262 @@
+"""``sr-kd distill``: a fast student of a slow model without ground truth (issue 26). The teacher is a
+tiny random model of each spandrel family, the images are self-made, so nothing outside the repository
+is needed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import sr_kd  # noqa: F401
+from kd_util import REPO, cli_env, write_images
+from sr_kd.cli import main
+from sr_kd.errors import SRKDError
+
+spandrel = pytest.importorskip('spandrel')
+
+
+def _family(name):
+    """A tiny x4 model of a spandrel family, random weights (seed 0)."""
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.DAT import DAT
+    from spandrel.architectures.ESRGAN import ESRGAN
+    from spandrel.architectures.HAT import HAT
+    from spandrel.architectures.OmniSR import OmniSR
+    from spandrel.architectures.PLKSR import PLKSR
+    from spandrel.architectures.SPAN import SPAN
+    from spandrel.architectures.SwinIR import SwinIR
+    make = {
+        'ESRGAN': lambda: ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4),
+        'SwinIR': lambda: SwinIR(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, mlp_ratio=2,
+                                 upscale=4, upsampler='pixelshuffledirect'),
+        'HAT': lambda: HAT(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, mlp_ratio=2,
+                           upscale=4, upsampler='pixelshuffle', compress_ratio=3, squeeze_factor=4),
+        'DAT': lambda: DAT(img_size=16, embed_dim=24, depth=[1], num_heads=[2], split_size=[2, 4],
+                           expansion_factor=2, upscale=4, upsampler='pixelshuffledirect'),
+        'OmniSR': lambda: OmniSR(num_feat=16, block_num=1, pe=True, window_size=4, res_num=1, up_scale=4),
+        'SPAN': lambda: SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=4),
+        'Compact': lambda: Compact(num_feat=24, num_conv=4, upscale=4),
+        'PLKSR': lambda: PLKSR(dim=16, n_blocks=2, upscaling_factor=4, kernel_size=7),
+    }
+    torch.manual_seed(0)
+    return make[name]()
+
+
+FAMILIES = ('ESRGAN', 'SwinIR', 'HAT', 'DAT', 'OmniSR', 'SPAN', 'Compact', 'PLKSR')
+
+
+def _teacher_file(tmp_path, family='Compact'):
+    path = tmp_path / f'{family}.pth'
+    torch.save(_family(family).state_dict(), path)
+    return str(path)
+
+
+def _distill(args, tmp_path, timeout=300, **popen):
+    cmd = [sys.executable, '-m', 'sr_kd.cli', 'distill', *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+
+
+QUICK = ['--iters', '12', '--student', 'compact-16x4', '--recipe', 'output-offline', '--threads', '1']
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+    """One distillation run without ground truth, to the end: (tmp folder, OUT, teacher file)."""
+    tmp = tmp_path_factory.mktemp('distill')
+    teacher = _teacher_file(tmp)
+    images = write_images(tmp / 'photos', n=6, size=(40, 36))
+    out = tmp / 'out'
+    proc = _distill([teacher, '--images', images, '-o', out, *QUICK, '--cache-dir', tmp / 'cache'], tmp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tmp, out, teacher, proc
+
+
+def test_distill_writes_student_files_summary_and_report(finished):
+    tmp, out, teacher, proc = finished
+    for name in ('options.yml', 'student.safetensors', 'student.onnx', 'report.png', 'summary.json'):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['student'] == 'compact-16x4' and summary['parameters'] < summary['teacher_parameters']
+    held = summary['metrics']['held_out']
+    assert held['against'] == 'the teacher' and 'teacher' not in held  # no row of the teacher against itself
+    assert np.isfinite(held['student']['psnr']) and np.isfinite(held['bicubic']['psnr'])
+    assert 'student to the teacher' in proc.stdout and 'faster than the teacher' in proc.stdout
+
+
+def test_validation_is_against_the_teacher_and_keeps_the_best(finished):
+    """The logged validation PSNR of the best student equals the PSNR of net_g_best.pth to the teacher's
+    output on the held-out images, computed here from the files; best.json names the best row."""
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import tensor2img
+
+    from sr_kd.archs.loading import load_model
+    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.distill.teacher import run_teacher, teacher_dtype
+    tmp, out, teacher_file, _ = finished
+    exp = out / 'experiments' / 'student'
+    best = json.loads((exp / 'best.json').read_text())
+    rows = [json.loads(ln) for ln in (exp / 'val_metrics.jsonl').read_text().splitlines()]
+    assert best['value'] == max(r['student']['psnr'] for r in rows)
+    row = next(r for r in rows if r['iter'] == best['iter'])
+    plan = json.loads((out / 'distill.json').read_text())
+    student, _ = load_model(str(exp / 'models' / 'net_g_best.pth'))
+    teacher, _ = load_model(teacher_file)
+    dtype = teacher_dtype({}, torch.device('cpu'))  # what the run's teacher ran at (distill.teacher_precision auto)
+    psnrs = []
+    for path in plan['held_out']:
+        x = torch.from_numpy(read_rgb_uint8(path).copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            s, t = tensor2img([student(x)]), tensor2img([run_teacher(teacher, x, dtype).clamp(0, 1)])
+        psnrs.append(calculate_psnr(s, t, crop_border=4, test_y_channel=False))
+    assert row['student']['psnr'] == pytest.approx(float(np.mean(psnrs)), abs=1e-6)
+
+
+def test_student_safetensors_loads_in_spandrel_and_gives_our_output(finished):
+    from sr_kd.archs.loading import load_model
+    from sr_kd.archs.spandrel_archs import spandrel_loads
+    _, out, _, _ = finished
+    theirs = spandrel_loads(str(out / 'student.safetensors')).model.eval()
+    ours, _ = load_model(str(out / 'experiments' / 'student' / 'models' / 'net_g_best.pth'))
+    x = torch.rand(1, 3, 17, 23, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(theirs(x), ours(x))
+
+
+def test_offline_cache_without_ground_truth_equals_the_online_teacher(tmp_path):
+    """PlainImageDataset + distill.teacher: offline: the stored target of each whole image is the teacher's
+    output on that image itself (no downscaling), to float16 rounding; its key differs from the key of the
+    same images read as HR (bicubic LR)."""
+    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.distill import teacher_cache
+    from sr_kd.distill.teacher import cache_for_options
+    images = write_images(tmp_path / 'photos', n=3, size=(30, 26))
+    opt = {'scale': 4, 'network_g': {'upscale': 4}, 'network_t': {'type': 'auto'},
+           'path': {'pretrain_network_t': _teacher_file(tmp_path), 'param_key_t': None},
+           'distill': {'teacher': 'offline', 'teacher_precision': 'fp32', 'teacher_cache': str(tmp_path / 'c')},
+           'datasets': {'train': {'name': 't', 'type': 'PlainImageDataset', 'dataroot_lq': str(images)}},
+           'train': {'distill_opts': [{'type': 'OutputDistillLoss', 'name': 'out'}]}}
+    cache = cache_for_options(opt, torch.device('cpu'), str(tmp_path))
+    teacher = _family('Compact').eval()
+    for path in sorted(images.iterdir()):
+        img = read_rgb_uint8(str(path))
+        x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            want = teacher(x)[0]
+        got = torch.from_numpy(np.array(cache._arrays(str(path))[0], dtype=np.float32))
+        assert got.shape == want.shape == (3, img.shape[0] * 4, img.shape[1] * 4)
+        assert torch.allclose(got, want, atol=2e-3, rtol=1e-3)
+    paths = [str(p) for p in sorted(images.iterdir())]
+    plain = teacher_cache.cache_key(opt, paths, [], [], None, 'plain')
+    assert plain == os.path.basename(cache.folder) and plain != teacher_cache.cache_key(opt, paths, [], [], None)
+
+
+def test_auto_student_is_the_slowest_that_is_fast_enough():
+    """The choice by speed with a fake timer: seconds per network by its parameter count."""
+    from sr_kd.archs.loading import load_state_dict_model
+    from sr_kd.distill import students
+    teacher, info = load_state_dict_model(_family('Compact').state_dict())
+    fake = {'teacher': 1.0, 'compact-16x4': 0.1, 'compact-32x8': 0.24, 'span-16': 0.26, 'imdn-32x4': 0.5}
+
+    def timer(model, info, x, precision):
+        name = 'teacher' if model is teacher else current[0]
+        return fake[name]
+
+    rows, current = [], [None]
+    t_sec = timer(teacher, info, None, None)
+    rows.append(students.Timed('teacher', 1, t_sec, 1.0))
+    for name in ('compact-16x4', 'compact-32x8', 'span-16', 'imdn-32x4'):
+        current[0] = name
+        rows += students.time_candidates(teacher, info, 4, torch.rand(1, 3, 8, 8), 'fp32', [name], timer)[1:]
+    assert [round(r.speedup, 2) for r in rows] == [1.0, 10.0, 4.17, 3.85, 2.0]
+    assert students.choose(rows, 4).name == 'compact-32x8'   # slowest of those >= 4x
+    assert students.choose(rows, 2).name == 'imdn-32x4'
+    assert students.choose(rows, 8).name == 'compact-16x4'
+    with pytest.raises(SRKDError, match=r'no student preset is 20x faster .* compact-16x4, 10.0x'):
+        students.choose(rows, 20)
+
+
+def _refused(capsys, argv, *fragments):
+    with pytest.raises(SystemExit) as e:
+        main(['distill', *map(str, argv)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith('sr-kd: error: '), err
+    for frag in fragments:
+        assert frag in err, (frag, err)
+
+
+def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    teacher = _teacher_file(tmp_path)
+    images = write_images(tmp_path / 'photos', n=6, size=(40, 36))
+    few = write_images(tmp_path / 'few', n=3, size=(40, 36))
+    small = write_images(tmp_path / 'small', n=6, size=(12, 12))
+    (tmp_path / 'not_a_model.pth').write_bytes(b'hello')
+    (tmp_path / 'busy').mkdir()
+    (tmp_path / 'busy' / 'x.txt').write_text('mine')
+    out = tmp_path / 'out'
+    cases = [
+        ([tmp_path / 'missing.pth', '--images', images, '-o', out], 'teacher not found'),
+        ([tmp_path / 'not_a_model.pth', '--images', images, '-o', out], 'not_a_model.pth'),
+        ([teacher, '-o', out], 'give your images with --images DIR'),
+        ([teacher, '--images', images, '--hr', images, '-o', out], 'one of them'),
+        ([teacher, '--images', tmp_path / 'nope', '-o', out], 'folder not found'),
+        ([teacher, '--images', few, '-o', out], 'too few'),
+        ([teacher, '--images', small, '-o', out], 'at least 48 px'),
+        ([teacher, '--images', images, '-o', out, '--minutes', '0'], '--minutes must be > 0'),
+        ([teacher, '--images', images, '-o', out, '--iters', '3'], '--iters must be at least 10'),
+        ([teacher, '--images', images, '-o', out, '--speedup', '0.5'], '--speedup must be >= 1'),
+        ([teacher, '--images', images, '-o', out, '--student', 'huge'], '--student must be auto or one of'),
+        ([teacher, '--images', images, '-o', tmp_path / 'busy'], 'already exists and is not empty'),
+        ([teacher, '-o', tmp_path / 'nothing', '--resume'], 'holds no distillation run'),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(([teacher, '--images', images, '-o', out, '--device', 'cuda'], 'no CUDA device'))
+    for argv, fragment in cases:
+        _refused(capsys, argv, fragment)
+        assert not out.exists(), argv
+    assert os.listdir(tmp_path / 'busy') == ['x.txt']
+
+
+def test_resume_after_a_kill_equals_an_unbroken_run(finished):
+    """Kill the whole distill process group once a checkpoint exists; --resume ends with the same student,
+    the same best checkpoint and the same validation rows as the unbroken run of the fixture."""
+    tmp, unbroken, teacher, _ = finished
+    out = tmp / 'killed'
+    cmd = [sys.executable, '-m', 'sr_kd.cli', 'distill', teacher, '--images', str(tmp / 'photos'), '-o', str(out),
+           *QUICK, '--cache-dir', str(tmp / 'cache'), '--no-onnx']
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    states = out / 'experiments' / 'student' / 'training_states'
+    deadline = time.time() + 240
+    while not (states.is_dir() and any(states.glob('*.state'))):
+        assert proc.poll() is None and time.time() < deadline, 'no checkpoint before the run ended'
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _distill([teacher, '-o', out, '--resume', '--no-onnx'], tmp)
+    assert done.returncode == 0, done.stderr[-4000:]
+    from sr_kd.checkpoint import load_checkpoint
+    for name in ('net_g_latest.pth', 'net_g_best.pth'):
+        a = load_checkpoint(str(unbroken / 'experiments' / 'student' / 'models' / name))['params']
+        b = load_checkpoint(str(out / 'experiments' / 'student' / 'models' / name))['params']
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    rows = [(out if i else unbroken) / 'experiments' / 'student' / 'val_metrics.jsonl' for i in range(2)]
+    a, b = ([{k: v for k, v in json.loads(ln).items() if not k.startswith('train_')} for ln in r.read_text().splitlines()]
+            for r in rows)
+    assert a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('family', FAMILIES)
+def test_every_spandrel_family_teaches_through_distill(tmp_path, family):
+    teacher = _teacher_file(tmp_path, family)
+    images = write_images(tmp_path / 'photos', n=5, size=(40, 36))
+    proc = _distill([teacher, '--images', images, '-o', tmp_path / 'out', '--iters', '10', '--student', 'compact-16x4',
+                     '--recipe', 'output-online', '--threads', '1', '--no-onnx'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert np.isfinite(summary['metrics']['held_out']['student']['psnr'])
