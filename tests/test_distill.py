@@ -260,3 +260,26 @@ def test_every_spandrel_family_teaches_through_distill(tmp_path, family):
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
     assert np.isfinite(summary['metrics']['held_out']['student']['psnr'])
+
+
+def test_student_cut_from_a_compact_teacher():
+    """Channel and layer selection: a student as wide and deep as the teacher is the teacher itself; a
+    narrower, shallower one takes the same kept channels in every layer and the teacher's last conv outputs;
+    other families are refused in one line."""
+    from basicsr.archs import build_network
+
+    from sr_kd.distill.init_from_teacher import compact_from_compact
+    teacher = _family('Compact').eval()
+    same = build_network({'type': 'Compact', 'num_feat': 24, 'num_conv': 4, 'upscale': 4}).eval()
+    same.load_state_dict(compact_from_compact(teacher.state_dict(), same.state_dict()))
+    x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(same(x), teacher(x))
+    small = build_network({'type': 'Compact', 'num_feat': 8, 'num_conv': 2, 'upscale': 4})
+    cut = compact_from_compact(teacher.state_dict(), small.state_dict())
+    t = teacher.state_dict()
+    keep = [c for c in range(24) if any(torch.equal(t['body.0.weight'][c], w) for w in cut['body.0.weight'])]
+    assert len(keep) == 8 and torch.equal(cut['body.1.weight'], t['body.1.weight'][keep])
+    assert torch.equal(cut['body.6.weight'], t['body.10.weight'][:, keep])  # last conv: all outputs, kept inputs
+    with pytest.raises(SRKDError, match='not a Compact network'):
+        compact_from_compact(_family('SPAN').state_dict(), small.state_dict())

@@ -135,6 +135,7 @@ def _plan(args):
     chosen = students.choose(rows, args.speedup) if args.student == 'auto' else rows[1]
     print(students.speed_table(rows, chosen.name), flush=True)
     student_opt = students.network_opt(chosen.name, info.scale)
+    init = _init_from_teacher(args.teacher, student_opt) if recipes.starts_from_teacher(args.recipe) else None
     if args.iters:
         total, step = args.iters, None
     else:
@@ -150,6 +151,11 @@ def _plan(args):
                           recipe_sections=recipes.sections(args.recipe, total, cache), lq_size=lq_size,
                           total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device)
     os.makedirs(args.out, exist_ok=True)
+    if init is not None:
+        from sr_kd.atomic import atomic_save
+        init_file = os.path.abspath(os.path.join(args.out, 'init_from_teacher.pth'))
+        atomic_save({'params': init}, init_file)
+        opt['path'].update(pretrain_network_g=init_file, param_key_g='params')
     import yaml
     atomic_write_text(os.path.join(args.out, job.OPTIONS),
                       f'# written by: sr-kd distill (recipe {args.recipe}); edit and re-run with\n'
@@ -162,6 +168,17 @@ def _plan(args):
     atomic_write_text(os.path.join(args.out, 'distill.json'), json.dumps(plan, indent=1) + '\n')
     del torch
     return plan
+
+
+def _init_from_teacher(teacher_file, student_opt):
+    """The student's first weights cut from the teacher's (refused in one line where the families differ)."""
+    from basicsr.archs import build_network
+
+    from sr_kd.archs.loading import read_state_dict
+    from sr_kd.distill.init_from_teacher import compact_from_compact
+    if student_opt['type'] != 'Compact':
+        raise SRKDError(f'--recipe init-*: a student cut from its teacher must be a Compact preset, not {student_opt["type"]}')
+    return compact_from_compact(read_state_dict(teacher_file), build_network(dict(student_opt)).state_dict())
 
 
 def _train(args, resume):

@@ -31,6 +31,8 @@ RECIPES: Dict[str, tuple] = {
     'output-offline-crop48': ('offline', 48, [OUT_L1], {}),
     'charbonnier-offline-crop48': ('offline', 48, [OUT_CHARB], {}),
     'fs-offline-crop48': ('offline', 48, [OUT_L1, FS], {'pairs': 'auto', 'fade': [0.1, 0.3]}),
+    # the student cut from the teacher (sr_kd.distill.init_from_teacher): Compact teachers and students only
+    'init-offline-crop48': ('offline', 48, [OUT_L1], {'init': 'teacher'}),
 }
 DEFAULT = 'output-offline-crop48'
 BASELINE = 'output-online'
@@ -45,7 +47,12 @@ def recipe(name: str) -> tuple:
 def sections(name: str, total_iter: int, cache_root: str) -> dict:
     """The ``distill`` and ``train`` sections of recipe ``name`` for ``total_iter`` iterations."""
     mode, _, terms, extra = recipe(name)
-    distill = {'teacher': mode, **extra}
+    distill = {'teacher': mode, **{k: v for k, v in extra.items() if k != 'init'}}
     if mode == 'offline':
         distill['teacher_cache'] = cache_root
     return {'distill': distill, 'train': _train(total_iter, [dict(t) for t in terms])}
+
+
+def starts_from_teacher(name: str) -> bool:
+    """Whether the recipe's student is initialised from the teacher (channel and layer selection)."""
+    return recipe(name)[3].get('init') == 'teacher'
