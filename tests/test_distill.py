@@ -283,3 +283,22 @@ def test_student_cut_from_a_compact_teacher():
     assert torch.equal(cut['body.6.weight'], t['body.10.weight'][:, keep])  # last conv: all outputs, kept inputs
     with pytest.raises(SRKDError, match='not a Compact network'):
         compact_from_compact(_family('SPAN').state_dict(), small.state_dict())
+
+
+def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
+    tmp, _, teacher, _ = finished
+    out = tmp / 'interrupted'
+    cmd = [sys.executable, '-m', 'sr_kd.cli', 'distill', teacher, '--images', str(tmp / 'photos'), '-o', str(out),
+           *QUICK, '--iters', '400', '--cache-dir', str(tmp / 'cache'), '--no-onnx']
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    best = out / 'experiments' / 'student' / 'models' / 'net_g_best.pth'
+    deadline = time.time() + 240
+    while not best.is_file():
+        assert proc.poll() is None and time.time() < deadline, 'no best checkpoint before the run ended'
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    err = proc.communicate(timeout=120)[1].strip().splitlines()
+    assert proc.returncode == 130, err[-5:]
+    assert err[-1].startswith('sr-kd: interrupted') and f'-o {out} --resume' in err[-1], err[-1]
+    assert best.is_file() and 'Traceback' not in '\n'.join(err)
