@@ -79,12 +79,10 @@ def _load_net(net_opt, ckpt, param_key):
     return net.eval()
 
 
-def _load_teacher(opt, t_path):
-    """The teacher of the option file: built from network_t, or (``type: auto``) whatever the file holds."""
-    from sr_kd.archs.loading import is_auto, load_teacher
-    if is_auto(opt['network_t']):
-        return load_teacher({**opt, 'path': {**opt['path'], 'pretrain_network_t': t_path}})[0]
-    return _load_net(opt['network_t'], t_path, opt['path'].get('param_key_t', 'params'))
+def _load_teacher(opt, t_path, device):
+    """The teacher of the option file, loaded as training loads it (sr_kd.distill.teacher.Teacher)."""
+    from sr_kd.distill.teacher import Teacher
+    return Teacher({**opt, 'path': {**opt['path'], 'pretrain_network_t': t_path}}, device).net
 
 
 def sr_images(opt, exp_dir, max_images=3, device='cpu'):
@@ -108,7 +106,7 @@ def sr_images(opt, exp_dir, max_images=3, device='cpu'):
     teacher, note = None, ''
     t_path = resolve((opt.get('path') or {}).get('pretrain_network_t'), exp_dir)
     if 'network_t' in opt and t_path and os.path.isfile(t_path):
-        teacher = _load_teacher(opt, t_path).to(device)
+        teacher = _load_teacher(opt, t_path, torch.device(device))
     elif 'network_t' in opt:
         note = f'teacher checkpoint not found: {t_path}'
 
@@ -120,11 +118,17 @@ def sr_images(opt, exp_dir, max_images=3, device='cpu'):
     images = []
     for i in range(min(max_images, len(dataset))):
         item = dataset[i]
-        hr = (item['gt'].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        t_img = run(teacher, item['lq']) if teacher is not None else None
+        if 'gt' in item:
+            hr, reference = (item['gt'].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), 'HR'
+        elif t_img is not None:  # no ground truth (PlainImageDataset): the teacher is the reference
+            hr, reference, t_img = t_img, 'teacher', None
+        else:
+            return images, 'no ground truth and no teacher to compare with'
         lq = (item['lq'].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        images.append({'name': os.path.splitext(os.path.basename(item['gt_path']))[0], 'HR': hr,
-                       'bicubic': imresize(lq, output_shape=hr.shape[:2]), 'student': run(student, item['lq']),
-                       'teacher': run(teacher, item['lq']) if teacher is not None else None})
+        images.append({'name': os.path.splitext(os.path.basename(item['lq_path']))[0], 'HR': hr,
+                       'reference': reference, 'bicubic': imresize(lq, output_shape=hr.shape[:2]),
+                       'student': run(student, item['lq']), 'teacher': t_img})
     return images, note
 
 
@@ -186,7 +190,7 @@ def _plot_psnr(ax, rows):
             ax.plot(iters, vals, marker='o' if who == 'student' else None, ls='-' if who == 'student' else '--',
                     color=COLORS[who], label=f'{who} {vals[-1]:.2f} dB')
     ax.set_xlabel('iteration')
-    ax.set_ylabel('PSNR (dB, Y)')
+    ax.set_ylabel('PSNR (dB)')
     ax.set_title(f'validation PSNR on {name}' if name else 'validation PSNR')
     ax.grid(alpha=0.3)
     if rows:
@@ -231,10 +235,11 @@ def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
             ax.set_xticks([])
             ax.set_yticks([])
             if img[who] is None:
-                ax.text(0.5, 0.5, 'no teacher', ha='center', va='center', transform=ax.transAxes)
+                what = 'the teacher is the reference' if img['reference'] == 'teacher' else 'no teacher'
+                ax.text(0.5, 0.5, what, ha='center', va='center', transform=ax.transAxes)
                 continue
             ax.imshow(img[who][top:top + size, left:left + size], interpolation='nearest')
-            label = who if who == 'HR' else f'{who}  {psnr_y(img[who], img["HR"], scale):.2f} dB'
+            label = img['reference'] if who == 'HR' else f'{who}  {psnr_y(img[who], img["HR"], scale):.2f} dB'
             ax.set_title(label, fontsize=10, color=COLORS.get(who, 'black'))
             if col == 0:
                 ax.set_ylabel(img['name'], fontsize=10)

@@ -86,6 +86,8 @@ def test_distill_writes_student_files_summary_and_report(finished):
     assert held['against'] == 'the teacher' and 'teacher' not in held  # no row of the teacher against itself
     assert np.isfinite(held['student']['psnr']) and np.isfinite(held['bicubic']['psnr'])
     assert 'student to the teacher' in proc.stdout and 'faster than the teacher' in proc.stdout
+    from sr_kd.report import make_report  # sr-kd report on the run: the teacher is the crops' reference
+    assert make_report(str(out / 'experiments' / 'student'), out=str(tmp / 'r.png')) == str(tmp / 'r.png')
 
 
 def test_validation_is_against_the_teacher_and_keeps_the_best(finished):
