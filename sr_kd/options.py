@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import (check_registered, check_teacher_scale, distill_pairs, is_int, is_number,
-                         nonfinite_policy, teacher_path, term_fades, train_has_gt)
+from sr_kd.rules import (DISTILL_KEYS, check_known_keys, check_registered, check_teacher_scale, distill_pairs,
+                         is_int, is_number, nonfinite_policy, teacher_path, term_fades, train_has_gt)
 
 
 def load_yaml(path):
@@ -257,7 +257,7 @@ def _check_train(opt):
         raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
     if terms or 'network_t' in opt:
         teacher_path(opt)
-        _section(opt, 'distill', required=False)
+        check_known_keys(_section(opt, 'distill', required=False), DISTILL_KEYS, 'distill.')
         distill_pairs(opt)
         fades = term_fades(opt)
         if fades and all(fades) and not train.get('pixel_opt') and not train.get('perceptual_opt'):

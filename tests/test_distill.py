@@ -304,3 +304,15 @@ def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
     assert proc.returncode == 130, err[-5:]
     assert err[-1].startswith('sr-kd: interrupted') and f'-o {out} --resume' in err[-1], err[-1]
     assert best.is_file() and 'Traceback' not in '\n'.join(err)
+
+
+@pytest.mark.parametrize('key, near', [('techer', 'teacher'), ('fades', 'fade'), ('teacher_precison', 'teacher_precision')])
+def test_a_misspelt_distill_key_is_refused_with_the_nearest_one(tmp_path, key, near):
+    """distill: {techer: offline} used to run the teacher online without a word (issue 27)."""
+    from kd_util import tiny_options
+
+    from sr_kd.options import check_options
+    opt = tiny_options(tmp_path)
+    opt['distill'][key] = 'offline'
+    with pytest.raises(SRKDError, match=f"distill.{key} is not an option; did you mean '{near}'"):
+        check_options(opt)

@@ -32,6 +32,7 @@ RECIPES: Dict[str, tuple] = {
     'charbonnier-offline-crop48': ('offline', 48, [OUT_CHARB], {}),
     'fs-offline-crop48': ('offline', 48, [OUT_L1, FS], {'pairs': 'auto', 'fade': [0.1, 0.3]}),
     # the student cut from the teacher (sr_kd.distill.init_from_teacher): Compact teachers and students only
+    'init-offline': ('offline', 32, [OUT_L1], {'init': 'teacher'}),
     'init-offline-crop48': ('offline', 48, [OUT_L1], {'init': 'teacher'}),
 }
 DEFAULT = 'output-offline-crop48'
