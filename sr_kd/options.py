@@ -181,6 +181,10 @@ def _check_datasets(opt, is_train):
             _choice(ds, 'prefetch_mode', where, (None, 'cpu', 'cuda'))
             if ds.get('prefetch_mode') == 'cuda' and not _cuda():
                 raise SRKDError(f"{where}prefetch_mode: cuda needs a GPU; use ~ or cpu")
+        no_gt = kind == 'val' and (ds['type'] == 'PlainImageDataset' or ds.get('against') == 'teacher')
+        if no_gt and (opt.get('model_type') != 'SRKDModel' or 'network_t' not in opt):
+            raise SRKDError(f'{where[:-1]} has no ground truth: it is validated against the teacher, which needs '
+                            'model_type: SRKDModel and a network_t')
         if ds['type'] == 'PairedImageDataset':
             _section(ds, 'io_backend', where)
             for key in ('use_hflip', 'use_rot') if kind == 'train' else ():

@@ -69,7 +69,7 @@ def finished(tmp_path_factory):
     """One distillation run without ground truth, to the end: (tmp folder, OUT, teacher file)."""
     tmp = tmp_path_factory.mktemp('distill')
     teacher = _teacher_file(tmp)
-    images = write_images(tmp / 'photos', n=6, size=(40, 36))
+    images = write_images(tmp / 'photos', n=6, size=(40, 36))  # >= the 32 px crop of output-offline
     out = tmp / 'out'
     proc = _distill([teacher, '--images', images, '-o', out, *QUICK, '--cache-dir', tmp / 'cache'], tmp)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -193,12 +193,16 @@ def _refused(capsys, argv, *fragments):
 
 def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys):
     teacher = _teacher_file(tmp_path)
-    images = write_images(tmp_path / 'photos', n=6, size=(40, 36))
-    few = write_images(tmp_path / 'few', n=3, size=(40, 36))
-    small = write_images(tmp_path / 'small', n=6, size=(12, 12))
+    span = _teacher_file(tmp_path, 'SPAN')
+    images = write_images(tmp_path / 'photos', n=6, size=(52, 50))
+    few = write_images(tmp_path / 'few', n=3, size=(52, 50))
+    small = write_images(tmp_path / 'small', n=6, size=(40, 36))
+    twins = write_images(tmp_path / 'twins', n=5, size=(52, 50))
+    write_images(twins / 'sub', n=1, size=(52, 50))  # a second img0.png
     (tmp_path / 'not_a_model.pth').write_bytes(b'hello')
     (tmp_path / 'busy').mkdir()
     (tmp_path / 'busy' / 'x.txt').write_text('mine')
+    (tmp_path / 'a_file').write_text('mine')
     out = tmp_path / 'out'
     cases = [
         ([tmp_path / 'missing.pth', '--images', images, '-o', out], 'teacher not found'),
@@ -208,19 +212,26 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
         ([teacher, '--images', tmp_path / 'nope', '-o', out], 'folder not found'),
         ([teacher, '--images', few, '-o', out], 'too few'),
         ([teacher, '--images', small, '-o', out], 'at least 48 px'),
-        ([teacher, '--images', images, '-o', out, '--minutes', '0'], '--minutes must be > 0'),
+        ([teacher, '--images', twins, '-o', out], 'two images are named img0'),
+        ([teacher, '--images', images, '-o', out, '--minutes', '0'], '--minutes must be a number > 0'),
+        ([teacher, '--images', images, '-o', out, '--minutes', 'inf'], '--minutes must be a number > 0'),
         ([teacher, '--images', images, '-o', out, '--iters', '3'], '--iters must be at least 10'),
         ([teacher, '--images', images, '-o', out, '--speedup', '0.5'], '--speedup must be >= 1'),
         ([teacher, '--images', images, '-o', out, '--student', 'huge'], '--student must be auto or one of'),
+        ([teacher, '--images', images, '-o', out, '--device', 'gpu7'], '--device must be cpu or cuda'),
         ([teacher, '--images', images, '-o', tmp_path / 'busy'], 'already exists and is not empty'),
+        ([teacher, '--images', images, '-o', tmp_path / 'a_file'], 'is a file'),
+        ([teacher, '--images', images, '-o', images / 'out'], 'inside --images'),
         ([teacher, '-o', tmp_path / 'nothing', '--resume'], 'holds no distillation run'),
+        ([span, '--images', images, '-o', out, '--recipe', 'init-offline'], 'not a Compact network'),
     ]
     if not torch.cuda.is_available():
-        cases.append(([teacher, '--images', images, '-o', out, '--device', 'cuda'], 'no CUDA device'))
+        cases.append(([teacher, '--images', images, '-o', out, '--device', 'cuda'], 'no such CUDA device'))
     for argv, fragment in cases:
         _refused(capsys, argv, fragment)
-        assert not out.exists(), argv
-    assert os.listdir(tmp_path / 'busy') == ['x.txt']
+        assert not out.exists() and not (images / 'out').exists(), argv
+    assert os.listdir(tmp_path / 'busy') == ['x.txt'] and (tmp_path / 'a_file').read_text() == 'mine'
+    assert not [p for p in os.listdir(tmp_path) if '.partial-' in p]
 
 
 def test_resume_after_a_kill_equals_an_unbroken_run(finished):
@@ -316,3 +327,40 @@ def test_a_misspelt_distill_key_is_refused_with_the_nearest_one(tmp_path, key, n
     opt['distill'][key] = 'offline'
     with pytest.raises(SRKDError, match=f"distill.{key} is not an option; did you mean '{near}'"):
         check_options(opt)
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(finished):
+    tmp, out, teacher, _ = finished
+    log = out / 'experiments' / 'student' / 'val_metrics.jsonl'
+    before = log.read_text()
+    proc = _distill([teacher, '-o', out, '--resume', '--no-onnx'], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'finished already' in proc.stdout and log.read_text() == before
+
+
+def test_a_validation_set_without_ground_truth_needs_the_teacher(tmp_path):
+    """PlainImageDataset (or against: teacher) as val is measured against the teacher: a run without one is
+    refused before any work instead of failing in the first validation."""
+    from kd_util import tiny_options
+
+    from sr_kd.options import check_options
+    opt = tiny_options(tmp_path)
+    opt['datasets']['val'] = {'name': 'mine', 'type': 'PlainImageDataset',
+                              'dataroot_lq': opt['datasets']['val']['dataroot_gt']}
+    check_options(opt)  # SRKDModel with a teacher: fine
+    opt['model_type'] = 'SRModel'
+    for key in ('network_t', 'distill'):
+        del opt[key]
+    opt['train'].pop('distill_opts')
+    opt['path'] = {k: v for k, v in opt['path'].items() if not k.endswith('_t')}
+    with pytest.raises(SRKDError, match='datasets.val has no ground truth'):
+        check_options(opt)
+
+
+def test_cache_teacher_refuses_auto_pairs_in_one_line(tmp_path):
+    from sr_kd.distill.teacher import cache_for_options
+    opt = {'scale': 4, 'network_g': {'upscale': 4}, 'network_t': {'type': 'auto'},
+           'path': {'pretrain_network_t': _teacher_file(tmp_path)}, 'distill': {'teacher': 'offline', 'pairs': 'auto'},
+           'datasets': {'train': {'type': 'PlainImageDataset', 'dataroot_lq': str(tmp_path)}}, 'train': {}}
+    with pytest.raises(SRKDError, match='pairs: auto is resolved when training starts'):
+        cache_for_options(opt, torch.device('cpu'), str(tmp_path))

@@ -7,10 +7,13 @@ by ``sr_kd/train.py`` (validated against the teacher, best checkpoint kept), and
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 
 from sr_kd.errors import SRKDError
+
+PLAN, OPTIONS, INIT = 'distill.json', 'options.yml', 'init_from_teacher.pth'  # in OUT
 
 
 def add_arguments(p):
@@ -41,60 +44,80 @@ def add_arguments(p):
 
 
 def _check(args):
-    """Every refusal, before any work."""
+    """Every refusal that needs no model, before any work."""
+    import math
+
     import torch
 
     from sr_kd.distill.recipes import recipe
     from sr_kd.distill.students import PRESETS
-    if args.minutes is not None and not args.minutes > 0:
-        raise SRKDError(f'--minutes must be > 0, not {args.minutes:g}')
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise SRKDError(f'--minutes must be a number > 0, not {args.minutes:g}')
     if args.iters is not None and args.iters < 10:
         raise SRKDError(f'--iters must be at least 10, not {args.iters}')
-    if not args.speedup >= 1:
+    if not (math.isfinite(args.speedup) and args.speedup >= 1):
         raise SRKDError(f'--speedup must be >= 1, not {args.speedup:g}')
     if args.threads < 0:
         raise SRKDError(f'--threads must be >= 0, not {args.threads}')
     if args.student != 'auto' and args.student not in PRESETS:
         raise SRKDError(f'--student must be auto or one of {", ".join(PRESETS)}; got {args.student!r}')
     recipe(args.recipe)
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise SRKDError('--device cuda was asked for, but torch sees no CUDA device')
-    if args.device != 'cpu' and not args.device.startswith('cuda'):
-        raise SRKDError(f'--device must be cpu or cuda, not {args.device!r}')
-    if bool(args.images) == bool(args.hr) and not args.resume:
-        raise SRKDError('give your images with --images DIR (no ground truth) or --hr DIR (ground truth), one of them')
-    folder = args.images or args.hr
-    if folder and not os.path.isdir(folder):
-        raise SRKDError(f'{"--images" if args.images else "--hr"}: folder not found: {folder}')
-    opt_file = os.path.join(args.out, 'options.yml')
-    if args.resume and not os.path.isfile(opt_file):
-        raise SRKDError(f'--resume: {args.out} holds no distillation run (no options.yml)')
-    if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
-        hint = '; --resume continues it' if os.path.isfile(opt_file) else ''
-        raise SRKDError(f'{args.out} already exists and is not empty{hint}; choose another -o')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        raise SRKDError(f'--device must be cpu or cuda[:N], not {args.device!r}') from e
+    if device.type == 'cuda' and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise SRKDError(f'--device {args.device} was asked for, but torch sees no such CUDA device')
+    if device.type not in ('cpu', 'cuda'):
+        raise SRKDError(f'--device must be cpu or cuda[:N], not {args.device!r}')
+    plan_file = os.path.join(args.out, PLAN)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise SRKDError(f'-o {args.out} is a file; name a folder')
+    if args.resume:
+        if not os.path.isfile(plan_file):
+            raise SRKDError(f'--resume: {args.out} holds no distillation run (no {PLAN})')
+    else:
+        if bool(args.images) == bool(args.hr):
+            raise SRKDError('give your images with --images DIR (no ground truth) or --hr DIR (ground truth), '
+                            'one of them')
+        if os.path.isdir(args.out) and os.listdir(args.out):
+            hint = '; --resume continues it' if os.path.isfile(plan_file) else ''
+            raise SRKDError(f'{args.out} already exists and is not empty{hint}; choose another -o')
+        folder = args.images or args.hr
+        flag = '--images' if args.images else '--hr'
+        if not os.path.isdir(folder):
+            raise SRKDError(f'{flag}: folder not found: {folder}')
+        inside = os.path.commonpath([os.path.abspath(folder), os.path.abspath(args.out)]) == os.path.abspath(folder)
+        if inside:
+            raise SRKDError(f'-o {args.out} is inside {flag} {folder}: its images would become training images')
+        parent = os.path.dirname(os.path.abspath(args.out))
+        while not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK):
+            raise SRKDError(f'-o {args.out}: cannot write in {parent}')
     if not os.path.isfile(args.teacher):
         raise SRKDError(f'teacher not found: {args.teacher}')
 
 
-def _images(folder, seed, lq_size):
-    """(training names, held-out paths) of the folder; unreadable or too small images refused in one line."""
+def _images(folder, seed, min_side):
+    """(training names, held-out paths) of the folder: every image readable, at least ``min_side`` on its
+    shorter side (the crop, and enough for a validation PSNR), names unique; else one line."""
     from sr_kd.data.hr_dataset import probe_image
     from sr_kd.data.image_source import list_hr_images
     from sr_kd.distill.job import split
     paths = list_hr_images(folder)
+    by_name = {}
     for p in paths:
-        probe_image(p)
+        name = os.path.splitext(os.path.basename(p))[0]
+        if name in by_name:
+            raise SRKDError(f'two images are named {name}: {by_name[name]} and {p}; names must be unique')
+        by_name[name] = p
+        w, h = probe_image(p)
+        if min(w, h) < min_side:
+            raise SRKDError(f'{p} is {w}x{h}: every image must be at least {min_side} px on its shorter side '
+                            '(the training crop); leave smaller ones out')
     train, held = split(paths, seed)
-    by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
-    big = [n for n in train if min(_size(by_name[n])) >= lq_size]
-    if not big:
-        raise SRKDError(f'no training image in {folder} is at least {lq_size} px on its shorter side (the crop)')
     return train, [by_name[n] for n in held]
-
-
-def _size(path):
-    from sr_kd.data.hr_dataset import probe_image
-    return probe_image(path)
 
 
 def _read_input(path, scale, hr):
@@ -114,8 +137,9 @@ def _precision(device):
 
 
 def _plan(args):
-    """Choose the student, calibrate the budget, write OUT/options.yml and OUT/distill.json."""
-    import torch
+    """Choose the student, calibrate the budget, write OUT/options.yml and OUT/distill.json. Everything is
+    written into a temporary folder that becomes OUT when complete: a killed plan leaves no OUT."""
+    import shutil
 
     from sr_kd.archs.loading import load_model
     from sr_kd.atomic import atomic_write_text
@@ -124,6 +148,8 @@ def _plan(args):
     if info.resizes_input:
         raise SRKDError(f'{args.teacher} is {info.label}, which takes a resized input; it cannot teach a student')
     mode, lq_size, _, _ = recipes.recipe(args.recipe)
+    if recipes.starts_from_teacher(args.recipe):
+        _init_from_teacher(args.teacher, None)  # the teacher must be a Compact: said before the timing
     folder = os.path.abspath(args.images or args.hr)
     train_names, held = _images(folder, args.seed, lq_size * (info.scale if args.hr else 1))
     x = _read_input(held[0], info.scale, bool(args.hr)).to(args.device)
@@ -131,6 +157,8 @@ def _plan(args):
     print(f'timing the teacher ({info.label}) and the student presets on {held[0]} '
           f'({x.shape[3]}x{x.shape[2]}, eager {precision}, as sr-kd upscale runs them) ...', flush=True)
     names = None if args.student == 'auto' else [args.student]
+    if names is None and recipes.starts_from_teacher(args.recipe):  # a student cut from a Compact is a Compact
+        names = [n for n, o in students.PRESETS.items() if o['type'] == 'Compact']
     rows = students.time_candidates(teacher, info, info.scale, x, precision, names)
     chosen = students.choose(rows, args.speedup) if args.student == 'auto' else rows[1]
     print(students.speed_table(rows, chosen.name), flush=True)
@@ -150,32 +178,41 @@ def _plan(args):
                           val_names=[os.path.splitext(os.path.basename(p))[0] for p in held],
                           recipe_sections=recipes.sections(args.recipe, total, cache), lq_size=lq_size,
                           total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device)
-    os.makedirs(args.out, exist_ok=True)
+    tmp = f'{os.path.abspath(args.out)}.partial-{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     if init is not None:
         from sr_kd.atomic import atomic_save
-        init_file = os.path.abspath(os.path.join(args.out, 'init_from_teacher.pth'))
-        atomic_save({'params': init}, init_file)
-        opt['path'].update(pretrain_network_g=init_file, param_key_g='params')
+        atomic_save({'params': init}, os.path.join(tmp, INIT))
+        opt['path'].update(pretrain_network_g=os.path.join(os.path.abspath(args.out), INIT), param_key_g='params')
     import yaml
-    atomic_write_text(os.path.join(args.out, job.OPTIONS),
+    out_abs = os.path.abspath(args.out)
+    out_q, opt_q = shlex.quote(out_abs), shlex.quote(os.path.join(out_abs, OPTIONS))
+    atomic_write_text(os.path.join(tmp, OPTIONS),
                       f'# written by: sr-kd distill (recipe {args.recipe}); edit and re-run with\n'
-                      f'#   SR_KD_ROOT={args.out} python sr_kd/train.py -opt {args.out}/{job.OPTIONS}\n'
+                      f'#   SR_KD_ROOT={out_q} python sr_kd/train.py -opt {opt_q}\n'
                       + yaml.safe_dump(opt, sort_keys=False, width=120))
     plan = {'teacher': os.path.abspath(args.teacher), 'recipe': args.recipe, 'student': chosen.name,
             'hr': bool(args.hr), 'held_out': held, 'device': args.device, 'precision': precision,
             'step_seconds': step, 'total_iter': total, 'minutes': args.minutes, 'threads': args.threads,
             'candidates': [vars(r) for r in rows]}
-    atomic_write_text(os.path.join(args.out, 'distill.json'), json.dumps(plan, indent=1) + '\n')
-    del torch
+    atomic_write_text(os.path.join(tmp, PLAN), json.dumps(plan, indent=1) + '\n')
+    if os.path.isdir(args.out):  # checked empty
+        os.rmdir(args.out)
+    os.rename(tmp, args.out)
     return plan
 
 
 def _init_from_teacher(teacher_file, student_opt):
-    """The student's first weights cut from the teacher's (refused in one line where the families differ)."""
+    """The student's first weights cut from the teacher's (refused in one line where the families differ);
+    ``student_opt`` None: only check that the teacher can be cut."""
     from basicsr.archs import build_network
 
     from sr_kd.archs.loading import read_state_dict
-    from sr_kd.distill.init_from_teacher import compact_from_compact
+    from sr_kd.distill.init_from_teacher import compact_layers, compact_from_compact
+    if student_opt is None:
+        compact_layers(read_state_dict(teacher_file), f'--recipe init-*: the teacher {teacher_file}')
+        return None
     if student_opt['type'] != 'Compact':
         raise SRKDError(f'--recipe init-*: a student cut from its teacher must be a Compact preset, not {student_opt["type"]}')
     return compact_from_compact(read_state_dict(teacher_file), build_network(dict(student_opt)).state_dict())
@@ -183,7 +220,6 @@ def _init_from_teacher(teacher_file, student_opt):
 
 def _train(args, resume):
     """Train through sr_kd/train.py in a child process (BasicSR's pipeline as a researcher runs it)."""
-    from sr_kd.distill.job import OPTIONS
     env = dict(os.environ, SR_KD_ROOT=os.path.abspath(args.out))
     if args.threads:
         env['OMP_NUM_THREADS'] = str(args.threads)
@@ -202,19 +238,21 @@ def run(args):
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    args._interrupted_hint = (f'; the best student so far stays in {args.out}/experiments/student/models; '
-                              f'continue with: sr-kd distill {args.teacher} -o {args.out} --resume')
+    from sr_kd.distill.job import experiment
+    again = f'sr-kd distill {shlex.quote(args.teacher)} -o {shlex.quote(args.out)} --resume'
     if args.resume:
-        with open(os.path.join(args.out, 'distill.json')) as f:
+        with open(os.path.join(args.out, PLAN)) as f:
             plan = json.load(f)
-        resume = True
     else:
         plan = _plan(args)
-        resume = False
-    rc = _train(args, resume)
-    if rc:
-        raise SRKDError(f'training stopped (exit {rc}; its last line above says why); '
-                        f'continue with: sr-kd distill {args.teacher} -o {args.out} --resume')
+    args._interrupted_hint = (f'; the best student so far stays in {experiment(args.out)}/models; continue with: '
+                              f'{again}')
+    if args.resume and os.path.isfile(os.path.join(args.out, 'summary.json')):
+        print(f'{args.out} finished already: writing its results again', flush=True)
+    else:
+        rc = _train(args, args.resume)
+        if rc:
+            raise SRKDError(f'training stopped (exit {rc}; its last line above says why); continue with: {again}')
     from sr_kd.distill.finish import finish
     finish(args.out, plan, onnx=not args.no_onnx)
     return 0

@@ -20,12 +20,14 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
 
     best = job.best_checkpoint(out)
     student, s_info = load_model(best)
-    teacher, t_info = load_model(plan['teacher'])
     export_safetensors(student, os.path.join(out, 'student.safetensors'))
     if onnx:
         export_onnx(student, s_info, os.path.join(out, 'student.onnx'))
-    x = _read_input(plan['held_out'][0], t_info.scale, plan['hr'])
-    precision = plan['precision'] if plan['device'] == 'cpu' else 'fp32'
+    device = plan['device']  # timed where it was chosen, as upscale runs it there
+    student = student.to(device)
+    teacher, t_info = load_model(plan['teacher'], device=device)
+    x = _read_input(plan['held_out'][0], t_info.scale, plan['hr']).to(device)
+    precision = plan['precision']
     t_sec = forward_seconds(teacher, t_info, x, precision)
     s_sec = forward_seconds(student, s_info, x, precision)
     speed = {'teacher_ms': t_sec * 1000, 'student_ms': s_sec * 1000, 'speedup': t_sec / s_sec,
@@ -39,7 +41,7 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
     summary['recipe'] = plan['recipe']
     summary['train_cpu_minutes'] = round(float(state.get('train_cpu_seconds', 0.0)) / 60, 2) if state else 0.0
     atomic_write_text(os.path.join(out, 'summary.json'), json.dumps(summary, indent=1) + '\n')
-    picture(out, teacher, student, plan, t_info.scale)
+    picture(out, teacher.cpu(), student.cpu(), plan, t_info.scale)
     print(job.table(summary))
     print(f'wrote {out}/student.safetensors' + (f', {out}/student.onnx' if onnx else '')
           + f', {out}/report.png, {out}/summary.json')

@@ -13,7 +13,8 @@ import torch
 from sr_kd.errors import SRKDError
 
 
-def _compact_layers(sd, where):
+def compact_layers(sd, where):
+    """The body indices of the convolutions of a Compact state dict; one line if it is not one."""
     convs = sorted({int(k.split('.')[1]) for k in sd if k.startswith('body.') and k.endswith('.weight')
                     and sd[k].dim() == 4})
     if not convs or any(f'body.{i + 1}.weight' not in sd for i in convs[:-1]):
@@ -23,7 +24,7 @@ def _compact_layers(sd, where):
 
 def compact_from_compact(teacher_sd: Dict[str, torch.Tensor], student_sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The student's state dict with every tensor taken from the teacher's by channel and layer selection."""
-    t_convs, s_convs = _compact_layers(teacher_sd, 'the teacher'), _compact_layers(student_sd, 'the student')
+    t_convs, s_convs = compact_layers(teacher_sd, 'the teacher'), compact_layers(student_sd, 'the student')
     width_t, width_s = teacher_sd['body.0.weight'].shape[0], student_sd['body.0.weight'].shape[0]
     if width_s > width_t or len(s_convs) > len(t_convs):
         raise SRKDError(f'a student wider or deeper than its teacher cannot be cut from it ({width_s} > {width_t} '

@@ -14,7 +14,6 @@ import torch
 from sr_kd.errors import SRKDError
 
 RUN = 'student'              # the experiment's name inside OUT/experiments
-OPTIONS = 'options.yml'
 VAL_SHARE, VAL_MIN = 0.1, 3  # held-out split: 10% of the images, at least 3
 BATCH = 8
 VALIDATIONS = 10             # validations per run (and checkpoints)
@@ -45,7 +44,8 @@ def step_seconds(student_opt: dict, teacher, lq_size: int, online: bool, device:
     x = torch.rand(BATCH, 3, lq_size, lq_size, generator=gen).to(device)
     dtype = torch.bfloat16 if bf16_is_native(torch.device(device)) else None
     # one thread: CPU time, the step's compute even on a loaded machine; more threads: wall time
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    cuda = torch.device(device).type == 'cuda'
+    clock = time.process_time if torch.get_num_threads() == 1 and not cuda else time.perf_counter
     times = []
     for i in range(steps + 2):
         t0 = clock()
@@ -55,6 +55,8 @@ def step_seconds(student_opt: dict, teacher, lq_size: int, online: bool, device:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         if i >= 2:
             times.append(clock() - t0)
     times.sort()
@@ -65,7 +67,9 @@ DATA_OVERHEAD = 1.05  # data loading and cache reads beside the measured step (d
 
 
 def iterations_for(minutes: float, seconds_per_step: float) -> int:
-    return max(10, int(minutes * 60 / (seconds_per_step * DATA_OVERHEAD)))
+    """Iterations of a budget, a multiple of VALIDATIONS (so the last checkpoint is the end of the run)."""
+    n = int(minutes * 60 / (seconds_per_step * DATA_OVERHEAD))
+    return max(VALIDATIONS, n - n % VALIDATIONS)
 
 
 def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str, train_names: List[str],
@@ -103,8 +107,6 @@ def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str
     }
     if hr:
         opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
-        for key in ('val_1', 'val_2'):
-            opt['datasets'][key].pop('exclude', None)
     return opt
 
 
@@ -127,10 +129,16 @@ def val_rows(out: str) -> List[dict]:
 
 
 def best_rows(out: str) -> dict:
-    """{dataset: its validation row at the best iteration} (best.json's iteration)."""
-    with open(os.path.join(experiment(out), 'best.json')) as f:
-        best = json.load(f)
-    return {r['dataset']: r for r in val_rows(out) if r['iter'] == best['iter']}
+    """{dataset: its validation row at the best iteration} (best.json's; the last validation without it)."""
+    rows = val_rows(out)
+    if not rows:
+        raise SRKDError(f'{experiment(out)} has no validation yet: the run stopped before its first one')
+    try:
+        with open(os.path.join(experiment(out), 'best.json')) as f:
+            it = json.load(f)['iter']
+    except (OSError, ValueError, KeyError):
+        it = rows[-1]['iter']
+    return {r['dataset']: r for r in rows if r['iter'] == it}
 
 
 def summary(out: str, rows_timed, chosen: str, speed: dict, train_seconds: float) -> dict:
@@ -153,12 +161,9 @@ def table(s: dict) -> str:
              f'best at iteration {s["best_iter"]} of {s["train_minutes"]:.1f} training minutes',
              f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
     for name, m in s['metrics'].items():
-        against = m['against'] or 'HR'
+        against = m['against']
         for who in ('student', 'bicubic', 'teacher'):
             if who in m:
                 lines.append(f'{who + " to " + against:<28} {m[who]["psnr"]:>8.3f} {m[who]["ssim"]:>8.4f}')
     return '\n'.join(lines)
 
-
-def finite_or_none(x):
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None

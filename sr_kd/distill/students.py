@@ -43,9 +43,7 @@ def network_opt(preset: str, scale: int) -> dict:
     """The ``network_g`` of a preset at ``scale``."""
     if preset not in PRESETS:
         raise SRKDError(f'--student must be auto or one of {", ".join(PRESETS)}; got {preset!r}')
-    opt = dict(PRESETS[preset])
-    opt['scale' if opt['type'] == 'IMDN_AS' else 'upscale'] = scale
-    return opt
+    return {**PRESETS[preset], 'upscale': scale}
 
 
 def inference_form(net_opt: dict):
@@ -72,11 +70,14 @@ def forward_seconds(model, info, x: torch.Tensor, precision: str, repeats: int =
     from sr_kd.backends import prepare
     from sr_kd.inference import upscale
     model = model.to(memory_format=torch.channels_last)
-    runner = prepare('eager', model, info, precision)
+    from sr_kd.backends import Options
+    runner = prepare('eager', model, info, precision, Options(device=str(x.device)))
     times = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
         upscale(runner.fn, x, info, precision=runner.autocast, channels_last=True)
+        if x.device.type == 'cuda':
+            torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -93,6 +94,7 @@ def time_candidates(teacher, teacher_info, scale: int, x: torch.Tensor, precisio
     rows = [Timed('teacher', parameters(teacher), t_sec, 1.0)]
     for name in names or list(PRESETS):
         model, info = inference_form(network_opt(name, scale))
+        model = model.to(x.device)
         sec = timer(model, info, x, precision)
         rows.append(Timed(name, parameters(model), sec, t_sec / sec))
     return rows

@@ -129,6 +129,9 @@ def cache_for_options(opt, device, root_path):
     names, terms = build_terms(opt.get('train', {}).get('distill_opts'))
     teacher = Teacher(opt, device)
     d_opt = opt.get('distill') or {}
+    if d_opt.get('pairs') == 'auto':
+        raise SRKDError('distill.pairs: auto is resolved when training starts (it needs the student); list the '
+                        'pairs (sr-kd inspect names the modules), or let training build the cache')
     taps = FeatureTaps(teacher.net, [str(p[1]) for p in d_opt.get('pairs') or []], role='teacher')
     root = d_opt.get('teacher_cache') or default_root(os.path.join(root_path, 'experiments'))
     teacher.use_cache(taps, names, terms, root)

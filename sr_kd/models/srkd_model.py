@@ -19,7 +19,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from sr_kd.atomic import atomic_write_text
+from sr_kd.atomic import atomic_path, atomic_write_text
 from sr_kd.distill import teacher_cache
 from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
@@ -344,6 +344,7 @@ class SRKDModel(OwnValidation, SRModel):
         if self.opt['rank'] == 0:  # lines after the checkpoint come again from the resumed run
             for log in (self.loss_log, self._val_log()):
                 _drop_after(log, resume_state['iter'])
+            self._forget_later_best(resume_state['iter'])
         super().resume_training(resume_state)
 
     # ----- validation: bicubic vs teacher vs student -------------------------------------------------
@@ -381,9 +382,34 @@ class SRKDModel(OwnValidation, SRModel):
         best = _best_row(self._val_log(), name, metric)
         if best['iter'] != current_iter:
             return
-        self.save_network(self.net_g, 'net_g', 'best')
+        # the network validation measured: the EMA copy where there is one (BasicSR validates net_g_ema)
+        self.save_network(getattr(self, 'net_g_ema', self.net_g), 'net_g', 'best')
         atomic_write_text(best_file, json.dumps({'iter': current_iter, 'dataset': name, 'metric': metric,
                                                  'value': student[metric]}) + '\n')
+
+    def _forget_later_best(self, resumed_iter):
+        """A best student found after the checkpoint a run resumes from is found again (or not) by the
+        resumed run: until then the best is the best of the rows kept, whose checkpoint exists."""
+        best_file = os.path.join(self.opt['path']['experiments_root'], 'best.json')
+        try:
+            with open(best_file) as f:
+                best = json.load(f)
+        except (OSError, ValueError):
+            return
+        if best.get('iter', 0) <= resumed_iter:
+            return
+        models = self.opt['path']['models']
+        row = _best_row(self._val_log(), best['dataset'], best['metric']) if os.path.isfile(self._val_log()) else None
+        kept = os.path.join(models, f'net_g_{row["iter"]}.pth') if row and row['iter'] is not None else None
+        if kept and os.path.isfile(kept):
+            import shutil
+            with atomic_path(os.path.join(models, 'net_g_best.pth'), keep_ext=False) as tmp:
+                shutil.copyfile(kept, tmp)
+            atomic_write_text(best_file, json.dumps({**best, 'iter': row['iter'], 'value': row['value']}) + '\n')
+        else:
+            for path in (best_file, os.path.join(models, 'net_g_best.pth')):
+                if os.path.exists(path):
+                    os.remove(path)
 
     def _val_log(self):
         return os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl')
