@@ -76,7 +76,7 @@ def cpu_ms(model, runs):
 def measure(ckpt, runs):
     import sr_kd  # noqa: F401
     from sr_kd.archs.loading import load_model
-    from sr_kd.commands.inspect_cmd import inference_parameters
+    from sr_kd.archs.loading import inference_parameters
     from sr_kd.evaluate import evaluate
     model, info = load_model(ckpt)
     row = {'label': info.label, 'params': inference_parameters(model, info), 'ms': cpu_ms(model, runs)}

@@ -110,3 +110,19 @@ def load_teacher(opt, device='cpu'):
     for p in net.parameters():
         p.requires_grad_(False)
     return net, info
+
+
+def inference_parameters(model, info, size=16):
+    """Parameters of the modules an eval-mode forward calls: SPAN's training branches, folded into one conv
+    per layer for inference, do not count (as the NTIRE efficient-SR tables count them)."""
+    import torch
+    called = set()
+    handles = [m.register_forward_pre_hook(lambda m, a: called.add(m)) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.rand(1, info.in_channels, size * info.size_multiple, size * info.size_multiple, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(p.numel() for m in called for p in m.parameters(recurse=False))

@@ -14,21 +14,6 @@ def add_arguments(p):
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
 
 
-def inference_parameters(model, info, size=16):
-    """Parameters of the modules an eval-mode forward calls: SPAN's training branches, folded into one conv
-    per layer for inference, do not count (as the NTIRE efficient-SR tables count them)."""
-    import torch
-    called = set()
-    handles = [m.register_forward_pre_hook(lambda m, a: called.add(m)) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model(torch.rand(1, info.in_channels, size * info.size_multiple, size * info.size_multiple))
-    finally:
-        for h in handles:
-            h.remove()
-    return sum(p.numel() for m in called for p in m.parameters(recurse=False))
-
-
 def run(args):
     import torch
 
@@ -41,6 +26,7 @@ def run(args):
         raise SRKDError(f'--size must be >= 1, not {args.size}')
     model, info = load_model(args.model, args.param_key)
     params = sum(p.numel() for p in model.parameters())
+    from sr_kd.archs.loading import inference_parameters
     used = inference_parameters(model, info)
     size = -(-args.size // info.size_multiple) * info.size_multiple
     tiles = ('exact once --tile-pad covers the receptive field' if info.tiles_exact

@@ -32,7 +32,7 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
     s_sec = forward_seconds(student, s_info, x, precision)
     speed = {'teacher_ms': t_sec * 1000, 'student_ms': s_sec * 1000, 'speedup': t_sec / s_sec,
              'image': f'{x.shape[3]}x{x.shape[2]}', 'precision': f'eager {precision}, {torch.get_num_threads()} threads',
-             'student_params': parameters(student), 'teacher_params': parameters(teacher)}
+             'student_params': parameters(student, s_info), 'teacher_params': parameters(teacher, t_info)}
     exp = job.experiment(out)
     state = _latest_state(exp)
     train_seconds = float(state.get('train_seconds', 0.0)) if state else 0.0

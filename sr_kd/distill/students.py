@@ -83,20 +83,22 @@ def forward_seconds(model, info, x: torch.Tensor, precision: str, repeats: int =
     return statistics.median(times)
 
 
-def parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+def parameters(model, info) -> int:
+    """Parameters an inference forward uses (SPAN's folded training branches do not count)."""
+    from sr_kd.archs.loading import inference_parameters
+    return inference_parameters(model, info)
 
 
 def time_candidates(teacher, teacher_info, scale: int, x: torch.Tensor, precision: str,
                     names: Optional[List[str]] = None, timer: Callable = forward_seconds) -> List[Timed]:
     """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``."""
     t_sec = timer(teacher, teacher_info, x, precision)
-    rows = [Timed('teacher', parameters(teacher), t_sec, 1.0)]
+    rows = [Timed('teacher', parameters(teacher, teacher_info), t_sec, 1.0)]
     for name in names or list(PRESETS):
         model, info = inference_form(network_opt(name, scale))
         model = model.to(x.device)
         sec = timer(model, info, x, precision)
-        rows.append(Timed(name, parameters(model), sec, t_sec / sec))
+        rows.append(Timed(name, parameters(model, info), sec, t_sec / sec))
     return rows
 
 
