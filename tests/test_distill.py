@@ -83,7 +83,7 @@ def test_distill_writes_student_files_summary_and_report(finished):
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['student'] == 'compact-16x4' and summary['parameters'] < summary['teacher_parameters']
     held = summary['metrics']['held_out']
-    assert held['against'] == 'the teacher' and 'teacher' not in held  # no row of the teacher against itself
+    assert held['against'] == 'teacher' and 'teacher' not in held  # no row of the teacher against itself
     assert np.isfinite(held['student']['psnr']) and np.isfinite(held['bicubic']['psnr'])
     assert 'student to the teacher' in proc.stdout and 'faster than the teacher' in proc.stdout
     from sr_kd.report import make_report  # sr-kd report on the run: the teacher is the crops' reference

@@ -80,7 +80,7 @@ def picture(out, teacher, student, plan, scale, crops=3, size=192):
         ax.plot(minutes, [r['student']['psnr'] for r in curve], 'o-', color='#1f77b4', label='student')
         ax.axhline(curve[0]['bicubic']['psnr'], color='#888888', ls='--', label='bicubic')
         ax.set_xlabel('training minutes')
-        ax.set_ylabel(f'PSNR (dB) to {curve[0].get("against", "the teacher")}')
+        ax.set_ylabel('PSNR (dB) to ' + ('HR' if curve[0].get('against') == 'HR' else 'the teacher'))
         ax.legend()
         ax.grid(alpha=0.3)
     ax.set_title(f'{plan["student"]} distilled from {os.path.basename(plan["teacher"])} ({plan["recipe"]})')

@@ -161,7 +161,7 @@ def table(s: dict) -> str:
              f'best at iteration {s["best_iter"]} of {s["train_minutes"]:.1f} training minutes',
              f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
     for name, m in s['metrics'].items():
-        against = m['against']
+        against = 'the teacher' if m['against'] == 'teacher' else 'HR'
         for who in ('student', 'bicubic', 'teacher'):
             if who in m:
                 lines.append(f'{who + " to " + against:<28} {m[who]["psnr"]:>8.3f} {m[who]["ssim"]:>8.4f}')

@@ -32,6 +32,9 @@ from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
 
 
+AGAINST = {'HR': 'HR', 'teacher': 'the teacher'}  # what a validation row was measured against, in words
+
+
 def _drop_after(path, last_iter):
     """Keep only the JSON lines of ``path`` logged at or before ``last_iter``."""
     if not os.path.isfile(path):
@@ -356,8 +359,8 @@ class SRKDModel(OwnValidation, SRModel):
         refs = self._reference_metrics(dataloader, name)  # without ground truth: against the teacher, no teacher row
         rows = {**refs, 'student': dict(self.metric_results)}
         metrics = list(self.metric_results)
-        against = 'HR' if 'teacher' in refs else 'the teacher'
-        table = [f'Validation {name} @ iter {current_iter} (against {against}): ' + ' | '.join(metrics)]
+        against = 'HR' if 'teacher' in refs else 'teacher'
+        table = [f'Validation {name} @ iter {current_iter} (against {AGAINST[against]}): ' + ' | '.join(metrics)]
         for who, vals in rows.items():
             table.append(f'\t{who:<8} ' + '  '.join(f'{vals[m]:.4f}' for m in metrics))
         get_root_logger().info('\n'.join(table))
