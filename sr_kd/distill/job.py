@@ -158,10 +158,10 @@ def table(s: dict) -> str:
     lines = [f'student {s["student"]}: {s["parameters"]:,} parameters (teacher {s["teacher_parameters"]:,}), '
              f'{s["speed"]["speedup"]:.2f}x faster than the teacher ({s["speed"]["student_ms"]:.0f} vs '
              f'{s["speed"]["teacher_ms"]:.0f} ms on a {s["speed"]["image"]} image, {s["speed"]["precision"]})',
-             f'best at iteration {s["best_iter"]} of {s["train_minutes"]:.1f} training minutes',
+             f'best at iteration {s["best_iter"]}; {s["train_minutes"]:.1f} minutes of training steps',
              f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
     for name, m in s['metrics'].items():
-        against = 'the teacher' if m['against'] == 'teacher' else 'HR'
+        against = 'HR' if m['against'] == 'HR' else 'the teacher'
         for who in ('student', 'bicubic', 'teacher'):
             if who in m:
                 lines.append(f'{who + " to " + against:<28} {m[who]["psnr"]:>8.3f} {m[who]["ssim"]:>8.4f}')
