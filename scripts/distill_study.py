@@ -91,23 +91,34 @@ def report(root):
         name = f[:-len('.val.jsonl')]
         with open(os.path.join(runs_dir, f)) as fh:
             curve = [json.loads(line) for line in fh if line.strip()]
-        curve = {r['iter']: r for r in curve}.values()
-        xs = [r['train_cpu_seconds'] / 60 for r in curve]
-        ys = [r['student']['psnr'] for r in curve]
-        ax.plot(xs, ys, 'o-', ms=3, label=name)
+        curve = [(r['train_cpu_seconds'] / 60, r['student']['psnr']) for r in {r['iter']: r for r in curve}.values()]
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], 'o-', ms=3, label=name)
         summary = os.path.join(runs_dir, f'{name}.summary.json')
         done = json.load(open(summary)) if os.path.isfile(summary) else None
-        rows.append((name, max(ys) if ys else float('nan'), xs[-1] if xs else 0, done))
+        rows.append((name, curve, done))
     ax.set_xlabel('training minutes (CPU time of one thread)')
     ax.set_ylabel('PSNR (dB, RGB) to the teacher, held-out images')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(DOCS, 'curves.png'), dpi=90)
-    print(f'{"run":<52} {"best PSNR":>9} {"minutes":>8} {"speed-up":>8}')
-    for name, best, minutes, done in rows:
+    marks = (5, 10, 15, 20, 25, 50)
+    print('| run | ' + ' | '.join(f'{m} min' for m in marks) + ' | best (CPU minutes) | speed-up |')
+    print('| --- |' + ' --- |' * (len(marks) + 2))
+    for name, curve, done in rows:
+        at = [_at(curve, m) for m in marks]
+        best = max(curve, key=lambda r: r[1]) if curve else (0, float('nan'))
         speed = f'{done["speed"]["speedup"]:.2f}x' if done else 'running'
-        print(f'{name:<52} {best:>9.3f} {minutes:>8.1f} {speed:>8}')
+        print(f'| {name} | ' + ' | '.join(f'{v:.3f}' if v is not None else '' for v in at)
+              + f' | {best[1]:.3f} ({best[0]:.1f}) | {speed} |')
+
+
+def _at(curve, minute):
+    """PSNR at ``minute`` of a curve [(minutes, psnr)], linear between validations; None outside it."""
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+        if x0 <= minute <= x1:
+            return y0 + (y1 - y0) * (minute - x0) / (x1 - x0)
+    return None
 
 
 def main():

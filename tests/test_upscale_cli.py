@@ -154,3 +154,27 @@ def test_compile_matches_eager(tmp_path, ckpt, capsys):
         outs[bool(flag)] = [np.asarray(Image.open(out / f'{i}.png'), dtype=np.int16) for i in range(2)]
     for eager, compiled in zip(outs[False], outs[True]):
         assert eager.shape == (2 * H, 2 * W, 3) and np.abs(eager - compiled).max() <= 1
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs_on_a_rerun(tmp_path, ckpt, capsys):
+    """`upscale -r photos -o photos/x2` used to upscale its own previous outputs on every rerun (issue 27)."""
+    d = tmp_path / 'photos'
+    (d / 'sub').mkdir(parents=True)
+    Image.fromarray(rng_image((H, W, 3))).save(d / 'a.png')
+    Image.fromarray(rng_image((H, W, 3), seed=1)).save(d / 'sub' / 'b.png')
+    out = d / 'x2'
+    for _ in range(2):
+        assert main(['upscale', str(d), '-r', '-m', ckpt, '-o', str(out), '--overwrite']) == 0
+    made = sorted(str(p.relative_to(out)) for p in out.rglob('*.png'))
+    assert made == ['a.png', 'sub/b.png'], made
+
+
+def test_a_suffix_with_a_path_separator_is_refused_before_any_work(tmp_path, ckpt, capsys):
+    """`--suffix '/../../x'` wrote outside -o (issue 27)."""
+    src = tmp_path / 'a.png'
+    Image.fromarray(rng_image((H, W, 3))).save(src)
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out' / 'deep'), '--suffix', '/../../x'])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and 'cannot hold a path separator' in err, err
+    assert not (tmp_path / 'x.png').exists() and not (tmp_path / 'out').exists()

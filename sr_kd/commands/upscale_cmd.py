@@ -62,14 +62,16 @@ def add_arguments(p):
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
 
 
-def _expand(item, recursive):
-    """(path, output name relative to OUTDIR) for one INPUT argument."""
+def _expand(item, recursive, outdir=None):
+    """(path, output name relative to OUTDIR) for one INPUT argument; an OUTDIR inside a folder given
+    with -r is not descended into (its files are this command's outputs, not inputs)."""
     from sr_kd.errors import SRKDError
 
     if os.path.isdir(item):
         found = []
+        skip = os.path.realpath(outdir) if outdir else None
         for root, dirs, files in os.walk(item):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != skip)
             found += [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), item))
                       for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)]
             if not recursive:
@@ -81,7 +83,7 @@ def _expand(item, recursive):
         matches = sorted(glob.glob(item, recursive=recursive))
         if not matches:
             raise SRKDError(f'no files match {item}')
-        return [job for m in matches for job in _expand(m, recursive)]
+        return [job for m in matches for job in _expand(m, recursive, outdir)]
     raise SRKDError(f'no such file or folder: {item}')
 
 
@@ -89,9 +91,11 @@ def plan(inputs, outdir, suffix, ext, recursive):
     """[(input path, output path)] in input order; refuses clashing outputs and outputs that are inputs."""
     from sr_kd.errors import SRKDError
 
+    if os.sep in suffix or '/' in suffix or '\0' in suffix:
+        raise SRKDError(f'--suffix is added to a file name, so it cannot hold a path separator: {suffix!r}')
     jobs, seen = [], {}
     for item in inputs:
-        for src, rel in _expand(item, recursive):
+        for src, rel in _expand(item, recursive, outdir):
             dst = os.path.join(outdir, os.path.splitext(rel)[0] + suffix + '.' + ext)
             key = os.path.realpath(dst)
             if key in seen:
