@@ -178,3 +178,18 @@ def test_a_suffix_with_a_path_separator_is_refused_before_any_work(tmp_path, ckp
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and 'cannot hold a path separator' in err, err
     assert not (tmp_path / 'x.png').exists() and not (tmp_path / 'out').exists()
+
+
+def test_integer_weights_are_refused_not_run_to_a_black_image(tmp_path, ckpt, capsys):
+    """A .safetensors whose tensors are int8 loaded as a float model and gave a black PNG with exit 0 (issue 27)."""
+    from safetensors.torch import save_file
+    sd = torch.load(ckpt, weights_only=True)['params']
+    bad = tmp_path / 'int8.safetensors'
+    save_file({k: v.to(torch.int8).contiguous() for k, v in sd.items()}, str(bad))
+    src = tmp_path / 'a.png'
+    Image.fromarray(rng_image((H, W, 3))).save(src)
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(src), '-m', str(bad), '-o', str(tmp_path / 'out')])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and 'torch.int8' in err and 'not as floats' in err, err
+    assert not list((tmp_path / 'out').rglob('*.png'))

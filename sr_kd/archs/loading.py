@@ -29,11 +29,18 @@ def read_state_dict(path, param_key=None):
     else:
         ckpt = load_checkpoint(path)
     try:
-        return extract_state_dict(ckpt, param_key)
+        sd = extract_state_dict(ckpt, param_key)
     except SRKDError as e:
         found = (f'a dict with keys {", ".join(map(str, list(ckpt)[:5]))}' if isinstance(ckpt, dict)
                  else f'a {type(ckpt).__name__}')
         raise SRKDError(f'{path} is not a model: {e} (found {found})') from e
+    # weights stored as integers (a quantised export) would be cast to float as they are: a black image
+    ints = [k for k, v in sd.items() if str(k).rsplit('.', 1)[-1] in ('weight', 'bias')
+            and hasattr(v, 'is_floating_point') and not v.is_floating_point()]
+    if ints:
+        raise SRKDError(f'{path} stores its weights as {sd[ints[0]].dtype} ({ints[0]}, ...), not as floats: '
+                        'a quantised model sr_kd cannot run; use the float original')
+    return sd
 
 
 def _unknown(path, sd):
