@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from sr_kd.errors import exit_on_user_error
+from sr_kd.errors import end_like_ctrl_c_on_sigterm, exit_on_user_error, interrupted
 
 # (subcommand, module that defines add_arguments(parser) and run(args) -> exit status)
 SUBCOMMANDS = [
@@ -53,14 +53,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith('-')), '')
     args = build_parser(only=chosen).parse_args(argv)
+    end_like_ctrl_c_on_sigterm()
     with exit_on_user_error('sr-kd'):
         import sr_kd
         sr_kd.load()  # repairs + registries before any basicsr use (the console script defers them)
         try:
             return args._run(args) or 0
-        except KeyboardInterrupt:
-            print(f'sr-kd: interrupted{getattr(args, "_interrupted_hint", "")}', file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            word, status = interrupted(e)
+            print(f'sr-kd: {word}{getattr(args, "_interrupted_hint", "")}', file=sys.stderr)
+            return status
 
 
 if __name__ == '__main__':

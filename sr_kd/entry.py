@@ -42,8 +42,9 @@ def run_pipeline(kind):
         print(USAGE[kind])
         sys.exit(0)
     prog = f'sr_kd/{kind}.py'
-    from sr_kd.errors import SRKDError, exit_on_user_error
+    from sr_kd.errors import SRKDError, end_like_ctrl_c_on_sigterm, exit_on_user_error, interrupted
 
+    end_like_ctrl_c_on_sigterm()
     with exit_on_user_error(prog):
         import sr_kd  # noqa: F401 - repairs + registries, before basicsr's pipelines are imported
         from sr_kd import own_run_behaviour as own
@@ -68,7 +69,8 @@ def run_pipeline(kind):
                 left.append(own.resume_hint(root, name, argv))
             left = '; '.join(filter(None, left))
             if isinstance(e, KeyboardInterrupt):
-                print(f'{prog}: interrupted{"; " + left if left else ""}', file=sys.stderr)
-                sys.exit(130)
+                word, status = interrupted(e)
+                print(f'{prog}: {word}{"; " + left if left else ""}', file=sys.stderr)
+                sys.exit(status)
             what = str(e) if isinstance(e, SRKDError) else f'disk full: {e.strerror}: {e.filename or ""}'
             raise SRKDError(f'{what}{". Left: " + left if left else ""}') from e

@@ -11,6 +11,25 @@ class SRKDError(Exception):
     """A user-facing error: its message is one line that says what to fix."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it ends as Ctrl-C does (what it wrote kept, its lock
+    released, one line) with exit status 143."""
+
+
+def end_like_ctrl_c_on_sigterm():
+    """Install the SIGTERM handler that raises Terminated (entry points call it first)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted(e):
+    """(word, exit status) for a KeyboardInterrupt: Ctrl-C 130, SIGTERM 143."""
+    return ('terminated', 143) if isinstance(e, Terminated) else ('interrupted', 130)
+
+
 def close_matches(name, choices, n=3):
     """' (did you mean: a, b?)' for a misspelt name, or '' when nothing is close."""
     import difflib

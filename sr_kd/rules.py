@@ -149,10 +149,8 @@ DISTILL_KEYS = ('pairs', 'num_pairs', 'teacher', 'teacher_precision', 'teacher_c
 
 
 def check_known_keys(section, known, where):
-    """Refuse a key the run would silently ignore, with the nearest known one."""
-    import difflib
+    """Refuse a key the run would silently ignore, with the nearest known ones."""
     for key in section:
         if key not in known:
-            near = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else f' (known: {", ".join(known)})'
+            hint = close_matches(key, known) or f' (known: {", ".join(known)})'
             raise SRKDError(f'{where}{key} is not an option{hint}')

@@ -146,6 +146,29 @@ def test_ctrl_c_says_what_was_finished(tmp_path):
     assert (tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth').is_file()
 
 
+def test_sigterm_ends_like_ctrl_c_with_143_and_frees_the_lock(tmp_path):
+    """SIGTERM during training printed nothing and left the lock and a hidden temporary state (issue 27)."""
+    import signal
+    import time
+    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
+    marker = tmp_path / 'w'
+    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 6, 'marker': str(marker)}))
+    proc = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('sr_kd/train.py: terminated; kept experiments/tiny/') and '--auto_resume' in last, last
+    exp = tmp_path / 'experiments'
+    assert not (exp / '.tiny.lock').exists()
+    assert not [p for p in (exp / 'tiny').rglob('*') if p.name.startswith('.') or '.tmp' in p.name]
+
+
 EVIL = 'name: !!python/object/apply:os.system ["touch {marker}"]\nmodel_type: SRModel\n'
 
 

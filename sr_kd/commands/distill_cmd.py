@@ -225,10 +225,13 @@ def _train(args, resume):
         env['OMP_NUM_THREADS'] = str(args.threads)
     cmd = [sys.executable, '-m', 'sr_kd.train', '-opt', os.path.join(args.out, OPTIONS)] + (
         ['--auto_resume'] if resume else [])
+    from sr_kd.errors import Terminated
     proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait()
-    except KeyboardInterrupt:  # the child got the same Ctrl-C: let it save what it has and end
+    except KeyboardInterrupt as e:  # a terminal's Ctrl-C reached the child too; SIGTERM is passed on
+        if isinstance(e, Terminated):
+            proc.terminate()
         proc.wait()
         raise
 
