@@ -196,7 +196,7 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
     span = _teacher_file(tmp_path, 'SPAN')
     images = write_images(tmp_path / 'photos', n=6, size=(52, 50))
     few = write_images(tmp_path / 'few', n=3, size=(52, 50))
-    small = write_images(tmp_path / 'small', n=6, size=(40, 36))
+    small = write_images(tmp_path / 'small', n=6, size=(28, 24))
     twins = write_images(tmp_path / 'twins', n=5, size=(52, 50))
     write_images(twins / 'sub', n=1, size=(52, 50))  # a second img0.png
     (tmp_path / 'not_a_model.pth').write_bytes(b'hello')
@@ -211,7 +211,7 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
         ([teacher, '--images', images, '--hr', images, '-o', out], 'one of them'),
         ([teacher, '--images', tmp_path / 'nope', '-o', out], 'folder not found'),
         ([teacher, '--images', few, '-o', out], 'too few'),
-        ([teacher, '--images', small, '-o', out], 'at least 48 px'),
+        ([teacher, '--images', small, '-o', out], 'at least 32 px'),
         ([teacher, '--images', twins, '-o', out], 'two images are named img0'),
         ([teacher, '--images', images, '-o', out, '--minutes', '0'], '--minutes must be a number > 0'),
         ([teacher, '--images', images, '-o', out, '--minutes', 'inf'], '--minutes must be a number > 0'),
@@ -364,3 +364,13 @@ def test_cache_teacher_refuses_auto_pairs_in_one_line(tmp_path):
            'datasets': {'train': {'type': 'PlainImageDataset', 'dataroot_lq': str(tmp_path)}}, 'train': {}}
     with pytest.raises(SRKDError, match='pairs: auto is resolved when training starts'):
         cache_for_options(opt, torch.device('cpu'), str(tmp_path))
+
+
+def test_recipe_auto_cuts_the_student_from_a_compact_teacher_only():
+    from sr_kd.distill.recipes import resolve
+    compact, span = _family('Compact').state_dict(), _family('SPAN').state_dict()
+    assert resolve('auto', compact, 'auto') == 'init-offline'
+    assert resolve('auto', compact, 'compact-16x4') == 'init-offline'
+    assert resolve('auto', compact, 'span-16') == 'output-offline'
+    assert resolve('auto', span, 'auto') == 'output-offline'
+    assert resolve('output-online', compact, 'auto') == 'output-online'

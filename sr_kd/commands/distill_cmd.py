@@ -32,8 +32,8 @@ def add_arguments(p):
     budget.add_argument('--minutes', type=float, help='training time (default 30; the teacher cache is built '
                                                       'once beforehand and not counted)')
     budget.add_argument('--iters', type=int, help='training iterations instead of minutes')
-    p.add_argument('--recipe', default=DEFAULT, choices=list(RECIPES), help='how the student imitates '
-                   '(docs/distill.md measures each)')
+    p.add_argument('--recipe', default=DEFAULT, choices=['auto', *RECIPES], help='how the student imitates '
+                   '(docs/distill.md measures each; auto: init-offline for a Compact teacher, else output-offline)')
     p.add_argument('--device', default='cpu', help="cpu or cuda")
     p.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch\'s default)')
     p.add_argument('--seed', type=int, default=0, help='seed of the split and of training')
@@ -61,7 +61,8 @@ def _check(args):
         raise SRKDError(f'--threads must be >= 0, not {args.threads}')
     if args.student != 'auto' and args.student not in PRESETS:
         raise SRKDError(f'--student must be auto or one of {", ".join(PRESETS)}; got {args.student!r}')
-    recipe(args.recipe)
+    if args.recipe != 'auto':
+        recipe(args.recipe)
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
@@ -147,6 +148,10 @@ def _plan(args):
     teacher, info = load_model(args.teacher, device=args.device)
     if info.resizes_input:
         raise SRKDError(f'{args.teacher} is {info.label}, which takes a resized input; it cannot teach a student')
+    if args.recipe == 'auto':
+        from sr_kd.archs.loading import read_state_dict
+        args.recipe = recipes.resolve('auto', read_state_dict(args.teacher), args.student)
+        print(f'recipe auto: {args.recipe} (docs/distill.md)', flush=True)
     mode, lq_size, _, _ = recipes.recipe(args.recipe)
     if recipes.starts_from_teacher(args.recipe):
         _init_from_teacher(args.teacher, None)  # the teacher must be a Compact: said before the timing

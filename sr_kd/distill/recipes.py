@@ -1,8 +1,9 @@
 """Recipes of ``sr-kd distill``: how the student imitates its teacher, as the option file's ``distill`` and
 ``train`` sections. Each is measured against ``output-online`` (L1 to the teacher's output, the teacher run
 on every batch: what the teacher modes of other tools do) at equal wall time; docs/distill.md has the
-figures and ``DEFAULT`` is the measured winner (the same target read from the offline cache: about twice
-the steps in the same time on a CPU with bf16, more where the teacher runs in fp32).
+figures. ``DEFAULT`` (``auto``) is the measured winner: a student cut from its teacher (Compact teachers)
+trained on the cached target, else the cached target alone (about twice the steps of the online teacher in
+the same time on a CPU with bf16).
 
 The schedule is written in fractions of ``total_iter`` (``sr-kd distill`` sets it from the time budget),
 so a recipe means the same at any budget.
@@ -36,12 +37,26 @@ RECIPES: Dict[str, tuple] = {
     'init-offline': ('offline', 32, [OUT_L1], {'init': 'teacher'}),
     'init-offline-crop48': ('offline', 48, [OUT_L1], {'init': 'teacher'}),
 }
-DEFAULT = 'output-offline'
+DEFAULT = 'auto'  # init-offline for a Compact teacher and student, else output-offline: resolve()
+
+
+def resolve(name: str, teacher_sd: dict, student: str) -> str:
+    """``auto``: the measured winner that applies (a student cut from its teacher needs a Compact teacher
+    and a Compact or automatic student preset); any other name as it is."""
+    if name != 'auto':
+        return name
+    from sr_kd.distill.init_from_teacher import compact_layers
+    from sr_kd.distill.students import PRESETS
+    try:
+        compact_layers(teacher_sd, 'the teacher')
+    except SRKDError:
+        return 'output-offline'
+    return 'init-offline' if student == 'auto' or PRESETS[student]['type'] == 'Compact' else 'output-offline'
 
 
 def recipe(name: str) -> tuple:
     if name not in RECIPES:
-        raise SRKDError(f'--recipe must be one of {", ".join(RECIPES)}; got {name!r}')
+        raise SRKDError(f'--recipe must be auto or one of {", ".join(RECIPES)}; got {name!r}')
     return RECIPES[name]
 
 
