@@ -19,7 +19,7 @@ def main():
     sr_kd.load()
     from sr_kd.archs.loading import load_model
     from sr_kd.backends import prepare, resolve_precision
-    from sr_kd.commands.distill_cmd import _read_input
+    from sr_kd.distill.job import read_input
     from sr_kd.inference import upscale
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('out')
@@ -37,7 +37,7 @@ def main():
         runners[who] = (prepare('eager', model.to(memory_format=torch.channels_last), info, precision), info)
     total = {'teacher': 0.0, 'student': 0.0}
     for path in plan['held_out']:
-        x = _read_input(path, runners['teacher'][1].scale, plan['hr'])
+        x = read_input(path, runners['teacher'][1].scale, plan['hr'])
         for who, (runner, info) in runners.items():
             upscale(runner.fn, x, info, precision=runner.autocast, channels_last=True)  # warm-up
             best = float('inf')

@@ -121,17 +121,6 @@ def _images(folder, seed, min_side):
     return train, [by_name[n] for n in held]
 
 
-def _read_input(path, scale, hr):
-    import torch
-
-    from sr_kd.data.image_source import read_rgb_uint8
-    img = read_rgb_uint8(path)
-    if hr:
-        from sr_kd.data.hr_dataset import HROnlyDataset
-        img = HROnlyDataset.whole_input(img, scale)
-    return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div_(255)
-
-
 def _precision(device):
     from sr_kd.backends import resolve_precision
     return resolve_precision('auto', device, 'eager')
@@ -157,7 +146,7 @@ def _plan(args):
         _init_from_teacher(args.teacher, None)  # the teacher must be a Compact: said before the timing
     folder = os.path.abspath(args.images or args.hr)
     train_names, held = _images(folder, args.seed, lq_size * (info.scale if args.hr else 1))
-    x = _read_input(held[0], info.scale, bool(args.hr)).to(args.device)
+    x = job.read_input(held[0], info.scale, bool(args.hr)).to(args.device)
     precision = _precision(args.device)
     print(f'timing the teacher ({info.label}) and the student presets on {held[0]} '
           f'({x.shape[3]}x{x.shape[2]}, eager {precision}, as sr-kd upscale runs them) ...', flush=True)

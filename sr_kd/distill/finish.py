@@ -14,7 +14,6 @@ from sr_kd.distill import job
 
 def finish(out: str, plan: dict, onnx: bool = True) -> dict:
     from sr_kd.archs.loading import load_model
-    from sr_kd.commands.distill_cmd import _read_input
     from sr_kd.distill.students import Timed, forward_seconds, parameters
     from sr_kd.export import export_onnx, export_safetensors
 
@@ -26,7 +25,7 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
     device = plan['device']  # timed where it was chosen, as upscale runs it there
     student = student.to(device)
     teacher, t_info = load_model(plan['teacher'], device=device)
-    x = _read_input(plan['held_out'][0], t_info.scale, plan['hr']).to(device)
+    x = job.read_input(plan['held_out'][0], t_info.scale, plan['hr']).to(device)
     precision = plan['precision']
     t_sec = forward_seconds(teacher, t_info, x, precision)
     s_sec = forward_seconds(student, s_info, x, precision)
@@ -68,7 +67,6 @@ def picture(out, teacher, student, plan, scale, crops=3, size=192):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from sr_kd.commands.distill_cmd import _read_input
     rows = job.val_rows(out)
     first = rows[0]['dataset'] if rows else None
     curve = [r for r in rows if r['dataset'] == first]
@@ -85,7 +83,7 @@ def picture(out, teacher, student, plan, scale, crops=3, size=192):
         ax.grid(alpha=0.3)
     ax.set_title(f'{plan["student"]} distilled from {os.path.basename(plan["teacher"])} ({plan["recipe"]})')
     for i, path in enumerate(paths):
-        x = _read_input(path, scale, plan['hr'])
+        x = job.read_input(path, scale, plan['hr'])
         with torch.inference_mode():
             t = teacher(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
             s = student(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()

@@ -30,6 +30,16 @@ def split(paths: List[str], seed: int = 0) -> Tuple[List[str], List[str]]:
     return [n for n in names if n not in held], held
 
 
+def read_input(path: str, scale: int, hr: bool) -> torch.Tensor:
+    """The student's input for one whole image of the run (1 x 3 x H x W in [0, 1]), as its datasets make it:
+    the image itself, or with ``hr`` its bicubic LR."""
+    from sr_kd.data.hr_dataset import HROnlyDataset, to_tensor
+    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.data.plain_dataset import PlainImageDataset
+    dataset = HROnlyDataset if hr else PlainImageDataset
+    return to_tensor(dataset.whole_input(read_rgb_uint8(path), scale))[None]
+
+
 def step_seconds(student_opt: dict, teacher, lq_size: int, online: bool, device: str, steps: int = 12) -> float:
     """Seconds of one training step of this student (forward, L1, backward, Adam on a batch of ``BATCH``
     random ``lq_size`` crops), plus one teacher forward on the batch when it runs online; median of ``steps``
