@@ -131,19 +131,20 @@ def _plan(args):
     written into a temporary folder that becomes OUT when complete: a killed plan leaves no OUT."""
     import shutil
 
-    from sr_kd.archs.loading import load_model
+    from sr_kd.archs.loading import load_state_dict_model, read_state_dict
     from sr_kd.atomic import atomic_write_text
     from sr_kd.distill import job, recipes, students
-    teacher, info = load_model(args.teacher, device=args.device)
+    teacher_sd = read_state_dict(args.teacher)  # read once: the model, recipe auto and the cut student use it
+    teacher, info = load_state_dict_model(teacher_sd, args.teacher)
+    teacher = teacher.to(args.device)
     if info.resizes_input:
         raise SRKDError(f'{args.teacher} is {info.label}, which takes a resized input; it cannot teach a student')
     if args.recipe == 'auto':
-        from sr_kd.archs.loading import read_state_dict
-        args.recipe = recipes.resolve('auto', read_state_dict(args.teacher), args.student)
+        args.recipe = recipes.resolve('auto', teacher_sd, args.student)
         print(f'recipe auto: {args.recipe} (docs/distill.md)', flush=True)
     mode, lq_size, _, _ = recipes.recipe(args.recipe)
     if recipes.starts_from_teacher(args.recipe):
-        _init_from_teacher(args.teacher, None)  # the teacher must be a Compact: said before the timing
+        _init_from_teacher(teacher_sd, args.teacher, None)  # the teacher must be a Compact: said before the timing
     folder = os.path.abspath(args.images or args.hr)
     train_names, held = _images(folder, args.seed, lq_size * (info.scale if args.hr else 1))
     x = job.read_input(held[0], info.scale, bool(args.hr)).to(args.device)
@@ -157,7 +158,8 @@ def _plan(args):
     chosen = students.choose(rows, args.speedup) if args.student == 'auto' else rows[1]
     print(students.speed_table(rows, chosen.name), flush=True)
     student_opt = students.network_opt(chosen.name, info.scale)
-    init = _init_from_teacher(args.teacher, student_opt) if recipes.starts_from_teacher(args.recipe) else None
+    init = _init_from_teacher(teacher_sd, args.teacher, student_opt) if recipes.starts_from_teacher(args.recipe) \
+        else None
     if args.iters:
         total, step = args.iters, None
     else:
@@ -197,19 +199,19 @@ def _plan(args):
     return plan
 
 
-def _init_from_teacher(teacher_file, student_opt):
-    """The student's first weights cut from the teacher's (refused in one line where the families differ);
-    ``student_opt`` None: only check that the teacher can be cut."""
+def _init_from_teacher(teacher_sd, teacher_file, student_opt):
+    """The student's first weights cut from the teacher's state dict (refused in one line where the families
+    differ); ``student_opt`` None: only check that the teacher can be cut."""
     from basicsr.archs import build_network
 
-    from sr_kd.archs.loading import read_state_dict
     from sr_kd.distill.init_from_teacher import compact_layers, compact_from_compact
     if student_opt is None:
-        compact_layers(read_state_dict(teacher_file), f'--recipe init-*: the teacher {teacher_file}')
+        compact_layers(teacher_sd, f'--recipe init-*: the teacher {teacher_file}')
         return None
     if student_opt['type'] != 'Compact':
-        raise SRKDError(f'--recipe init-*: a student cut from its teacher must be a Compact preset, not {student_opt["type"]}')
-    return compact_from_compact(read_state_dict(teacher_file), build_network(dict(student_opt)).state_dict())
+        raise SRKDError('--recipe init-*: a student cut from its teacher must be a Compact preset, '
+                        f'not {student_opt["type"]}')
+    return compact_from_compact(teacher_sd, build_network(dict(student_opt)).state_dict())
 
 
 def _train(args, resume):
