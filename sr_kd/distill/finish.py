@@ -32,27 +32,17 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
     speed = {'teacher_ms': t_sec * 1000, 'student_ms': s_sec * 1000, 'speedup': t_sec / s_sec,
              'image': f'{x.shape[3]}x{x.shape[2]}', 'precision': f'eager {precision}, {torch.get_num_threads()} threads',
              'student_params': parameters(student, s_info), 'teacher_params': parameters(teacher, t_info)}
-    exp = job.experiment(out)
-    state = _latest_state(exp)
-    train_seconds = float(state.get('train_seconds', 0.0)) if state else 0.0
+    last = job.val_rows(out)[-1]  # the last validation: the training time of the whole run
     rows = [Timed(**r) for r in plan['candidates']]
-    summary = job.summary(out, rows, plan['student'], speed, train_seconds)
+    summary = job.summary(out, rows, plan['student'], speed, last.get('train_seconds', 0.0))
     summary['recipe'] = plan['recipe']
-    summary['train_cpu_minutes'] = round(float(state.get('train_cpu_seconds', 0.0)) / 60, 2) if state else 0.0
+    summary['train_cpu_minutes'] = round(last.get('train_cpu_seconds', 0.0) / 60, 2)
     atomic_write_text(os.path.join(out, 'summary.json'), json.dumps(summary, indent=1) + '\n')
     picture(out, teacher.cpu(), student.cpu(), plan, t_info.scale)
     print(job.table(summary))
     print(f'wrote {out}/student.safetensors' + (f', {out}/student.onnx' if onnx else '')
           + f', {out}/report.png, {out}/summary.json')
     return summary
-
-
-def _latest_state(exp):
-    from sr_kd.checkpoint import load_checkpoint
-    folder = os.path.join(exp, 'training_states')
-    states = sorted((f for f in os.listdir(folder) if f.endswith('.state')),
-                    key=lambda f: int(f.split('.')[0])) if os.path.isdir(folder) else []
-    return load_checkpoint(os.path.join(folder, states[-1])) if states else None
 
 
 def _crop(img, size):
