@@ -229,13 +229,13 @@ def build_in_process(opt_path, root, steps=1):
     return model
 
 
-def interrupt_at(proc, marker, wait=120):
-    """Ctrl-C a child once it has touched ``marker`` (it then waits there); returns its stderr."""
+def interrupt_at(proc, marker, wait=120, sig=None):
+    """Ctrl-C (or ``sig``) a child once it has touched ``marker`` (it then waits there); returns its stderr."""
     import signal
     import time
     deadline = time.time() + wait
     while not marker.exists():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT if sig is None else sig)
     return proc.communicate(timeout=60)[1]

@@ -130,13 +130,19 @@ def test_two_runs_of_one_name_never_mix(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.slow
-def test_ctrl_c_says_what_was_finished(tmp_path):
+def _stalled_training(tmp_path):
+    """(child, marker): a 12-iteration run that waits before iteration 6's step, touching ``marker``."""
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
     marker = tmp_path / 'w'
     env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 6, 'marker': str(marker)}))
     proc = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, marker
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_finished(tmp_path):
+    proc, marker = _stalled_training(tmp_path)
     err = interrupt_at(proc, marker)
     assert proc.returncode == 130, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
@@ -149,18 +155,8 @@ def test_ctrl_c_says_what_was_finished(tmp_path):
 def test_sigterm_ends_like_ctrl_c_with_143_and_frees_the_lock(tmp_path):
     """SIGTERM during training printed nothing and left the lock and a hidden temporary state (issue 27)."""
     import signal
-    import time
-    opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=12))
-    marker = tmp_path / 'w'
-    env = dict(cli_env(tmp_path), SRKD_FAULTS=json.dumps({'stall_step_iter': 6, 'marker': str(marker)}))
-    proc = subprocess.Popen([sys.executable, child(tmp_path), '-opt', opt], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=60)[1]
+    proc, marker = _stalled_training(tmp_path)
+    err = interrupt_at(proc, marker, sig=signal.SIGTERM)
     assert proc.returncode == 143, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith('sr_kd/train.py: terminated; kept experiments/tiny/') and '--auto_resume' in last, last
