@@ -35,6 +35,17 @@ def _run_name(opt, argv):
     return 'debug_' + name if '--debug' in argv and not name.startswith('debug') else name
 
 
+def _end_process_group():
+    """Tear down torch.distributed after a finished run, every rank together. Without it gloo's worker
+    threads outlive the interpreter and a rank that exits first can abort ('terminate called without
+    an active exception', pytorch#190489), turning a finished torchrun into exit 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_pipeline(kind):
     """Run basicsr's train or test pipeline with the project registered; ``kind`` is 'train' or 'test'."""
     argv = sys.argv[1:]
@@ -61,6 +72,7 @@ def run_pipeline(kind):
             from basicsr.test import test_pipeline as pipeline
         try:
             pipeline(root)
+            _end_process_group()
         except (SRKDError, KeyboardInterrupt, OSError) as e:
             if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
