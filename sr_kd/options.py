@@ -27,7 +27,7 @@ def load_yaml(path):
     try:
         with open(path) as f:
             opt = safe_yaml.load(f)
-    except safe_yaml.RefusedTag as e:
+    except (safe_yaml.RefusedTag, safe_yaml.Refused) as e:
         raise SRKDError(f'{path}: {e}') from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

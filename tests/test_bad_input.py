@@ -180,6 +180,47 @@ def test_yaml_syntax_error_line_and_column(tmp_path):
         load_yaml(str(path))
 
 
+def test_duplicate_key_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second total_iter silently wins."""
+    from sr_kd.options import load_yaml
+    path = tmp_path / 'twice.yml'
+    path.write_text('name: x\ntrain:\n  total_iter: 4\n  ema_decay: 0\n  total_iter: 400\n')
+    with pytest.raises(SRKDError, match=r"line 5: the key 'total_iter' is given twice in one mapping \(first on "
+                                        r"line 3\)"):
+        load_yaml(str(path))
+
+
+def test_merge_keys_may_be_overridden(tmp_path):
+    """``<<: *base`` then a key of the base is an override, not a duplicate."""
+    from sr_kd.options import load_yaml
+    path = tmp_path / 'merge.yml'
+    path.write_text('base: &b {lr: 1, beta: 2}\nopt:\n  <<: *b\n  lr: 3\n')
+    assert dict(load_yaml(str(path))['opt']) == {'lr': 3, 'beta': 2}
+
+
+def test_alias_bomb_is_refused_before_anything_expands(tmp_path):
+    """Nine levels of ten aliases: 1e9 values once written out (basicsr's option dump does that)."""
+    from sr_kd.options import load_yaml
+    lines = ['name: x', 'l0: &l0 [a, a, a, a, a, a, a, a, a, a]']
+    lines += [f'l{i}: &l{i} [{", ".join([f"*l{i - 1}"] * 10)}]' for i in range(1, 9)]
+    path = tmp_path / 'bomb.yml'
+    path.write_text('\n'.join(lines) + '\n')
+    assert path.stat().st_size < 2000
+    with pytest.raises(SRKDError, match='aliases expand to more than 100,000 values'):
+        load_yaml(str(path))
+    proc = run_cli(['sr_kd/train.py', '-opt', path], tmp_path)
+    assert_one_line_error(proc, 'alias bomb')
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_oversized_option_file_is_refused(tmp_path):
+    from sr_kd.options import load_yaml
+    path = tmp_path / 'big.yml'
+    path.write_text('name: x\n' + '# padding\n' * 120_000)
+    with pytest.raises(SRKDError, match=r'the file is 1\.1 MiB; an option file is a few KB'):
+        load_yaml(str(path))
+
+
 class _Evil:
     """Unpickling this runs code: it makes a folder."""
 
