@@ -161,10 +161,8 @@ def exp_dir(opt):
 
 
 def _rows():
-    if not os.path.isfile(RESULTS):
-        return []
-    with open(RESULTS) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from sr_kd.jsonl import read_rows
+    return read_rows(RESULTS)
 
 
 def finished():
@@ -221,8 +219,8 @@ def validation_curve(folder, model_type):
     """[(iteration, PSNR, SSIM)] on the validation split, from the run's log(s)."""
     path = os.path.join(folder, 'val_metrics.jsonl')
     if model_type == 'SRKDModel' and os.path.isfile(path):
-        with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+        from sr_kd.jsonl import read_rows
+        rows = read_rows(path)
         return sorted({r['iter']: (r['iter'], r['student']['psnr'], r['student']['ssim']) for r in rows}.values())
     curve, it = {}, None
     for log in sorted(glob.glob(os.path.join(folder, 'train_*.log'))):
@@ -305,8 +303,8 @@ def record(run, opt, rc):
            'name': opt['name'], 'sec_per_iter': iteration_seconds(folder),
            'curve': validation_curve(folder, opt['model_type']), 'test': evaluate_run(opt),
            'machine': machine(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
-    with open(RESULTS, 'a') as f:
-        f.write(json.dumps(row) + '\n')
+    from sr_kd.jsonl import append_row
+    append_row(RESULTS, row)
     import shutil
     shutil.rmtree(os.path.join(PROGRESS, opt['name']), ignore_errors=True)
     print(f'[{time.strftime("%H:%M:%S")}] done {run}: ' + ', '.join(f'{k} {v["psnr"]:.3f}' for k, v in row['test'].items()),

@@ -7,13 +7,13 @@ SRKDModel), the option file BasicSR copied there, and the latest student checkpo
 recomputed from that checkpoint and the teacher the option file names, so a run needs to save no images.
 """
 import glob
-import json
 import os
 import re
 
 import numpy as np
 
 from sr_kd.errors import SRKDError
+from sr_kd.jsonl import read_rows
 
 COLUMNS = ('bicubic', 'student', 'teacher', 'HR')
 COLORS = {'bicubic': '#888888', 'teacher': '#d62728', 'student': '#1f77b4'}
@@ -21,14 +21,7 @@ COLORS = {'bicubic': '#888888', 'teacher': '#d62728', 'student': '#1f77b4'}
 
 def read_jsonl(path):
     """Rows of a JSON-lines log, one per iteration (a resumed run's repeats: the last one wins)."""
-    if not os.path.isfile(path):
-        return []
-    rows = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                rows[(row['iter'], row.get('dataset'))] = row
+    rows = {(row['iter'], row.get('dataset')): row for row in read_rows(path)}
     return sorted(rows.values(), key=lambda r: r['iter'])
 
 

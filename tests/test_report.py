@@ -39,6 +39,31 @@ def test_report_of_a_finished_run(tmp_path):
     assert make_report(str(exp), str(tmp_path / 'empty.png')).endswith('empty.png')  # no crops, still a page
 
 
+def test_a_torn_last_log_line_is_read_past_by_report_and_resume(tmp_path):
+    """The logs are appended a row at a time: a kill can tear the last line. report and --auto_resume
+    read past it; a bad line before the end is damage, named in one line."""
+    opt = tiny_options(tmp_path, total_iter=4)
+    opt['val']['val_freq'] = 2
+    opt_path = write_options(tmp_path / 'kd.yml', opt)
+    assert run_cli(['sr_kd/train.py', '-opt', opt_path], tmp_path).returncode == 0
+    exp = tmp_path / 'experiments' / 'tiny'
+    for log, torn in (('losses.jsonl', '{"iter": 5, "l_pi'), ('val_metrics.jsonl', '{"iter": 6, "data')):
+        with open(exp / log, 'a') as f:
+            f.write(torn)
+    proc = sr_kd_cli(['report', exp, '-o', tmp_path / 'r.png'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(['sr_kd/train.py', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(ln) for ln in (exp / 'losses.jsonl').read_text().splitlines()]
+    assert [r['iter'] for r in rows] == list(range(1, 7))
+    assert [r['iter'] for r in read_jsonl(exp / 'val_metrics.jsonl')] == [2, 4, 6]
+
+    lines = (exp / 'losses.jsonl').read_text().splitlines()
+    (exp / 'losses.jsonl').write_text('\n'.join([lines[0], '{"iter": 2, "l_pi', *lines[2:]]) + '\n')
+    assert_one_line_error(sr_kd_cli(['report', exp, '-o', tmp_path / 'r.png'], tmp_path),
+                          'losses.jsonl: line 2 is not JSON')
+
+
 def test_report_errors_are_one_line(tmp_path):
     assert_one_line_error(sr_kd_cli(['report', tmp_path / 'nowhere'], tmp_path), 'experiment folder not found')
     (tmp_path / 'bare').mkdir()

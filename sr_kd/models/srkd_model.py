@@ -25,6 +25,7 @@ from sr_kd.distill.head import DistillHead, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import Teacher
 from sr_kd.errors import SRKDError
+from sr_kd.jsonl import append_row, read_rows
 from sr_kd.rules import (check_skip_share, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
                          term_fades, train_has_gt)
 from sr_kd.losses.base import DistillInputs
@@ -37,11 +38,8 @@ AGAINST = {'HR': 'HR', 'teacher': 'the teacher'}  # what a validation row was me
 
 def _drop_after(path, last_iter):
     """Keep only the JSON lines of ``path`` logged at or before ``last_iter``."""
-    if not os.path.isfile(path):
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln)['iter'] <= last_iter]
-    atomic_write_text(path, ''.join(lines))
+    if os.path.isfile(path):
+        atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in read_rows(path) if r['iter'] <= last_iter))
 
 
 @MODEL_REGISTRY.register()
@@ -281,8 +279,7 @@ class SRKDModel(OwnValidation, SRModel):
         freq = self.opt.get('logger', {}).get('print_freq', 100)
         if self.opt['rank'] != 0 or current_iter % freq:
             return
-        with open(self.loss_log, 'a') as f:
-            f.write(json.dumps({'iter': current_iter, **{k: float(v) for k, v in self.log_dict.items()}}) + '\n')
+        append_row(self.loss_log, {'iter': current_iter, **{k: float(v) for k, v in self.log_dict.items()}})
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def save(self, epoch, current_iter):
@@ -368,10 +365,9 @@ class SRKDModel(OwnValidation, SRModel):
             for who in refs:
                 for m in metrics:
                     tb_logger.add_scalar(f'metrics/{name}/{who}_{m}', rows[who][m], current_iter)
-        with open(self._val_log(), 'a') as f:
-            f.write(json.dumps({'iter': current_iter, 'dataset': name, 'against': against,
-                                'train_seconds': round(getattr(self, 'train_seconds', 0.0), 2),
-                                'train_cpu_seconds': round(getattr(self, 'train_cpu_seconds', 0.0), 2), **rows}) + '\n')
+        append_row(self._val_log(), {'iter': current_iter, 'dataset': name, 'against': against,
+                                     'train_seconds': round(getattr(self, 'train_seconds', 0.0), 2),
+                                     'train_cpu_seconds': round(getattr(self, 'train_cpu_seconds', 0.0), 2), **rows})
         self._keep_best(name, current_iter, rows['student'])
 
     def _keep_best(self, name, current_iter, student):
@@ -449,12 +445,7 @@ def _best_row(path, dataset, metric):
     """The validation row of ``dataset`` with the highest student ``metric`` in a val_metrics.jsonl (the
     earliest of equals), as {'iter', 'value'}."""
     best = {'iter': None, 'value': -math.inf}
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except ValueError:  # a torn last line
-                continue
-            if row.get('dataset') == dataset and row['student'][metric] > best['value']:
-                best = {'iter': row['iter'], 'value': row['student'][metric]}
+    for row in read_rows(path):
+        if row.get('dataset') == dataset and row['student'][metric] > best['value']:
+            best = {'iter': row['iter'], 'value': row['student'][metric]}
     return best
