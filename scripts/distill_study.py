@@ -75,6 +75,7 @@ def report(root):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from sr_kd.report import read_jsonl
     runs_dir = os.path.join(DOCS, 'runs')
     os.makedirs(runs_dir, exist_ok=True)
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
@@ -89,9 +90,7 @@ def report(root):
         if not f.endswith('.val.jsonl'):
             continue
         name = f[:-len('.val.jsonl')]
-        with open(os.path.join(runs_dir, f)) as fh:
-            curve = [json.loads(line) for line in fh if line.strip()]
-        curve = [(r['train_cpu_seconds'] / 60, r['student']['psnr']) for r in {r['iter']: r for r in curve}.values()]
+        curve = [(r['train_cpu_seconds'] / 60, r['student']['psnr']) for r in read_jsonl(os.path.join(runs_dir, f))]
         ax.plot([c[0] for c in curve], [c[1] for c in curve], 'o-', ms=3, label=name)
         summary = os.path.join(runs_dir, f'{name}.summary.json')
         done = json.load(open(summary)) if os.path.isfile(summary) else None

@@ -1,7 +1,6 @@
 """docs/kd_study.md and its plots from docs/kd_study/results.jsonl (finished runs) and the validation curves
 of runs still in progress (experiments/kd_study_*), so the page says at every moment what is measured."""
 import glob
-import json
 import os
 import statistics
 from collections import defaultdict
@@ -10,10 +9,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
 
 def _load(results):
-    if not os.path.isfile(results):
-        return []
-    with open(results) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from sr_kd.jsonl import read_rows
+    return read_rows(results)
 
 
 def in_progress(done_names):
