@@ -18,7 +18,7 @@ def main():
     sr_kd.load()
     from sr_kd.archs.loading import load_model
     from sr_kd.backends import resolve_precision
-    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.distill import students
     from sr_kd.errors import SRKDError
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])

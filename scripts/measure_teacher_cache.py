@@ -45,7 +45,8 @@ def main(argv=None):
     from sr_kd.archs.imdn_arch import IMDN
     from sr_kd.checkpoint import extract_state_dict, load_checkpoint
     from sr_kd.data.hr_dataset import lr_crop, to_tensor
-    from sr_kd.data.image_source import list_hr_images, read_rgb_uint8
+    from sr_kd.data.image_source import list_hr_images
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.distill.teacher import run_teacher
     from sr_kd.distill.teacher_cache import _augment
     from sr_kd.ops.matlab_resize import bicubic_lr

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from sr_kd.data.image_source import list_hr_images, read_rgb_uint8  # noqa: E402
+from sr_kd.data.image_source import list_hr_images  # noqa: E402
+from sr_kd.image_io import read_rgb_uint8  # noqa: E402
 from sr_kd.errors import exit_on_user_error  # noqa: E402
 from sr_kd.ops.matlab_resize import bicubic_lr  # noqa: E402
 

@@ -8,7 +8,8 @@ import os
 import numpy as np
 import torch
 
-from sr_kd.data.image_source import IMAGE_EXTS, read_rgb_uint8
+from sr_kd.data.image_source import IMAGE_EXTS
+from sr_kd.image_io import read_rgb_uint8
 from sr_kd.errors import SRKDError
 from sr_kd.inference import upscale
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize

@@ -1,9 +1,12 @@
-"""Image files as people have them, to float arrays and back, for ``sr-kd upscale``.
+"""Image files as people have them, to arrays and back: the one image reader of ``upscale``, ``eval``, the
+datasets and ``distill`` (two readers once decoded the same file differently: ``eval`` ignored the EXIF
+orientation ``upscale`` applied and scored a consistent pair 26.5 dB instead of 44.6).
 
 Pillow reads and writes everything except colour PNGs with 16 bits per channel, which it truncates to
 8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a 16-bit output.
 EXIF orientation is applied on reading (a phone photo comes out the way it is shown), grayscale stays
-grayscale, palette images become RGB(A), and alpha is kept apart so the network never sees it.
+grayscale, palette images become RGB(A), alpha is kept apart so the network never sees it, and float
+images (32-bit TIFF) are read as values in [0, 1] (Pillow's own conversion clips them to a black image).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -48,14 +51,38 @@ def _orient(a, orientation):
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def _split(a, scale, gray):
-    """HxW or HxWxC integer array -> Picture (RGB replicated from gray; alpha kept apart)."""
-    a = a.astype(np.float32) / scale
-    if a.ndim == 2:
-        a = a[..., None]
-    color = a[..., :1].repeat(3, axis=2) if a.shape[2] in (1, 2) else a[..., :3]
-    alpha = a[..., -1] if a.shape[2] in (2, 4) else None
-    return Picture(np.ascontiguousarray(color), alpha, gray, 16 if scale > 255 else 8)
+@dataclass
+class _Decoded:
+    """A decoded file before conversion: HxWxC array (C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) whose
+    values are in [0, peak]; ``bits`` is what an output written from it keeps."""
+    a: np.ndarray
+    peak: float
+    gray: bool
+    bits: int
+
+    def channels(self):
+        """(colour as HxWx3, alpha as HxW or None), still in [0, peak]."""
+        a = self.a
+        color = a[..., :1].repeat(3, axis=2) if a.shape[2] in (1, 2) else a[..., :3]
+        return color, (a[..., -1] if a.shape[2] in (2, 4) else None)
+
+
+def _decoded(a, peak, gray, bits=None):
+    a = a[..., None] if a.ndim == 2 else a
+    return _Decoded(a, peak, gray, bits or (16 if peak > 255 else 8))
+
+
+def _float_image(path, a):
+    """A float image (mode F: 32-bit TIFF) as values in [0, 1]: as it is when it lies in [0, 1], else
+    scaled from the 8- or 16-bit range it lies in; written back with 16 bits."""
+    if not np.isfinite(a).all():
+        raise SRKDError(f'cannot read image {path}: a float image holding NaN or infinite values')
+    top = float(a.max(initial=0.0))
+    if a.min(initial=0.0) < 0 or top > 65535:
+        raise SRKDError(f'cannot read image {path}: a float image with values in [{a.min():g}, {top:g}]; '
+                        'expected [0, 1] (or 0-255, 0-65535)')
+    peak = 1.0 if top <= 1.0 else 255.0 if top <= 255 else 65535.0
+    return _decoded(a.astype(np.float32), peak, True, bits=16)
 
 
 def _read_png16(path, color_type, orientation):
@@ -68,11 +95,11 @@ def _read_png16(path, color_type, orientation):
     gray = color_type in _PNG_GRAY_TYPES
     if gray and a.ndim == 3:  # OpenCV expands gray + alpha to BGRA
         a = a[..., [0, 3]] if a.shape[2] == 4 else a[..., 0]
-    return _split(_orient(a, orientation), 65535.0, gray)
+    return _decoded(_orient(a, orientation), 65535.0, gray)
 
 
-def read_image(path):
-    """A file as a Picture; any decoding problem becomes an SRKDError with one line."""
+def _decode(path):
+    """The file as a _Decoded, oriented; any decoding problem becomes an SRKDError with one line."""
     try:
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
@@ -80,17 +107,48 @@ def read_image(path):
             if header and header[0] == 16:
                 return _read_png16(path, header[1], orientation)
             im = ImageOps.exif_transpose(im)
+            if im.mode == 'F':
+                return _float_image(path, np.asarray(im))
             if im.mode.startswith('I'):  # 16/32-bit gray (16-bit gray PNG, TIFF)
-                return _split(np.asarray(im), 65535.0, True)
+                return _decoded(np.asarray(im), 65535.0, True)
             if im.mode in ('L', 'LA', '1'):
-                return _split(np.asarray(im.convert('LA' if im.mode == 'LA' else 'L')), 255.0, True)
+                return _decoded(np.asarray(im.convert('LA' if im.mode == 'LA' else 'L')), 255.0, True)
             has_alpha = im.mode in ('RGBA', 'PA', 'La') or 'transparency' in im.info
-            return _split(np.asarray(im.convert('RGBA' if has_alpha else 'RGB')), 255.0, False)
+            return _decoded(np.asarray(im.convert('RGBA' if has_alpha else 'RGB')), 255.0, False)
     except SRKDError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SRKDError(f'cannot read image {path}: {msg}') from e
+
+
+def read_image(path: str) -> Picture:
+    """A file as a Picture (float32 in [0, 1]; what ``upscale`` feeds a network and writes back)."""
+    d = _decode(path)
+    color, alpha = d.channels()
+    color = np.ascontiguousarray(color, dtype=np.float32) / np.float32(d.peak)
+    alpha = None if alpha is None else alpha.astype(np.float32) / np.float32(d.peak)
+    return Picture(color, alpha, d.gray, d.bits)
+
+
+def read_rgb_uint8(path: str) -> np.ndarray:
+    """A file as HxWx3 uint8 RGB, oriented as shown, alpha dropped (what ``eval`` and the datasets use,
+    as SR benchmarks are 8-bit RGB); deeper images are rounded to 8 bits."""
+    d = _decode(path)
+    color = d.channels()[0]
+    if d.peak == 255.0 and color.dtype == np.uint8:
+        return np.ascontiguousarray(color)
+    return np.round(color.astype(np.float64) * (255.0 / d.peak)).astype(np.uint8)
+
+
+def image_size(path: str) -> tuple:
+    """(width, height) as the image is shown (EXIF orientation applied), from the header alone."""
+    try:
+        with Image.open(path) as im:
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            return (im.height, im.width) if turned else im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+        raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
 def quantize(t, bits):

@@ -118,7 +118,7 @@ def _check_networks(opt):
 def _check_paired_folder(ds, where, scale, train):
     """BasicSR's PairedImageDataset on a folder: same names, HR = scale x LR (validation and test crop
     an HR up to scale - 1 pixels larger, as benchmark sets need), HR at least the crop."""
-    from sr_kd.data.image_source import image_size
+    from sr_kd.image_io import image_size
 
     gt_root, lq_root = ds['dataroot_gt'], ds['dataroot_lq']
     names = {root: sorted(e.name for e in os.scandir(root) if e.is_file()) for root in (gt_root, lq_root)}

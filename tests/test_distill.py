@@ -97,7 +97,7 @@ def test_validation_is_against_the_teacher_and_keeps_the_best(finished):
     from basicsr.utils import tensor2img
 
     from sr_kd.archs.loading import load_model
-    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.distill.teacher import run_teacher, teacher_dtype
     tmp, out, teacher_file, _ = finished
     exp = out / 'experiments' / 'student'
@@ -133,7 +133,7 @@ def test_offline_cache_without_ground_truth_equals_the_online_teacher(tmp_path):
     """PlainImageDataset + distill.teacher: offline: the stored target of each whole image is the teacher's
     output on that image itself (no downscaling), to float16 rounding; its key differs from the key of the
     same images read as HR (bicubic LR)."""
-    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.distill import teacher_cache
     from sr_kd.distill.teacher import cache_for_options
     images = write_images(tmp_path / 'photos', n=3, size=(30, 26))

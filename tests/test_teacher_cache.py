@@ -13,7 +13,7 @@ from sr_kd.distill import teacher_cache
 from sr_kd.distill.teacher import run_teacher
 from sr_kd.losses.feature_stats import stat_map
 from sr_kd.ops.matlab_resize import bicubic_lr
-from sr_kd.data.image_source import read_rgb_uint8
+from sr_kd.image_io import read_rgb_uint8
 
 
 def _offline_opt(tmp_path, **distill):

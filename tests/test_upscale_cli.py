@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 import sr_kd  # noqa: F401
 from sr_kd.archs import IMDN
 from sr_kd.cli import main
+from sr_kd.errors import SRKDError
 from sr_kd.image_io import _orient, read_image
 
 H, W = 36, 44  # larger than the smallest tile (32), so the tiled path runs
@@ -193,3 +194,60 @@ def test_integer_weights_are_refused_not_run_to_a_black_image(tmp_path, ckpt, ca
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and 'torch.int8' in err and 'not as floats' in err, err
     assert not list((tmp_path / 'out').rglob('*.png'))
+
+
+@pytest.mark.parametrize('broken, says', [(lambda v: torch.zeros_like(v), 'an all-black image'),
+                                          (lambda v: v * 1e30, 'NaN or infinite values')])
+def test_a_black_or_non_finite_output_fails_the_image(tmp_path, ckpt, capsys, broken, says):
+    """Weights that load but compute nothing (all zero) or overflow wrote a black PNG with exit 0."""
+    sd = torch.load(ckpt, weights_only=True)['params']
+    bad = tmp_path / 'broken_x2.pth'
+    torch.save({'params': {k: broken(v) for k, v in sd.items()}}, bad)
+    src = tmp_path / 'in'
+    src.mkdir()
+    Image.fromarray(rng_image((H, W, 3))).save(src / 'a.png')
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(src / 'black.png')
+    status = main(['upscale', str(src), '-m', str(bad), '-o', str(tmp_path / 'out'), '--precision', 'fp32'])
+    printed = capsys.readouterr().out
+    assert status != 0 and f'a.png: the model gave {says}' in printed, printed
+    written = sorted(os.listdir(tmp_path / 'out')) if (tmp_path / 'out').exists() else []
+    assert 'a.png' not in written
+    if says == 'an all-black image':
+        assert written == ['black.png']  # a black input may give a black output
+
+
+def test_a_float_tiff_is_read_as_values_in_0_1_not_clipped_to_black(tmp_path, ckpt, capsys):
+    """Pillow converts a mode-F image by clipping to integers: [0, 1] floats became an all-black PNG."""
+    gray = rng_image((H, W), seed=7)
+    Image.fromarray(gray.astype(np.float32) / 255).save(tmp_path / 'f.tif')
+    pic = read_image(str(tmp_path / 'f.tif'))
+    assert pic.gray and pic.bits == 16 and np.allclose(pic.rgb[..., 0], gray / 255, atol=1e-6)
+    Image.fromarray(gray.astype(np.float32)).save(tmp_path / 'f255.tif')  # 0-255 floats
+    assert np.allclose(read_image(str(tmp_path / 'f255.tif')).rgb, pic.rgb, atol=1e-6)
+    assert main(['upscale', str(tmp_path / 'f.tif'), '-m', ckpt, '-o', str(tmp_path / 'out')]) == 0
+    with Image.open(tmp_path / 'out' / 'f.png') as im:
+        assert im.size == (2 * W, 2 * H) and np.asarray(im).max() > 0
+    bad = np.full((H, W), np.nan, np.float32)
+    Image.fromarray(bad).save(tmp_path / 'nan.tif')
+    with pytest.raises(SRKDError, match='holding NaN or infinite values'):
+        read_image(str(tmp_path / 'nan.tif'))
+
+
+def test_eval_and_upscale_read_an_exif_turned_image_the_same_way(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 is shown turned: upscale turned it, eval read it raw,
+    so a consistent pair failed the size check or scored a wrong PSNR."""
+    from sr_kd.evaluate import load_pair
+    from sr_kd.image_io import image_size, read_rgb_uint8
+    raw = rng_image((2 * W, 2 * H, 3), seed=8)  # stored 88 high, 72 wide; shown 72 high, 88 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / 'hr').mkdir()
+    (tmp_path / 'lr').mkdir()
+    Image.fromarray(raw).save(tmp_path / 'hr' / 'p.png', exif=exif)
+    shown = np.rot90(raw, -1)
+    Image.fromarray(np.ascontiguousarray(shown[::2, ::2])).save(tmp_path / 'lr' / 'p.png')
+    assert image_size(str(tmp_path / 'hr' / 'p.png')) == (2 * W, 2 * H)  # (width, height) as shown
+    assert np.array_equal(read_rgb_uint8(str(tmp_path / 'hr' / 'p.png')), shown)
+    assert np.array_equal(read_image(str(tmp_path / 'hr' / 'p.png')).rgb, shown.astype(np.float32) / 255)
+    lr, hr = load_pair(str(tmp_path / 'hr' / 'p.png'), 2, str(tmp_path / 'lr'))
+    assert np.array_equal(hr, shown) and lr.shape == (H, W, 3)

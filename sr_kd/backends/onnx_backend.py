@@ -32,7 +32,8 @@ def _shape_policy(info):
 
 def _lr_crops(names, scale, info):
     """(LR crop as 1x3xHxW float32 array, its HR crop as uint8) for scikit-image photographs."""
-    from sr_kd.data.image_source import _skimage_path, read_rgb_uint8
+    from sr_kd.data.image_source import _skimage_path
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 
     out = []

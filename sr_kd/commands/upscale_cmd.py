@@ -181,6 +181,7 @@ class Upscaler:
         x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(a.device)
         sr = upscale(self.model, x, self.info, tile=a.tile, tile_pad=a.tile_pad, precision=self.precision,
                      channels_last=self.channels_last, exact=a.exact_tiles, adaptive=(a.adaptive or None))
+        _check_output(sr, x)
         size = sr.shape[2:]
         alpha = None
         if pic.alpha is not None:  # alpha is not an image the network knows: plain bicubic
@@ -188,6 +189,21 @@ class Upscaler:
             alpha = quantize(F.interpolate(t, size=size, mode='bicubic', align_corners=False), pic.bits)[..., 0]
         out = compose(quantize(sr, pic.bits), alpha, pic.gray)
         return out, size[0] * size[1] / 1e6
+
+
+def _check_output(sr, x):
+    """Fail the image rather than write a wrong one with exit 0: NaN/inf anywhere, or black (every value
+    <= 0 after clamping) from an input that is not black, is a broken model or precision, not a picture."""
+    import torch
+
+    from sr_kd.errors import SRKDError
+
+    if not bool(torch.isfinite(sr).all()):
+        raise SRKDError('the model gave NaN or infinite values for this image (broken weights, or try '
+                        '--precision fp32)')
+    if float(sr.max()) <= 0 and float(x.max()) > 1 / 255:
+        raise SRKDError('the model gave an all-black image for an input that is not black (are these the '
+                        "weights of this architecture? try --precision fp32); nothing written")
 
 
 def _failure(src, e):

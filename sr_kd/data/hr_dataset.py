@@ -18,7 +18,8 @@ from basicsr.data.transforms import augment
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from sr_kd.data.image_source import list_hr_images, read_rgb_uint8
+from sr_kd.data.image_source import list_hr_images
+from sr_kd.image_io import read_rgb_uint8
 from sr_kd.errors import SRKDError
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 

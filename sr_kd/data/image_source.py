@@ -5,9 +5,6 @@ dependency, so a fresh clone needs no download; changing only the path switches 
 """
 import os
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from sr_kd.errors import SRKDError
 
 IMAGE_EXTS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.ppm')
@@ -46,25 +43,3 @@ def list_hr_images(root, names=None):
     if not paths:
         raise SRKDError(f'no images in data folder {root}')
     return paths
-
-
-def image_size(path):
-    """(width, height) from the file header, without decoding; SRKDError if unreadable."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise SRKDError(f'cannot read image {path}: {e}') from e
-
-
-def read_rgb_uint8(path):
-    """HxWx3 uint8 RGB (gray, palette, RGBA and 16-bit converted); SRKDError if unreadable."""
-    try:
-        with Image.open(path) as im:
-            if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-                arr = np.asarray(im, dtype=np.float64)
-                arr = np.round(arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            return np.asarray(im.convert('RGB'))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise SRKDError(f'cannot read image {path}: {e}') from e

@@ -34,7 +34,7 @@ def read_input(path: str, scale: int, hr: bool) -> torch.Tensor:
     """The student's input for one whole image of the run (1 x 3 x H x W in [0, 1]), as its datasets make it:
     the image itself, or with ``hr`` its bicubic LR."""
     from sr_kd.data.hr_dataset import HROnlyDataset, to_tensor
-    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.data.plain_dataset import PlainImageDataset
     dataset = HROnlyDataset if hr else PlainImageDataset
     return to_tensor(dataset.whole_input(read_rgb_uint8(path), scale))[None]

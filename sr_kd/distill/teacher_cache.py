@@ -138,7 +138,7 @@ def build(folder, key, net, taps, paths, scale, specs, dtype, whole_input, teach
     ``folder`` (atomically)."""
     from tqdm import tqdm
 
-    from sr_kd.data.image_source import read_rgb_uint8
+    from sr_kd.image_io import read_rgb_uint8
     from sr_kd.distill.teacher import run_teacher
     from sr_kd.losses.feature_stats import stat_map
 
