@@ -63,6 +63,18 @@ def main(argv=None):
             word, status = interrupted(e)
             print(f'sr-kd: {word}{getattr(args, "_interrupted_hint", "")}', file=sys.stderr)
             return status
+        except BrokenPipeError:
+            return _end_on_closed_stdout()
+
+
+def _end_on_closed_stdout():
+    """``sr-kd upscale ... | head -1``: the reader has gone, so stop as a shell tool does on SIGPIPE, quietly
+    (no traceback, and none at exit when Python flushes stdout: it is pointed at /dev/null), status 141."""
+    import os
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == '__main__':

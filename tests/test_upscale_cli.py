@@ -251,3 +251,46 @@ def test_eval_and_upscale_read_an_exif_turned_image_the_same_way(tmp_path):
     assert np.array_equal(read_image(str(tmp_path / 'hr' / 'p.png')).rgb, shown.astype(np.float32) / 255)
     lr, hr = load_pair(str(tmp_path / 'hr' / 'p.png'), 2, str(tmp_path / 'lr'))
     assert np.array_equal(hr, shown) and lr.shape == (H, W, 3)
+
+
+def test_a_full_disk_stops_the_batch_at_the_first_failed_write(tmp_path, ckpt, capsys, monkeypatch):
+    """ENOSPC failed each image after computing it; now the first one ends the batch in one line."""
+    import errno
+
+    from sr_kd import image_io, inference
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(rng_image((H, W, 3), seed=i)).save(src / f'{i}.png')
+    computed = []
+    real_upscale = inference.upscale
+    monkeypatch.setattr(inference, 'upscale', lambda *a, **k: computed.append(1) or real_upscale(*a, **k))
+
+    def full(f, a, fmt):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(image_io, '_encode', full)
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out'), '--precision', 'fp32'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and 'disk full writing' in err[0] and 'stopped after 0 images' in err[0]
+    assert len(computed) < 8 and not list((tmp_path / 'out').iterdir())  # no temporary file left either
+
+
+def test_a_closed_stdout_ends_the_batch_quietly(tmp_path, ckpt):
+    """``sr-kd upscale ... | head -1`` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    from kd_util import REPO, cli_env
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(rng_image((H, W, 3), seed=i)).save(src / f'{i}.png')
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line
+    with os.fdopen(w, 'w') as out:
+        proc = subprocess.run([sys.executable, '-m', 'sr_kd.cli', 'upscale', str(src), '-m', ckpt, '-o',
+                               str(tmp_path / 'out')], cwd=REPO, env=cli_env(tmp_path), stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=180)
+    assert proc.returncode == 141 and 'Error' not in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / 'out').exists() or len(os.listdir(tmp_path / 'out')) < 3  # it stopped

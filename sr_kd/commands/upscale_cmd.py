@@ -4,6 +4,7 @@ One bad file is reported in one line and the batch goes on; outputs are written 
 name, so an interrupted run leaves only whole images and a re-run skips them.
 """
 import collections
+import errno
 import glob
 import os
 import sys
@@ -250,6 +251,9 @@ def run(args):
         try:
             future.result()
         except (SRKDError, OSError) as e:
+            if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT):  # every next image would fail too
+                raise SRKDError(f'disk full writing {dst}: stopped after {done} image{"" if done == 1 else "s"} '
+                                '(each written one is complete; free space and rerun: they are skipped)') from e
             failed += 1
             say(_failure(src, e))
         else:
