@@ -1,6 +1,8 @@
 """Reading checkpoints safely (writes: ``sr_kd.atomic``).
 
-Reads use ``weights_only=True``: a checkpoint that carries pickled code is refused.
+Reads use ``weights_only=True``: a checkpoint that carries pickled code is refused. A checkpoint is a zip
+archive whose records torch.save stores uncompressed; one that unpacks to far more than its size (a few
+MB on disk, GBs of zeros once read) is refused from its directory before anything is read.
 """
 import os
 
@@ -9,12 +11,32 @@ import torch
 from sr_kd.errors import SRKDError
 
 
+MAX_UNPACK_RATIO = 10  # torch.save stores records: a real checkpoint unpacks to about its own size
+MIN_REFUSED_UNPACK = 32 << 20
+
+
+def _check_unpacked_size(path):
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load names the damage
+    size = os.path.getsize(path)
+    if unpacked > MIN_REFUSED_UNPACK and unpacked > MAX_UNPACK_RATIO * size:
+        raise SRKDError(f'{path} unpacks to {unpacked / 2**20:,.0f} MiB from {size / 2**20:.2f} MiB on disk: a '
+                        'compressed archive out of proportion (torch.save does not compress); refusing to read it')
+
+
 def load_checkpoint(path, map_location='cpu'):
     """torch.load with weights_only=True; user errors become one-line SRKDError."""
     import re
     import warnings
     if not os.path.isfile(path):
         raise SRKDError(f'checkpoint not found: {path}')
+    _check_unpacked_size(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
             warnings.simplefilter('ignore', UserWarning)

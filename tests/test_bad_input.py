@@ -245,6 +245,28 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_checkpoint_unpacking_out_of_proportion_is_refused_before_reading(tmp_path):
+    """A 66 KB .pth that torch.load reads as 64 MiB of zeros (deflated records; a 3.7 MB one held 1 GiB
+    and peaked at 3.2 GB before it was refused): refused from the zip directory, nothing unpacked."""
+    import io
+    import zipfile
+
+    from sr_kd.checkpoint import load_checkpoint
+    buf = io.BytesIO()
+    torch.save({'params': {'conv.weight': torch.zeros(2 ** 24)}}, buf)
+    bomb = tmp_path / 'small.pth'
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(bomb, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(SRKDError, match=r'unpacks to 64 MiB from 0\.06 MiB on disk: a compressed archive out of '
+                                        'proportion'):
+        load_checkpoint(str(bomb))
+    plain = tmp_path / 'plain.pth'
+    torch.save({'params': {'conv.weight': torch.zeros(2 ** 24)}}, plain)
+    assert load_checkpoint(str(plain))['params']['conv.weight'].numel() == 2 ** 24  # stored: read as before
+
+
 # ----- the real CLI: exit status 2, one line, no traceback, nothing half-written --------------------
 def test_cli_yaml_error(tmp_path):
     path = tmp_path / 'broken.yml'
