@@ -1,8 +1,10 @@
 """Checks of an option file before BasicSR sees it, so a typo fails in seconds with one line, not
 after hours (or with a traceback): YAML syntax (line and column), the types of the keys BasicSR reads,
 registry names (with close matches), networks, losses, optimizer, scheduler and metrics built once on
-dummy inputs, data folders and HR/LR pairs. Checks that need the built model (teacher checkpoint, taps)
-run in its constructor, still before the first iteration."""
+dummy inputs, data folders and HR/LR pairs; then what only building finds: the training dataset (its
+images against gt_size) and, for SRKDModel, the student joined to its teacher (pairs, spatial sizes, every
+term on a probe batch: ``sr_kd.distill.wiring``), in memory on the CPU. Nothing is created, archived or
+loaded for the run before the last of these has passed."""
 import argparse
 import copy
 import inspect
@@ -348,6 +350,33 @@ def _check_options(opt, is_train):
             raise SRKDError('logger.save_safetensors is written by model_type: SRKDModel; for another model, '
                             'convert a checkpoint with sr-kd export CKPT --safetensors OUT.safetensors')
     _check_val(opt, is_train)
+    if is_train:
+        _check_built(opt)
+
+
+def _check_built(opt):
+    """Build, in memory, what the run builds first and a check cannot see otherwise: the training dataset
+    and the student wired to its teacher. Their log lines are the run's to print, so the logger is quiet."""
+    import torch
+    from basicsr.archs import build_network
+    from basicsr.data import build_dataset
+
+    logger = logging.getLogger('basicsr')
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        ds = dict(copy.deepcopy(opt['datasets']['train']), phase='train', scale=opt['scale'])
+        _build('datasets.train', lambda: build_dataset(ds))
+        if opt['model_type'] != 'SRKDModel':
+            return
+        from sr_kd.distill.teacher import Teacher
+        from sr_kd.distill.wiring import wire
+        run_opt = copy.deepcopy(opt)  # pairs: auto is resolved into it
+        cpu = torch.device('cpu')
+        student = build_network(copy.deepcopy(run_opt['network_g']))
+        wire(run_opt, student, Teacher(run_opt, cpu).net, cpu)
+    finally:
+        logger.disabled = was
 
 
 def precheck_argv(argv, is_train=True):

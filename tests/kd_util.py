@@ -94,6 +94,14 @@ def run_cli(args, root, timeout=120):
                           text=True, timeout=timeout)
 
 
+def run_cli_with_faults(child, opt, root, faults):
+    """Run the fault-hook stand-in ``child`` (``child_script``) on option file ``opt`` with ``faults``."""
+    import json
+    env = dict(cli_env(root), SRKD_FAULTS=json.dumps(faults))
+    return subprocess.run([sys.executable, child, '-opt', opt], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
 def assert_one_line_error(proc, *fragments):
     """Exit status 2, no traceback, and stderr ends with the one error line, containing every fragment
     (log lines may come before it once BasicSR's logger is up)."""

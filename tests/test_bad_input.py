@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kd_util import (assert_one_line_error, build_in_process, make_teacher, run_cli, tiny_options,
-                     write_images, write_options)
+from kd_util import (assert_one_line_error, build_in_process, child_script, make_teacher, run_cli,
+                     run_cli_with_faults, tiny_options, write_images, write_options)
 from sr_kd.errors import SRKDError
 
 
@@ -275,23 +275,73 @@ def test_cli_yaml_error(tmp_path):
     assert not (tmp_path / 'experiments').exists()
 
 
-def test_cli_error_after_setup_keeps_the_log_and_says_where(tmp_path):
-    """The teacher is checked when the model is built, after BasicSR made the experiment folder (and
-    archived an older one of the same name): the new run's log is kept, empty folders go, and the error
-    line says where the log and the older run are."""
-    opt = tiny_options(tmp_path)
-    opt['path']['pretrain_network_t'] = make_teacher(tmp_path / 'x3.pth', upscale=3)
+def test_a_failure_during_training_keeps_the_log_and_says_where_the_older_run_is(tmp_path):
+    """A NaN at iteration 1 (nonfinite: stop) ends a run after BasicSR made its folder and archived an older run
+    of the same name: the new run's log is kept, empty folders go, and the error line says where the log and
+    the older run are."""
     older = tmp_path / 'experiments' / 'tiny'
     older.mkdir(parents=True)
     (older / 'keep.txt').write_text('an older run')
-    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'x3.yml', opt)], tmp_path)
-    line = assert_one_line_error(proc, 'does not fit network_t', 'shapes differ', 'kept experiments/tiny/ with',
+    proc = run_cli_with_faults(child_script(tmp_path), write_options(tmp_path / 'kd.yml', tiny_options(tmp_path)),
+                               tmp_path, {'nan_loss': 'OutputDistillLoss', 'nan_iters': [1]})
+    line = assert_one_line_error(proc, 'l_out = nan at iteration 1', 'kept experiments/tiny/ with',
                                  'no checkpoint was saved')
     archived = [n for n in os.listdir(tmp_path / 'experiments') if n.startswith('tiny_archived_')]
     assert len(archived) == 1 and f'the previous run is in experiments/{archived[0]}/' in line
     assert os.listdir(tmp_path / 'experiments' / archived[0]) == ['keep.txt']
     kept = sorted(os.listdir(older))
-    assert len(kept) == 2 and kept[0].startswith('train_tiny_') and kept[0].endswith('.log') and kept[1] == 'x3.yml'
+    assert kept[0] == 'kd.yml' and kept[-1].startswith('train_tiny_') and kept[-1].endswith('.log'), kept
+
+
+LATE_CHECKS = {  # each failed once the experiment folder was made, the older run archived and the teacher loaded
+    'teacher of another scale': (lambda o, t: o['path'].update(pretrain_network_t=make_teacher(t / 'x3.pth', upscale=3)),
+                                 'does not fit network_t'),
+    'distill.teacher value': (lambda o, t: o['distill'].update(teacher='ofline'), "must be 'online' or 'offline'"),
+    'a pair naming a missing module': (lambda o, t: o['distill'].update(pairs=[['IMDB9', 'IMDB2']]),
+                                       "student network has no module 'IMDB9'"),
+    'pairs of different spatial sizes': (lambda o, t: o['distill'].update(pairs=[['upsampler', 'IMDB2']]),
+                                         'spatial sizes differ'),
+    'num_pairs: 0': (lambda o, t: o['distill'].update(pairs='auto', num_pairs=0), 'num_pairs must be a whole number'),
+    'num_pairs above the blocks': (lambda o, t: o['distill'].update(pairs='auto', num_pairs=50),
+                                   'num_pairs: 50, but the student has 4 blocks'),
+    'level_weights as a string': (lambda o, t: o['train']['distill_opts'][0].update(level_weights='1,2'),
+                                  'level_weights'),
+    "p: '2'": (lambda o, t: o['train']['distill_opts'][0].update(p='2'), 'l_fs (FeatureStatsLoss)'),
+    'gt_size not a multiple of the scale': (lambda o, t: o['datasets']['train'].update(gt_size=15),
+                                            'gt_size must be a positive multiple of scale 2'),
+    'gt_size above every image': (lambda o, t: o['datasets']['train'].update(gt_size=64), 'smaller than gt_size=64'),
+    'offline teacher, a term needing features': (
+        lambda o, t: (o['distill'].update(teacher='offline'),
+                      o['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fit', 'loss_weight': 0.1})),
+        'l_fit (FitNetLoss) need the full teacher features'),
+    'teacher_cache: 5': (lambda o, t: o['distill'].update(teacher='offline', teacher_cache=5),
+                         'distill.teacher_cache must be a folder path, not 5'),
+}
+
+
+@pytest.mark.parametrize('case', LATE_CHECKS)
+def test_checks_that_need_the_built_networks_run_at_start_up(tmp_path, case):
+    """The start-up check (what train.py runs before BasicSR makes anything) catches them, in one line."""
+    from sr_kd.options import check_options
+    mutate, fragment = LATE_CHECKS[case]
+    opt = tiny_options(tmp_path)
+    mutate(opt, tmp_path)
+    with pytest.raises(SRKDError) as info:
+        check_options(opt)
+    assert fragment.lower() in str(info.value).lower() and '\n' not in str(info.value), str(info.value)
+
+
+def test_a_run_failing_a_start_up_check_leaves_the_older_run_where_it_was(tmp_path):
+    """It once archived the finished run of that name first, then failed, and --auto_resume started over."""
+    older = tmp_path / 'experiments' / 'tiny'
+    (older / 'models').mkdir(parents=True)
+    (older / 'models' / 'net_g_4.pth').write_text('a finished run')
+    opt = tiny_options(tmp_path)
+    LATE_CHECKS['pairs of different spatial sizes'][0](opt, tmp_path)
+    assert_one_line_error(run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'bad.yml', opt)], tmp_path),
+                          'spatial sizes differ')
+    assert os.listdir(tmp_path / 'experiments') == ['tiny'] and os.listdir(older) == ['models']
+    assert not (tmp_path / 'tb_logger').exists()
 
 
 def test_cli_error_with_nothing_written_puts_the_older_run_back(tmp_path):
@@ -313,8 +363,8 @@ def test_cli_corrupt_image_stop(tmp_path):
     corrupt_files(tmp_path / 'data' / 'train')
     opt['datasets']['train']['corrupt_images'] = 'error'
     proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'c.yml', opt)], tmp_path)
-    assert_one_line_error(proc, 'cannot read image', 'corrupt_images: skip', 'kept experiments/tiny/')
-    assert list((tmp_path / 'experiments' / 'tiny').glob('train_tiny_*.log'))  # the log is kept
+    assert_one_line_error(proc, 'cannot read image', 'corrupt_images: skip')
+    assert not (tmp_path / 'experiments').exists()  # found by the start-up check: nothing made
 
 
 # ----- property: a mutated option file either runs or fails with one line ---------------------------

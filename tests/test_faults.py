@@ -8,7 +8,8 @@ import pickle
 import pytest
 import torch
 
-from kd_util import assert_one_line_error, child_script, run_cli, run_until_killed, tiny_options, write_options
+from kd_util import (assert_one_line_error, child_script, run_cli, run_cli_with_faults, run_until_killed, tiny_options,
+                     write_options)
 from sr_kd.checkpoint import load_checkpoint
 
 
@@ -97,13 +98,3 @@ class _Evil:
 
     def __reduce__(self):
         return os.mkdir, (self.marker,)
-
-
-def run_cli_with_faults(child, opt, root, faults):
-    import subprocess
-    import sys
-
-    from kd_util import REPO, cli_env
-    env = dict(cli_env(root), SRKD_FAULTS=json.dumps(faults))
-    return subprocess.run([sys.executable, child, '-opt', opt], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=180)

@@ -73,7 +73,9 @@ def body_blocks(net, x):
 def pick_pairs(student_blocks, teacher_blocks, n=DEFAULT_PAIRS):
     """N (student, teacher) pairs at matching relative depth."""
     s_len, t_len = len(student_blocks), len(teacher_blocks)
-    n = min(n, s_len)
+    if n > s_len:
+        raise SRKDError(f'distill.num_pairs: {n}, but the student has {s_len} blocks ({student_blocks[0]} ... '
+                        f'{student_blocks[-1]}) to pair: at most {s_len}')
     pairs = []
     for k in range(1, n + 1):
         s = s_len if k == n else max(1, (k * s_len) // n)

@@ -23,10 +23,19 @@ TEACHER_MODES = ('online', 'offline')
 
 def teacher_mode(opt):
     """``distill.teacher``: 'online' (default: the teacher runs on every batch) or 'offline' (its cache)."""
-    mode = (opt.get('distill') or {}).get('teacher', 'online')
+    d_opt = opt.get('distill') or {}
+    mode = d_opt.get('teacher', 'online')
     if mode not in TEACHER_MODES:
         raise SRKDError(f"distill.teacher must be 'online' or 'offline', not {mode!r}")
+    if d_opt.get('teacher_cache') is not None and not isinstance(d_opt['teacher_cache'], str):
+        raise SRKDError(f'distill.teacher_cache must be a folder path, not {d_opt["teacher_cache"]!r}')
     return mode
+
+
+def cache_root(opt, experiments_dir):
+    """Where the offline cache lives: ``distill.teacher_cache``, else beside the experiments."""
+    from sr_kd.distill.teacher_cache import default_root
+    return (opt.get('distill') or {}).get('teacher_cache') or default_root(experiments_dir)
 
 
 def teacher_dtype(opt, device):
@@ -99,13 +108,13 @@ class Teacher:
         """The teacher's SR output (fp32) on a batch, online."""
         return run_teacher(self.net, lq, self.dtype)
 
-    def use_cache(self, taps, names, terms, root: str) -> None:
+    def use_cache(self, taps, names, terms, experiments_dir: str) -> None:
         """Offline: the cache of this teacher on the training dataset's images (built now when missing);
         ``names``/``terms``: the run's distillation terms, which say what maps it must hold."""
         from sr_kd.distill import teacher_cache
         specs = teacher_cache.offline_specs(names, terms)
         self.cache = teacher_cache.ensure(self.opt, self.net, taps, specs, self.dtype, self.opt['datasets']['train'],
-                                          root)
+                                          cache_root(self.opt, experiments_dir))
 
     def image_target(self, path: str, lq: torch.Tensor) -> torch.Tensor:
         """The teacher's output on one whole validation image as its saved image would be (clamped to [0, 1],
@@ -121,7 +130,6 @@ def cache_for_options(opt, device, root_path):
     taps, terms and images as the training run of that file, so the run finds it under the same key."""
     from sr_kd.distill.head import build_terms
     from sr_kd.distill.taps import FeatureTaps
-    from sr_kd.distill.teacher_cache import default_root
 
     if teacher_mode(opt) != 'offline':
         raise SRKDError('this option file does not use the offline teacher: set distill.teacher: offline')
@@ -133,6 +141,5 @@ def cache_for_options(opt, device, root_path):
         raise SRKDError('distill.pairs: auto is resolved when training starts (it needs the student); list the '
                         'pairs (sr-kd inspect names the modules), or let training build the cache')
     taps = FeatureTaps(teacher.net, [str(p[1]) for p in d_opt.get('pairs') or []], role='teacher')
-    root = d_opt.get('teacher_cache') or default_root(os.path.join(root_path, 'experiments'))
-    teacher.use_cache(taps, names, terms, root)
+    teacher.use_cache(taps, names, terms, os.path.join(root_path, 'experiments'))
     return teacher.cache

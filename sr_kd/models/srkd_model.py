@@ -4,7 +4,6 @@ One step (docs/design.md, "Data flow"): student forward with taps; teacher forwa
 with taps; task loss + every term; one backward; one optimizer step over student + connectors. The
 teacher never enters DDP, the optimizer, EMA or the saved checkpoint; test runs build no teacher.
 """
-import copy
 import json
 import math
 import os
@@ -20,14 +19,11 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from sr_kd.atomic import atomic_path, atomic_write_text
-from sr_kd.distill import teacher_cache
-from sr_kd.distill.head import DistillHead, build_terms
-from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import Teacher
+from sr_kd.distill.wiring import wire
 from sr_kd.errors import SRKDError
 from sr_kd.jsonl import append_row, read_rows
-from sr_kd.rules import (check_skip_share, distill_pairs, fade_factor, nonfinite_names, nonfinite_policy,
-                         term_fades, train_has_gt)
+from sr_kd.rules import check_skip_share, fade_factor, nonfinite_names, nonfinite_policy, term_fades
 from sr_kd.losses.base import DistillInputs
 from sr_kd.models.own_validation import OwnValidation
 from sr_kd.ops.matlab_resize import imresize
@@ -54,24 +50,9 @@ class SRKDModel(OwnValidation, SRModel):
         self.nonfinite, self.max_skip_share = nonfinite_policy(train_opt)
         self.skipped_steps = 0
         self._build_teacher()
-        # --- issue 12: distill.pairs: auto (sr_kd.distill.auto_pairs) ---
-        from sr_kd.distill import auto_pairs
-        auto_pairs.resolve(self.opt, self.get_bare_model(self.net_g), self.net_t)
-        # ---
-        s_names, t_names = distill_pairs(self.opt)
+        w = wire(self.opt, self.get_bare_model(self.net_g), self.net_t, self.device)
+        self.taps_s, self.taps_t, self.distill = w.taps_s, w.taps_t, w.head
         self.fades = term_fades(self.opt)
-        names, terms = build_terms(train_opt.get('distill_opts'))
-        self.distill = DistillHead(names, terms)
-        record_inputs = self.distill.needs_inputs
-        bare_g = self.get_bare_model(self.net_g)
-        self.taps_s = FeatureTaps(bare_g, s_names, record_inputs, 'student')
-        self.taps_t = FeatureTaps(self.net_t, t_names, record_inputs, 'teacher')
-        batch = self.opt['datasets'].get('train', {}).get('batch_size_per_gpu', 1)
-        probe = self._probe(s_names, t_names, batch)
-        self.distill.setup([tuple(f.shape[1:]) for f in probe.feats_s], [tuple(f.shape[1:]) for f in probe.feats_t],
-                           batch)
-        self.distill = self.distill.to(self.device)
-        self._dry_run_terms(probe)
         self._setup_offline_teacher()
         if self.distill.has_parameters():
             self.distill = self.model_to_device(self.distill)
@@ -101,59 +82,9 @@ class SRKDModel(OwnValidation, SRModel):
         self.teacher_cache = None
         if self.teacher.mode == 'online':
             return
-        root = (self.opt.get('distill') or {}).get('teacher_cache') or teacher_cache.default_root(
-            os.path.dirname(self.opt['path']['experiments_root']))
-        self.teacher.use_cache(self.taps_t, self.distill.names, self.distill.terms, root)
+        self.teacher.use_cache(self.taps_t, self.distill.names, self.distill.terms,
+                               os.path.dirname(self.opt['path']['experiments_root']))
         self.teacher_cache = self.teacher.cache
-
-    def _probe(self, s_names, t_names, batch):
-        """Run both networks once on a random LR batch (own generator: the global RNGs stay untouched) to
-        learn the tapped shapes and check they pair up; returns that step's DistillInputs."""
-        size = max(self.opt['datasets'].get('train', {}).get('gt_size', 64) // self.opt.get('scale', 1), 8)
-        gen = torch.Generator().manual_seed(0)
-        lq = torch.rand(batch, self.opt['network_g'].get('num_in_ch', 3), size, size, generator=gen).to(self.device)
-        student = self.get_bare_model(self.net_g)
-        self.taps_s.clear()
-        self.taps_t.clear()
-        sr_s = student(lq)
-        with torch.no_grad():
-            sr_t = self.net_t(lq)
-        # an HR batch as training gives one (terms that compare with it, e.g. a gated output term, are checked
-        # too); a dataset without ground truth has none, so such a term fails here as it would at iteration 1
-        gt = torch.rand(sr_t.shape, generator=gen).to(self.device) if train_has_gt(self.opt) else None
-        d = DistillInputs(feats_s=list(self.taps_s.outputs), feats_t=list(self.taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
-                          lq=lq, gt=gt, inputs_s=list(self.taps_s.inputs), inputs_t=list(self.taps_t.inputs),
-                          student=student, teacher=self.net_t)
-        self.taps_s.clear()
-        self.taps_t.clear()
-        for (sn, tn), fs, ft in zip(zip(s_names, t_names), d.feats_s, d.feats_t):
-            if fs.dim() != 4 or ft.dim() != 4:
-                raise SRKDError(f'distill.pairs [{sn}, {tn}]: taps must give N x C x H x W features, '
-                                f'got {tuple(fs.shape)}, {tuple(ft.shape)}')
-            if fs.shape[2:] != ft.shape[2:]:
-                raise SRKDError(f'distill.pairs [{sn}, {tn}]: spatial sizes differ (student {fs.shape[2]}x'
-                                f'{fs.shape[3]}, teacher {ft.shape[2]}x{ft.shape[3]} on a {size}px input)')
-        return d
-
-    def _dry_run_terms(self, probe):
-        """Each term once on the probe batch, so a bad term option fails now in one line instead of at the
-        first iteration with a traceback. Buffers (memory banks, BN statistics) and RNGs are restored."""
-        if not self.distill.names:
-            return
-        saved = [copy.deepcopy(m.state_dict()) for m in (self.distill, self.get_bare_model(self.net_g))]
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
-            for name, term in zip(self.distill.names, self.distill.terms):
-                try:
-                    val = term(probe)
-                except SRKDError as e:
-                    raise SRKDError(f'l_{name} ({type(term).__name__}): {e}') from e
-                except (TypeError, ValueError, RuntimeError, IndexError) as e:
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise SRKDError(f'l_{name} ({type(term).__name__}) fails on a probe batch: {msg}') from e
-                if not torch.is_tensor(val) or val.numel() != 1:
-                    raise SRKDError(f'l_{name} ({type(term).__name__}) must return one number, not {val!r:.60}')
-        for module, state in zip((self.distill, self.get_bare_model(self.net_g)), saved):
-            module.load_state_dict(state)
 
     # ----- optimisation ------------------------------------------------------------------------------
     def setup_optimizers(self):
