@@ -383,9 +383,39 @@ def precheck_argv(argv, is_train=True):
     """Check the option file named by ``-opt`` in argv (BasicSR parses argv again afterwards); returns it."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
+    parser.add_argument('--force_yml', nargs='+', default=None)
     args, _ = parser.parse_known_args(argv)
     if not args.opt:
         raise SRKDError('usage: -opt OPTION_FILE.yml is required')
     opt = load_yaml(args.opt)
+    for entry in args.force_yml or ():
+        force_value(opt, entry)
     check_options(opt, is_train)
     return opt
+
+
+def force_value(opt, entry):
+    """Apply one ``--force_yml a:b:c=VALUE`` to ``opt`` as basicsr's parse_options will (same value rules), so
+    forced values pass the same checks as the file's. basicsr builds the assignment as code and evaluates list
+    values: anything but a plain key path and a literal list is refused here, before it runs."""
+    import ast
+
+    from basicsr.utils.options import _postprocess_yml_value
+
+    if entry.count('=') != 1:
+        raise SRKDError(f'--force_yml {entry}: write KEY=VALUE with one "=", e.g. train:total_iter=1000')
+    keys, value = (part.strip() for part in entry.split('='))
+    path = keys.split(':')
+    if not all(k and k.replace('_', '').isalnum() for k in path):
+        raise SRKDError(f'--force_yml {entry}: the key must be names joined by ":", e.g. train:optim_g:lr')
+    if value.startswith('['):
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError) as e:
+            raise SRKDError(f'--force_yml {entry}: a list value must be a plain list such as [1, 2]') from e
+    node = opt
+    for depth, key in enumerate(path[:-1]):
+        if not isinstance(node.get(key) if isinstance(node, dict) else None, dict):
+            raise SRKDError(f'--force_yml {entry}: the option file has no section {":".join(path[:depth + 1])}')
+        node = node[key]
+    node[path[-1]] = _postprocess_yml_value(value)

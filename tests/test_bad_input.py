@@ -367,6 +367,24 @@ def test_cli_corrupt_image_stop(tmp_path):
     assert not (tmp_path / 'experiments').exists()  # found by the start-up check: nothing made
 
 
+def test_forced_values_pass_the_same_checks_before_any_work(tmp_path):
+    """--force_yml values skipped every check (a traceback later), and the lock and the resume hint used the
+    file's name, not the forced one."""
+    path = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path))
+    proc = run_cli(['sr_kd/train.py', '-opt', path, '--force_yml', 'datasets:train:batch_size_per_gpu=0'], tmp_path)
+    assert_one_line_error(proc, 'datasets.train.batch_size_per_gpu')
+    marker = tmp_path / 'ran'
+    for entry, says in ((f"train:x=[__import__('os').mkdir('{marker}')]", 'a list value must be a plain list'),
+                        ('nosuch:total_iter=5', 'the option file has no section nosuch'),
+                        ('train:total_iter=5=6', 'write KEY=VALUE with one "="'),
+                        ('train"]; import os; x["a=1', 'the key must be names joined by ":"')):
+        assert_one_line_error(run_cli(['sr_kd/train.py', '-opt', path, '--force_yml', entry], tmp_path), says)
+    assert not marker.exists() and not (tmp_path / 'experiments').exists()
+    proc = run_cli(['sr_kd/train.py', '-opt', path, '--force_yml', 'name=forced', 'train:total_iter=2'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.listdir(tmp_path / 'experiments') == ['forced']
+
+
 # ----- property: a mutated option file either runs or fails with one line ---------------------------
 _VALUES = [None, 0, -1, 3, 1.5, True, 'x', 'IMDB1', [], {}, [1, 2], {'type': 'L1Loss'}]
 
