@@ -385,6 +385,18 @@ def test_forced_values_pass_the_same_checks_before_any_work(tmp_path):
     assert os.listdir(tmp_path / 'experiments') == ['forced']
 
 
+def test_resuming_with_an_added_term_with_weights_is_one_line(tmp_path):
+    """--auto_resume after adding a term with a connector failed with a traceback (state dict, optimizer)."""
+    opt = tiny_options(tmp_path)
+    assert run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'kd.yml', opt)], tmp_path).returncode == 0
+    opt['train']['total_iter'] = 6
+    opt['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fit', 'loss_weight': 0.1})
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'kd.yml', opt), '--auto_resume'], tmp_path)
+    assert_one_line_error(proc, 'the training state of iteration 4 holds trained weights of the distillation terms '
+                          'none', 'now has weights in #3 (l_fs, l_out, l_fit)', 'start a new name')
+    assert sorted(os.listdir(tmp_path / 'experiments' / 'tiny' / 'training_states')) == ['4.state']
+
+
 # ----- property: a mutated option file either runs or fails with one line ---------------------------
 _VALUES = [None, 0, -1, 3, 1.5, True, 'x', 'IMDB1', [], {}, [1, 2], {'type': 'L1Loss'}]
 

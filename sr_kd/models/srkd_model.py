@@ -267,6 +267,7 @@ class SRKDModel(OwnValidation, SRModel):
 
     def resume_training(self, resume_state):
         if hasattr(self, 'distill') and 'distill' in resume_state:
+            _check_same_terms(self.get_bare_model(self.distill), resume_state)
             self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
             self.get_bare_model(self.distill).load_own_state(resume_state.get('distill_own', {}))
             self.skipped_steps = resume_state.get('skipped_steps', 0)
@@ -370,6 +371,20 @@ class SRKDModel(OwnValidation, SRModel):
             n += 1
         cache[name] = {who: {m: v / max(n, 1) for m, v in vals.items()} for who, vals in sums.items()}
         return cache[name]
+
+
+def _check_same_terms(head, resume_state):
+    """A run resumes with the distillation terms it was saved with: their connectors are in the state and in
+    the optimizer's parameter groups (a term added or removed between runs failed with a traceback there)."""
+    saved, now = set(resume_state['distill']), set(head.state_dict())
+    if saved != now:
+        def with_weights(keys):
+            found = sorted({int(k.split('.')[1]) for k in keys if k.startswith('terms.')})
+            return ', '.join(f'#{i + 1}' for i in found) or 'none'
+        raise SRKDError(f'the training state of iteration {resume_state["iter"]} holds trained weights of the '
+                        f'distillation terms {with_weights(saved)} (in train.distill_opts order), the option file '
+                        f'now has weights in {with_weights(now)} ({", ".join("l_" + n for n in head.names)}): '
+                        'resume with the terms of that run, or start a new name')
 
 
 def _best_row(path, dataset, metric):
