@@ -22,6 +22,6 @@ pip install -c .venv/constraints.txt kornia scikit-image pillow matplotlib pytes
 # spandrel (the ecosystem's model loader) asks for torchvision in its metadata: without its dependency
 # list, plus what it imports; sr_kd's torchvision stand-in gives it the two names it imports at start-up.
 pip install -c .venv/constraints.txt --no-deps spandrel==0.4.2
-pip install -c .venv/constraints.txt safetensors einops typing_extensions
+pip install -c .venv/constraints.txt safetensors einops typing_extensions pydantic
 pip install -c .venv/constraints.txt --no-build-isolation --no-deps -e .
 echo "sr_kd installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import yaml
 
 from sr_kd.errors import SRKDError
-from sr_kd.rules import (DISTILL_KEYS, check_known_keys, check_registered, check_teacher_scale, distill_pairs,
-                         is_int, is_number, nonfinite_policy, teacher_path, term_fades, train_has_gt)
+from sr_kd.rules import (check_registered, check_teacher_scale, distill_pairs, is_int, is_number, nonfinite_policy,
+                         teacher_path, term_fades, train_has_gt)
 
 
 def load_yaml(path):
@@ -263,7 +263,6 @@ def _check_train(opt):
         raise SRKDError(f'train.ema_decay must be a number in [0, 1), not {ema!r}')
     if terms or 'network_t' in opt:
         teacher_path(opt)
-        check_known_keys(_section(opt, 'distill', required=False), DISTILL_KEYS, 'distill.')
         distill_pairs(opt)
         fades = term_fades(opt)
         if fades and all(fades) and not train.get('pixel_opt') and not train.get('perceptual_opt'):
@@ -319,9 +318,12 @@ def check_options(opt, is_train=True):
 def _check_options(opt, is_train):
     from basicsr.utils.registry import MODEL_REGISTRY
 
+    from sr_kd import schema
+
     for key in ('name', 'model_type', 'network_g', 'datasets', 'path'):
         if key not in opt:
             raise SRKDError(f'option file has no {key!r} section')
+    schema.validate(opt)
     if not isinstance(opt['name'], str) or not opt['name'].strip() or '/' in opt['name']:
         raise SRKDError(f'name must be a non-empty text without "/", not {opt["name"]!r}')
     check_registered(MODEL_REGISTRY, opt['model_type'], 'model_type')

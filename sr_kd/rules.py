@@ -142,15 +142,3 @@ def check_teacher_scale(t_up, s_up):
     """The teacher upscales as much as the student."""
     if t_up != s_up:
         raise SRKDError(f'teacher and student scales differ: network_t upscale x{t_up}, network_g upscale x{s_up}')
-
-
-# every key of the distill section (SRKDModel, the offline cache, pairs: auto); anything else is a typo
-DISTILL_KEYS = ('pairs', 'num_pairs', 'teacher', 'teacher_precision', 'teacher_cache', 'fade')
-
-
-def check_known_keys(section, known, where):
-    """Refuse a key the run would silently ignore, with the nearest known ones."""
-    for key in section:
-        if key not in known:
-            hint = close_matches(key, known) or f' (known: {", ".join(known)})'
-            raise SRKDError(f'{where}{key} is not an option{hint}')

@@ -14,7 +14,7 @@ import kd_study  # noqa: E402
 @pytest.fixture(scope='module')
 def study_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp('study')
-    data = write_images(root / 'train', n=20, size=(48, 48))
+    data = write_images(root / 'train', n=20, size=(100, 100))  # the study's HR crop is 96
     return str(data), make_teacher(root / 'teacher.pth', num_feat=64, num_modules=6, upscale=4)
 
 

@@ -4,6 +4,8 @@ and float32 math outside autocast (bf16 matmuls lose the small differences these
 Cross-level terms (FSP, IRG, KD-SVD, MHGD) weight the transition from level l-1 to level l by the
 weight of level l, so ``level_weights`` always has one entry per ``distill.pairs`` entry.
 """
+from typing import List, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,9 +65,15 @@ def match_channels(a, b):
 class ZooLoss(DistillLoss):
     """Base of the feature terms: ``setup`` checks shapes and calls ``build`` (connectors); ``compute``
     checks the batch, leaves autocast, casts to float32, detaches the teacher and calls ``distill``,
-    which by default sums ``level(i, fs, ft)`` over the pairs with their weights."""
+    which by default sums ``level(i, fs, ft)`` over the pairs with their weights.
 
-    def __init__(self, level_weights=None, loss_weight=1.0):
+    Args:
+        level_weights: one weight per pair of distill.pairs (default: equal, or the method's own).
+        connector: how a student feature is brought to the teacher's width, where a term has one: auto,
+            identity, conv1x1, conv1x1_bn or conv3x3.
+    """
+
+    def __init__(self, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(loss_weight)
         self._level_weights = level_weights
         self.weights = None

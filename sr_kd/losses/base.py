@@ -46,6 +46,9 @@ class DistillLoss(nn.Module):
       offline_maps  None when the term needs the teacher's full features or network (the online teacher),
                     else the (stat, p) statistic maps it reads from the offline teacher cache, which also
                     holds the teacher's SR output (distill/teacher_cache.py).
+
+    Args:
+        loss_weight: multiplies the term in the total loss.
     """
 
     min_batch = 1

@@ -31,7 +31,11 @@ class SobolevLoss(DistillLoss):
     """Sobolev training / Jacobian matching (Czarnecki et al., NeurIPS 2017; Srinivas & Fleuret, ICML
     2018), SR analog: the gradient of a random projection of the SR output with respect to the LR input
     (one random row of the Jacobian, drawn anew each step) is L2-normalised per patch for student and
-    teacher; squared distance per patch, averaged over the batch. Runs both networks again."""
+    teacher; squared distance per patch, averaged over the batch. Runs both networks again.
+
+    Args:
+        num_projections: random output projections per step (rows of the Jacobian).
+    """
 
     uses_features = False
 
@@ -63,7 +67,12 @@ class DMLLoss(DistillLoss):
     inputs carry it; the model's probe batch has none). The peer is a child of this term, so the
     optimizer trains it and the checkpoint keeps it. ``loss_weight`` scales both mimicry terms and not
     the peer's task term, so the peers stay symmetric: each learns task + loss_weight x follow-the-other
-    (the student's task term is ``pixel_opt``)."""
+    (the student's task term is ``pixel_opt``).
+
+    Args:
+        network_peer: the peer student, as a network section ({type: ..., ...}; usually network_g).
+        criterion: the distance between the two students' outputs: l1 or mse.
+    """
 
     uses_features = False
 

@@ -10,6 +10,8 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
+from typing import List, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,7 +72,7 @@ def align(v_s, v_t):
 class _DecompositionLoss(ZooLoss):
     """Cross-level terms on singular vectors: connectors to the teacher's widths, two pairs or more."""
 
-    def __init__(self, connector, level_weights=None, loss_weight=1.0):
+    def __init__(self, connector, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
@@ -86,9 +88,13 @@ class KDSVDLoss(_DecompositionLoss):
     """KD-SVD (Lee, Kim & Song, ECCV 2018): truncated SVD (K=4) of each level; student vectors aligned to
     the teacher's (best |cosine|, sign); both scaled by the teacher's normalised singular values; RBF
     exp(-(v_l - v_{l-1})^2 / 8) between channels of consecutive levels, per component; squared
-    difference summed per patch and averaged over the batch."""
+    difference summed per patch and averaged over the batch.
 
-    def __init__(self, k=4, connector='auto', level_weights=None, loss_weight=1.0):
+    Args:
+        k: how many singular vectors are kept.
+    """
+
+    def __init__(self, k=4, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.k = int(k)
 
@@ -188,11 +194,17 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
     5e-4 x the squared weights), and the KL is off; from then on the head is frozen, weights and batch-norm
     statistics, and the KL is on. Adapted: the student learns the task during the head's stage (the
     seed leaves it idle for 40 of 140 epochs). The head is kept out of the student's optimizer; its step
-    count and optimizer are saved with the run; under DDP every rank takes rank 0's head."""
+    count and optimizer are saved with the run; under DDP every rank takes rank 0's head.
+
+    Args:
+        num_head: attention heads of the graph network.
+        head_iters: iterations the graph head trains before the student follows it.
+        head_lr: the graph head's learning rate.
+    """
 
     min_batch = 2
 
-    def __init__(self, num_head=8, head_iters=100, head_lr=5e-4, connector='auto', level_weights=None,
+    def __init__(self, num_head=8, head_iters=100, head_lr=5e-4, connector='auto', level_weights: Optional[List[float]] = None,
                  loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.num_head, self.head_iters, self.own_lr = int(num_head), int(head_iters), float(head_lr)

@@ -147,7 +147,11 @@ def _teacher_label(d, source, n_crops):
 
 
 class _DUKDTerm(DistillLoss):
-    """Shared by the DUKD terms: SR outputs only, criterion l1 (the paper's) | mse | charbonnier."""
+    """Shared by the DUKD terms: SR outputs only, criterion l1 (the paper's) | mse | charbonnier.
+
+    Args:
+        criterion: the distance between the student's and the teacher's outputs: l1 or mse.
+    """
 
     uses_features = False
     needs_teacher = True
@@ -175,7 +179,11 @@ def _n_crops(n_crops):
 class DUKDZoomInLoss(_DUKDTerm):
     """Upcycled zoom-in: ``n_crops`` LR-sized tiles of each HR patch (a scale x scale grid of them; one drawn
     per image by default, as the paper) are fed to both networks as LR inputs; the student's SR output follows
-    the teacher's (there is no GT at scale x the HR patch)."""
+    the teacher's (there is no GT at scale x the HR patch).
+
+    Args:
+        n_crops: LR-sized tiles taken from each HR patch.
+    """
 
     def __init__(self, n_crops=1, criterion='l1', loss_weight=1.0):
         super().__init__(criterion, loss_weight)
@@ -228,7 +236,14 @@ class DUKDConsistencyLoss(_DUKDTerm):
     default, as the paper; zoom_out or the LR batch) gets each op of ``ops`` with probability ``prob`` (0.3,
     the paper's); the student sees the augmented input, its output is un-augmented (the paired inverse) and
     follows the teacher's label of the plain input. The teacher never sees an augmented input. With the
-    defaults this term alone is the reference code's zoom-in loss with its augmentations on."""
+    defaults this term alone is the reference code's zoom-in loss with its augmentations on.
+
+    Args:
+        source: the inputs that are augmented: zoom_in, zoom_out or lr.
+        ops: the invertible augmentations drawn from.
+        prob: the chance of each op.
+        n_crops: zoom-in tiles per HR patch.
+    """
 
     def __init__(self, source='zoom_in', ops=OPS, prob=0.3, n_crops=1, criterion='l1', loss_weight=1.0):
         super().__init__(criterion, loss_weight)

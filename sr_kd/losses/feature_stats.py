@@ -2,6 +2,8 @@
 ACCV 2018): each tapped feature is reduced along channels to one statistic map per sample, so student
 and teacher widths may differ without connectors; maps are compared at several levels with weights.
 """
+from typing import List, Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -56,7 +58,7 @@ class FeatureStatsLoss(DistillLoss):
         level_weights: one weight per pair (default equal).
     """
 
-    def __init__(self, stat='pow_mean', p=2, normalize=True, criterion='mse', level_weights=None, loss_weight=1.0):
+    def __init__(self, stat='pow_mean', p=2, normalize=True, criterion='mse', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(loss_weight)
         if stat not in STATS:
             raise SRKDError(f'FeatureStatsLoss: unknown stat {stat!r}; choose one of {", ".join(STATS)}')

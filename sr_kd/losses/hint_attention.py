@@ -5,6 +5,7 @@ Methods that compare channel by channel own a connector (student width -> teache
 reduce channels to one map (AT, FT) or compare sets of channels (NST) need none.
 """
 import math
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
 class _ConnectedLoss(ZooLoss):
     """A per-level term whose student feature first goes through a connector."""
 
-    def __init__(self, connector, level_weights=None, loss_weight=1.0):
+    def __init__(self, connector, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
@@ -33,7 +34,7 @@ class FitNetLoss(_ConnectedLoss):
     """FitNet hint (Romero et al., ICLR 2015): a regressor maps the student feature to the teacher's
     width and is trained with it to match the teacher feature (MSE)."""
 
-    def __init__(self, connector='conv1x1', level_weights=None, loss_weight=1.0):
+    def __init__(self, connector='conv1x1', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
 
     def level(self, i, fs, ft):
@@ -49,9 +50,13 @@ def attention_map(x, p):
 class ATLoss(ZooLoss):
     """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): normalised maps mean_c |F|^p (p=2) of
     student and teacher, mean squared difference as the official code (the paper weights it by
-    beta/2 = 500)."""
+    beta/2 = 500).
 
-    def __init__(self, p=2, level_weights=None, loss_weight=1.0):
+    Args:
+        p: the exponent of the attention map mean_c |F|^p.
+    """
+
+    def __init__(self, p=2, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.p = p
 
@@ -62,9 +67,14 @@ class ATLoss(ZooLoss):
 @LOSS_REGISTRY.register()
 class FTLoss(ZooLoss):
     """Factor transfer as in the seeds (Kim et al., NeurIPS 2018, without the paraphraser pre-training
-    stage): factors are L2-normalised maps mean_c F^p1, compared by mean |difference|^p2 (p2=1: L1)."""
+    stage): factors are L2-normalised maps mean_c F^p1, compared by mean |difference|^p2 (p2=1: L1).
 
-    def __init__(self, p1=2, p2=1, level_weights=None, loss_weight=1.0):
+    Args:
+        p1: the exponent of the factor mean_c F^p1.
+        p2: the exponent of the difference (1: L1).
+    """
+
+    def __init__(self, p1=2, p2=1, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.p1, self.p2 = p1, p2
 
@@ -79,9 +89,14 @@ class FTLoss(ZooLoss):
 class NSTLoss(ZooLoss):
     """Neuron selectivity transfer (Huang & Wang, arXiv 2017): each channel's map, L2-normalised over
     positions, is a sample of the layer's selectivity distribution; student and teacher distributions
-    are matched by MMD with the polynomial kernel (x.y + c)^d, d=2, c=0 (widths may differ)."""
+    are matched by MMD with the polynomial kernel (x.y + c)^d, d=2, c=0 (widths may differ).
 
-    def __init__(self, degree=2, c=0.0, level_weights=None, loss_weight=1.0):
+    Args:
+        degree: the degree d of the polynomial kernel (x.y + c)^d.
+        c: its constant c.
+    """
+
+    def __init__(self, degree=2, c=0.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.degree, self.c = degree, c
 
@@ -97,9 +112,13 @@ class NSTLoss(ZooLoss):
 class ABLoss(_ConnectedLoss):
     """Activation boundaries (Heo et al., AAAI 2019): the connected student response must be beyond a
     margin (1) on the same side of zero as the teacher's (alternative L2), so neurons switch on and
-    off where the teacher's do. Deeper levels weigh more (2^(i-n+1), as the seeds); mean over elements."""
+    off where the teacher's do. Deeper levels weigh more (2^(i-n+1), as the seeds); mean over elements.
 
-    def __init__(self, margin=1.0, connector='conv1x1_bn', level_weights=None, loss_weight=1.0):
+    Args:
+        margin: how far beyond zero the connected student response must be on the teacher's side.
+    """
+
+    def __init__(self, margin=1.0, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.margin = margin
 
@@ -118,7 +137,7 @@ class OFDLoss(_ConnectedLoss):
     derive it from), the student goes through conv1x1+BN, and the partial L2 ignores positions where the
     student is already below a non-positive target."""
 
-    def __init__(self, connector='conv1x1_bn', level_weights=None, loss_weight=1.0):
+    def __init__(self, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
 
     def level(self, i, fs, ft):
@@ -151,9 +170,13 @@ class AFDLoss(_ConnectedLoss):
     """Attention feature distillation as in the seeds (Wang et al., ICLR 2020), not as the paper: the seed
     replaces the paper's attention with an SE block ("the original implementation of attention is
     unstable"): a squeeze-excite on the teacher's pooled feature gives a weight per channel (sigmoid,
-    normalised to sum 1) that weighs per-channel distances between spatially L2-normalised maps."""
+    normalised to sum 1) that weighs per-channel distances between spatially L2-normalised maps.
 
-    def __init__(self, att_f=1.0, connector='auto', level_weights=None, loss_weight=1.0):
+    Args:
+        att_f: the squeeze-excite reduction of the channel attention (hidden width = att_f x channels).
+    """
+
+    def __init__(self, att_f=1.0, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.att_f = att_f
 
@@ -191,9 +214,15 @@ class _VIDHead(nn.Module):
 class VIDLoss(ZooLoss):
     """Variational information distillation (Ahn et al., CVPR 2019): maximise a variational lower bound
     of the mutual information: a regressor predicts the teacher feature from the student's under a
-    Gaussian with learned per-channel variance (init 5); the loss is its negative log-likelihood."""
+    Gaussian with learned per-channel variance (init 5); the loss is its negative log-likelihood.
 
-    def __init__(self, init_var=5.0, eps=1e-5, mid_channels=None, level_weights=None, loss_weight=1.0):
+    Args:
+        init_var: the initial per-channel variance.
+        eps: the smallest variance.
+        mid_channels: the regressor's hidden width (default: the teacher's).
+    """
+
+    def __init__(self, init_var=5.0, eps=1e-5, mid_channels=None, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         if init_var <= eps:
             raise SRKDError(f'VIDLoss: init_var must exceed eps ({eps}), got {init_var}')

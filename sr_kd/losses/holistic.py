@@ -89,6 +89,12 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
     the student's schedule, as the released code decays both together. ``critic_optim`` may name Adam
     instead (WGAN-GP's own choice is Adam, lr 1e-4, betas [0, 0.9]). HR patches of 16 px or more; one
     process (the critic is not synchronised across DDP ranks, so distributed training is refused).
+
+    Args:
+        dim: the critic's width.
+        gp_weight: the weight of the gradient penalty.
+        critic_steps: critic steps after each student step.
+        critic_optim: the critic's optimizer ({type: SGD or Adam, lr: ...}).
     """
 
     uses_features = False

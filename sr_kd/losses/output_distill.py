@@ -19,6 +19,10 @@ class OutputDistillLoss(DistillLoss):
     student (per value, decided without gradient), so the student is never pulled towards the teacher's
     errors once it has passed it there: the SR analog of Chen et al.'s teacher-bounded regression
     (NeurIPS 2017), which penalises the student only where it is worse than the teacher. Needs the HR batch.
+
+    Args:
+        criterion: the distance between the student's and the teacher's SR images: l1, mse or charbonnier.
+        gate: none, or teacher_closer: only where the teacher is closer to the HR than the student.
     """
 
     uses_features = False

@@ -6,6 +6,7 @@ All but CRD need a batch of 2 or more (``min_batch = 2``): with one patch there 
 CRD compares each patch with a memory of earlier patches too, so it works from batch 1.
 """
 import math
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +38,16 @@ class SPLoss(ZooLoss):
 class CCLoss(ZooLoss):
     """Correlation congruence (Peng et al., ICCV 2019): correlations between patches through a Gaussian
     RBF kernel on L2-normalised embeddings, approximated by its Taylor expansion of order P (2),
-    gamma 0.4; MSE between the student's and teacher's correlation matrices."""
+    gamma 0.4; MSE between the student's and teacher's correlation matrices.
+
+    Args:
+        gamma: the RBF kernel width.
+        p_order: the order of its Taylor expansion.
+    """
 
     min_batch = 2
 
-    def __init__(self, gamma=0.4, p_order=2, level_weights=None, loss_weight=1.0):
+    def __init__(self, gamma=0.4, p_order=2, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.gamma, self.p_order = gamma, p_order
 
@@ -68,11 +74,16 @@ def pair_distances(v, squared=False, eps=1e-12):
 class RKDLoss(ZooLoss):
     """Relational knowledge distillation (Park et al., CVPR 2019): pairwise distances (normalised by
     their mean) and triplet angles among the patches of a batch, matched with the Huber loss;
-    weights 25 (distance) and 50 (angle)."""
+    weights 25 (distance) and 50 (angle).
+
+    Args:
+        w_dist: the weight of the distance term.
+        w_angle: the weight of the angle term.
+    """
 
     min_batch = 2
 
-    def __init__(self, w_dist=25.0, w_angle=50.0, level_weights=None, loss_weight=1.0):
+    def __init__(self, w_dist=25.0, w_angle=50.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.w_dist, self.w_angle = w_dist, w_angle
 
@@ -100,11 +111,15 @@ class RKDLoss(ZooLoss):
 @LOSS_REGISTRY.register()
 class PKTLoss(ZooLoss):
     """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018): cosine similarities among the
-    patches, mapped to [0, 1] and normalised per row into conditional probabilities; KL(teacher||student)."""
+    patches, mapped to [0, 1] and normalised per row into conditional probabilities; KL(teacher||student).
+
+    Args:
+        eps: keeps the probabilities and the KL finite.
+    """
 
     min_batch = 2
 
-    def __init__(self, eps=1e-7, level_weights=None, loss_weight=1.0):
+    def __init__(self, eps=1e-7, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.eps = eps
 
@@ -129,11 +144,17 @@ class IRGLoss(ZooLoss):
     images), edges (squared distances between patches at each level, max-normalised) and the
     transformation between consecutive levels (each patch's squared distance from one level to the
     next, max-normalised over the batch); weights 0.1, 5, 5 as the seeds. The level weight of level l
-    scales its edges and the transformation from level l-1 to l (see _zoo)."""
+    scales its edges and the transformation from level l-1 to l (see _zoo).
+
+    Args:
+        w_vert: the weight of the vertex term.
+        w_edge: the weight of the edge term.
+        w_tran: the weight of the transformation term.
+    """
 
     min_batch = 2
 
-    def __init__(self, w_vert=0.1, w_edge=5.0, w_tran=5.0, level_weights=None, loss_weight=1.0):
+    def __init__(self, w_vert=0.1, w_edge=5.0, w_tran=5.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.w_vert, self.w_edge, self.w_tran = w_vert, w_edge, w_tran
 
@@ -200,9 +221,15 @@ class CRDLoss(ZooLoss):
     crops have no lasting identity for CRD's per-instance momentum bank); both directions, softmax
     (InfoNCE) estimator with temperature 0.07 instead of NCE, whose constant needs the dataset size. The
     memories are buffers of the term: saved in the training state, restored on resume, and left as they
-    were by SRKDModel's dry run."""
+    were by SRKDModel's dry run.
 
-    def __init__(self, feat_dim=128, nce_k=16384, nce_t=0.07, level_weights=None, loss_weight=1.0):
+    Args:
+        feat_dim: the embedding width.
+        nce_k: how many earlier patches the memory bank keeps as negatives.
+        nce_t: the softmax temperature of the contrastive loss.
+    """
+
+    def __init__(self, feat_dim=128, nce_k=16384, nce_t=0.07, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.feat_dim, self.nce_k, self.nce_t = feat_dim, nce_k, nce_t
 

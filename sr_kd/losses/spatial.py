@@ -1,6 +1,8 @@
 """Spatial structure: how positions relate inside one feature (pair-wise affinity graph) and how one
 level flows into the next (FSP). Both suit SR, where the structure of the image is the task.
 """
+from typing import List, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,9 +23,16 @@ class PairWiseLoss(ZooLoss):
     the paper's best setting; ``pool: max`` max-pools the same cells). ``variant: released`` follows the
     released code (CriterionPairWiseforWholeFeatAfterPool): a fixed grid of nodes, each max-pooled over a
     window of ``scale`` (0.5) times the feature's height and width (so 2 x 2 nodes), and the channel
-    norm of each node (plus 1e-8) is detached: the loss value is the cosine's, its gradient is not."""
+    norm of each node (plus 1e-8) is detached: the loss value is the cosine's, its gradient is not.
 
-    def __init__(self, node_size=2, pool='avg', variant='paper', scale=0.5, level_weights=None, loss_weight=1.0):
+    Args:
+        node_size: the pooling window that makes a node.
+        pool: avg or max pooling of the nodes.
+        variant: paper or released (the authors' code).
+        scale: the pooled size as a share of the map (released).
+    """
+
+    def __init__(self, node_size=2, pool='avg', variant='paper', scale=0.5, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         if pool not in ('avg', 'max'):
             raise SRKDError(f"PairWiseLoss: pool must be 'avg' or 'max', not {pool!r}")
@@ -65,7 +74,7 @@ class FSPLoss(ZooLoss):
     teacher's (mean squared difference). Connectors bring student widths to the teacher's where they
     differ. Needs two pairs or more."""
 
-    def __init__(self, connector='auto', level_weights=None, loss_weight=1.0):
+    def __init__(self, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
