@@ -294,3 +294,17 @@ def test_a_closed_stdout_ends_the_batch_quietly(tmp_path, ckpt):
                               stderr=subprocess.PIPE, text=True, timeout=180)
     assert proc.returncode == 141 and 'Error' not in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / 'out').exists() or len(os.listdir(tmp_path / 'out')) < 3  # it stopped
+
+
+def test_nan_weights_are_refused_before_any_image(tmp_path, ckpt, capsys):
+    """The guard of every checkpoint read (sr_kd/checkpoint.py), fast: the CLI test of it is in the slow tier."""
+    sd = torch.load(ckpt, weights_only=True)
+    next(iter(sd['params'].values()))[0] = float('nan')
+    bad = tmp_path / 'nan_x2.pth'
+    torch.save(sd, bad)
+    Image.fromarray(rng_image((H, W, 3))).save(tmp_path / 'a.png')
+    with pytest.raises(SystemExit) as e:
+        main(['upscale', str(tmp_path / 'a.png'), '-m', str(bad), '-o', str(tmp_path / 'out')])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and 'holds NaN/inf weights' in err and 'refusing it' in err, err
+    assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')

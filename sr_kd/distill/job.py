@@ -167,7 +167,7 @@ def summary(out: str, rows_timed, chosen: str, speed: dict, train_seconds: float
 def table(s: dict) -> str:
     lines = [f'student {s["student"]}: {s["parameters"]:,} parameters (teacher {s["teacher_parameters"]:,}), '
              f'{s["speed"]["speedup"]:.2f}x faster than the teacher ({s["speed"]["student_ms"]:.0f} vs '
-             f'{s["speed"]["teacher_ms"]:.0f} ms on a {s["speed"]["image"]} image, {s["speed"]["precision"]})',
+             f'{s["speed"]["teacher_ms"]:.0f} ms an image, over {s["speed"]["image"]}, {s["speed"]["precision"]})',
              f'best at iteration {s["best_iter"]}; {s["train_minutes"]:.1f} minutes of training steps',
              f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
     for name, m in s['metrics'].items():
