@@ -108,6 +108,18 @@ RECIPES['holistic_trained_share'] = (
 # fidelity, so a share of the task's gradient is no measure of a safe weight; try one 100 times under it
 RECIPES['holistic_low'] = ('holistic at weight 0.0177 (the calibrated 1.77 / 100)',
                            lambda: [dict(ZOO_RECIPES['holistic'][1]()[0], loss_weight=0.0177)], {})
+# The default as users run it (options/imdn_kd.yml: its terms and its fade as fractions of the budget, so the
+# recipe keeps its shape at any --iters; at 20,000 it is fade_keep_output), for the longer budget (issue 29):
+#   python scripts/kd_study.py --runs student:0,imdn_kd:0,output_offline:0 --iters 100000
+RECIPES['imdn_kd'] = ('the default of options/imdn_kd.yml (fade as fractions of the budget)', lambda: _file_terms(),
+                      {'teacher': 'offline', 'fade': [0.1, 0.3]})
+
+
+def _file_terms():
+    from sr_kd.options import load_yaml
+    return json.loads(json.dumps(load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))['train']['distill_opts']))
+
+
 # The question users ask first (does the default beat the student alone, over 3 seeds?), then one seed of
 # every other recipe, cheapest first (DUKD costs about five student steps).
 PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'student:2', 'default_offline:2',
@@ -142,7 +154,7 @@ def options(recipe, seed, iters, data_root, teacher):
     opt['path'].update(pretrain_network_t=teacher, param_key_t=None)
     opt['train'].update(total_iter=iters)
     opt['train']['scheduler'] = schedule(iters)
-    opt['val']['val_freq'] = iters // 10
+    opt['val']['val_freq'] = min(iters // 10, 5000)  # 2,000 at the 20k budget; every 5,000 at 100k (issue 29)
     opt['logger'].update(print_freq=100, save_checkpoint_freq=1000, use_tb_logger=False)
     if terms is None:
         opt['model_type'] = 'SRModel'

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
 from sr_kd.errors import SRKDError, close_matches
-from sr_kd.rules import DEFAULT_MAX_SKIP_SHARE
+from sr_kd.rules import DEFAULT_MAX_SKIP_SHARE, NONFINITE_MODES
 
 Number = Union[int, float]
 Pair = Annotated[List[str], Field(min_length=2, max_length=2)]
@@ -235,7 +235,7 @@ def option_file_model():
 
     class Train(Open):
         distill_opts: Optional[List[terms]] = Field(None, description='the distillation terms, each with its type')
-        nonfinite: Literal['stop', 'skip'] = Field('stop', description='a NaN/inf loss stops the run, or skips the step')
+        nonfinite: _literal(NONFINITE_MODES) = Field('stop', description='a NaN/inf loss stops the run, or skips the step')
         nonfinite_max_share: Annotated[float, Field(ge=0, le=1)] = Field(
             DEFAULT_MAX_SKIP_SHARE, description='skip: stop once more than this share of the steps were skipped')
 

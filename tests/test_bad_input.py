@@ -48,7 +48,7 @@ def test_unknown_names(tmp_path, section, key, value, fragments):
 def test_unknown_distill_loss(tmp_path):
     opt = tiny_options(tmp_path)
     opt['train']['distill_opts'][0]['type'] = 'FeatureStatLoss'
-    fails(tmp_path, opt, 'unknown distillation loss type', 'FeatureStatsLoss')
+    fails(tmp_path, opt, "train.distill_opts[0].type: 'FeatureStatLoss' is not a distillation loss", 'FeatureStatsLoss')
 
 
 def test_unknown_module_name(tmp_path):
@@ -296,17 +296,18 @@ def test_a_failure_during_training_keeps_the_log_and_says_where_the_older_run_is
 LATE_CHECKS = {  # each failed once the experiment folder was made, the older run archived and the teacher loaded
     'teacher of another scale': (lambda o, t: o['path'].update(pretrain_network_t=make_teacher(t / 'x3.pth', upscale=3)),
                                  'does not fit network_t'),
-    'distill.teacher value': (lambda o, t: o['distill'].update(teacher='ofline'), "must be 'online' or 'offline'"),
+    'distill.teacher value': (lambda o, t: o['distill'].update(teacher='ofline'),
+                              "distill.teacher: 'ofline' is not valid: Input should be 'online' or 'offline'"),
     'a pair naming a missing module': (lambda o, t: o['distill'].update(pairs=[['IMDB9', 'IMDB2']]),
                                        "student network has no module 'IMDB9'"),
     'pairs of different spatial sizes': (lambda o, t: o['distill'].update(pairs=[['upsampler', 'IMDB2']]),
                                          'spatial sizes differ'),
-    'num_pairs: 0': (lambda o, t: o['distill'].update(pairs='auto', num_pairs=0), 'num_pairs must be a whole number'),
+    'num_pairs: 0': (lambda o, t: o['distill'].update(pairs='auto', num_pairs=0), 'distill.num_pairs: 0 is not valid'),
     'num_pairs above the blocks': (lambda o, t: o['distill'].update(pairs='auto', num_pairs=50),
                                    'num_pairs: 50, but the student has 4 blocks'),
     'level_weights as a string': (lambda o, t: o['train']['distill_opts'][0].update(level_weights='1,2'),
                                   'level_weights'),
-    "p: '2'": (lambda o, t: o['train']['distill_opts'][0].update(p='2'), 'l_fs (FeatureStatsLoss)'),
+    "p: '2'": (lambda o, t: o['train']['distill_opts'][0].update(p='2'), "train.distill_opts[0].p: '2' is not valid"),
     'gt_size not a multiple of the scale': (lambda o, t: o['datasets']['train'].update(gt_size=15),
                                             'gt_size must be a positive multiple of scale 2'),
     'gt_size above every image': (lambda o, t: o['datasets']['train'].update(gt_size=64), 'smaller than gt_size=64'),
@@ -315,7 +316,7 @@ LATE_CHECKS = {  # each failed once the experiment folder was made, the older ru
                       o['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fit', 'loss_weight': 0.1})),
         'l_fit (FitNetLoss) need the full teacher features'),
     'teacher_cache: 5': (lambda o, t: o['distill'].update(teacher='offline', teacher_cache=5),
-                         'distill.teacher_cache must be a folder path, not 5'),
+                         'distill.teacher_cache: 5 is not valid: Input should be a valid string'),
 }
 
 

@@ -30,17 +30,30 @@ def test_head_does_not_import_options():
     assert 'sr_kd.options' not in _imports('distill/head.py')
 
 
-def test_start_up_check_and_model_say_the_same_line(tmp_path):
-    """The same rule object raises for both callers: options' check and the model's constructor."""
-    from kd_util import tiny_options
+def test_the_start_up_check_and_the_model_both_enforce_the_rule(tmp_path):
+    """train.nonfinite: the start-up check (the schema, from rules.NONFINITE_MODES) refuses a bad value, and so
+    does the model itself when one reaches it without that check (a user's own BasicSR code): built here from
+    basicsr's parsed options, with no start-up check, so the test fails if the model stops calling the rule."""
+    import sys
+
+    from basicsr.models import build_model
+    from basicsr.utils.options import parse_options
+
+    from kd_util import tiny_options, write_options
     from sr_kd.options import check_options
     opt = tiny_options(tmp_path, nonfinite='sometimes')
-    with pytest.raises(SRKDError) as by_check:
+    with pytest.raises(SRKDError, match=r"train.nonfinite: 'sometimes' is not valid: Input should be 'stop' or 'skip'"):
         check_options(opt)
-    with pytest.raises(SRKDError) as by_rule:
-        rules.nonfinite_policy(opt['train'])
-    assert str(by_check.value) == str(by_rule.value) == \
-        "train.nonfinite must be one of 'stop', 'skip', not 'sometimes'"
+    argv, sys.argv = sys.argv, ['train.py', '-opt', write_options(tmp_path / 'kd.yml', opt)]
+    try:
+        parsed, _ = parse_options(str(tmp_path), is_train=True)
+    finally:
+        sys.argv = argv
+    with pytest.raises(SRKDError, match=r"train.nonfinite must be one of 'stop', 'skip', not 'sometimes'"):
+        build_model(parsed)
+    for mode in rules.NONFINITE_MODES:  # and both take every mode the rule takes
+        check_options(tiny_options(tmp_path, nonfinite=mode))
+        assert rules.nonfinite_policy({'nonfinite': mode})[0] == mode
 
 
 def test_ground_truth_is_the_dataset_class_word(tmp_path, monkeypatch):
