@@ -53,9 +53,12 @@ def _section(opt, key, where='', required=True):
     return val
 
 
-def _int(d, key, where, minimum=1, default=None):
+def _int(d, key, where, minimum=1, default=None, whole_float=False):
+    """``whole_float``: also 5000.0, for the keys BasicSR's own option files write as ``!!float 5e3`` (it
+    only compares or casts them)."""
     val = d.get(key, default)
-    if not is_int(val) or val < minimum:
+    whole = is_int(val) or (whole_float and isinstance(val, float) and val.is_integer())
+    if not whole or val < minimum:
         raise SRKDError(f'{where}{key} must be a whole number >= {minimum}, not {val!r}' if key in d
                         else f'{where}{key} is missing')
     return val
@@ -212,7 +215,7 @@ def _check_train(opt):
     from sr_kd.losses.base import DistillLoss
 
     train = _section(opt, 'train')
-    _int(train, 'total_iter', 'train.')
+    _int(train, 'total_iter', 'train.', whole_float=True)
     if not is_int(train.get('warmup_iter', -1)):
         raise SRKDError(f'train.warmup_iter must be a whole number, not {train["warmup_iter"]!r}')
     optim = _section(train, 'optim_g', 'train.')
@@ -279,7 +282,7 @@ def _check_val(opt, is_train):
     if not val:
         return
     if is_train:
-        _int(val, 'val_freq', 'val.')
+        _int(val, 'val_freq', 'val.', whole_float=True)
     _bools(val, 'val.', 'save_img', 'pbar')
     metrics = _section(val, 'metrics', 'val.', required=False)
     if val.get('keep_best') is not None and val['keep_best'] not in metrics:
@@ -345,8 +348,8 @@ def _check_options(opt, is_train):
     if is_train:
         _check_train(opt)
         logger = _section(opt, 'logger')
-        _int(logger, 'print_freq', 'logger.')
-        _int(logger, 'save_checkpoint_freq', 'logger.')
+        _int(logger, 'print_freq', 'logger.', whole_float=True)
+        _int(logger, 'save_checkpoint_freq', 'logger.', whole_float=True)
         _bools(logger, 'logger.', 'use_tb_logger', 'save_safetensors')
         if logger.get('save_safetensors') and opt.get('model_type') != 'SRKDModel':
             raise SRKDError('logger.save_safetensors is written by model_type: SRKDModel; for another model, '
