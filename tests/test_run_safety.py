@@ -79,7 +79,7 @@ def test_skip_limit_stops_a_run_that_skips_most_steps(tmp_path):
 def test_nonfinite_max_share_is_checked_at_start(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, nonfinite='skip', nonfinite_max_share=2))
     proc = run_cli(['sr_kd/train.py', '-opt', opt], tmp_path)
-    assert_one_line_error(proc, 'train.nonfinite_max_share must be a number in [0, 1], not 2')
+    assert_one_line_error(proc, 'train.nonfinite_max_share: 2 is not valid: Input should be less than or equal to 1')
     assert not (tmp_path / 'experiments' / 'tiny').exists()
 
 
