@@ -251,3 +251,28 @@ def interrupt_at(proc, marker, wait=120, sig=None):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT if sig is None else sig)
     return proc.communicate(timeout=60)[1]
+
+
+# ----- mutations of an option dict (the property tests of tests/test_bad_input.py, test_option_mutations.py)
+def leaves(node, prefix=()):
+    """Paths to every key and list item of an option dict."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, val in items:
+        yield prefix + (key,)
+        yield from leaves(val, prefix + (key,))
+
+
+def mutate(opt, path, action, value):
+    """Delete, rename (drop the last letter), cut the first letter of a text, or replace by ``value``."""
+    parent = opt
+    for key in path[:-1]:
+        parent = parent[key]
+    key = path[-1]
+    if action == 'delete':
+        parent.pop(key)
+    elif action == 'rename' and isinstance(parent, dict):
+        parent[str(key)[:-1] or 'x'] = parent.pop(key)
+    elif action == 'typo' and isinstance(parent[key], str) and len(parent[key]) > 1:
+        parent[key] = parent[key][1:]
+    else:
+        parent[key] = copy.deepcopy(value)

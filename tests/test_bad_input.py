@@ -1,7 +1,6 @@
 """Bad input fails before the first iteration with one line (exit status 2 from the CLI, no traceback)
 and leaves nothing half-written. Most cases run in-process (option checks, data loaders, model, one
 step); a few go through the real CLI."""
-import copy
 import logging
 import os
 import pickle
@@ -11,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kd_util import (assert_one_line_error, build_in_process, child_script, make_teacher, run_cli,
+from kd_util import (assert_one_line_error, build_in_process, child_script, leaves, make_teacher, mutate, run_cli,
                      run_cli_with_faults, tiny_options, write_images, write_options)
 from sr_kd.errors import SRKDError
 
@@ -324,9 +323,9 @@ LATE_CHECKS = {  # each failed once the experiment folder was made, the older ru
 def test_checks_that_need_the_built_networks_run_at_start_up(tmp_path, case):
     """The start-up check (what train.py runs before BasicSR makes anything) catches them, in one line."""
     from sr_kd.options import check_options
-    mutate, fragment = LATE_CHECKS[case]
+    change, fragment = LATE_CHECKS[case]
     opt = tiny_options(tmp_path)
-    mutate(opt, tmp_path)
+    change(opt, tmp_path)
     with pytest.raises(SRKDError) as info:
         check_options(opt)
     assert fragment.lower() in str(info.value).lower() and '\n' not in str(info.value), str(info.value)
@@ -402,41 +401,18 @@ def test_resuming_with_an_added_term_with_weights_is_one_line(tmp_path):
 _VALUES = [None, 0, -1, 3, 1.5, True, 'x', 'IMDB1', [], {}, [1, 2], {'type': 'L1Loss'}]
 
 
-def _leaves(node, prefix=()):
-    """Paths to every key and list item of an option dict."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-    for key, val in items:
-        yield prefix + (key,)
-        yield from _leaves(val, prefix + (key,))
-
-
-def _mutate(opt, path, action, value):
-    parent = opt
-    for key in path[:-1]:
-        parent = parent[key]
-    key = path[-1]
-    if action == 'delete':
-        parent.pop(key) if isinstance(parent, dict) else parent.pop(key)
-    elif action == 'rename' and isinstance(parent, dict):
-        parent[str(key)[:-1] or 'x'] = parent.pop(key)
-    elif action == 'typo' and isinstance(parent[key], str) and len(parent[key]) > 1:
-        parent[key] = parent[key][1:]
-    else:
-        parent[key] = copy.deepcopy(value)
-
-
 @settings(max_examples=25, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_options_run_or_fail_in_one_line(tmp_path, data):
     opt = tiny_options(tmp_path)
     for _ in range(data.draw(st.integers(1, 2), label='mutations')):
-        paths = list(_leaves(opt))
+        paths = list(leaves(opt))
         if not paths:
             break
         path = data.draw(st.sampled_from(paths), label='path')
         action = data.draw(st.sampled_from(['delete', 'rename', 'typo', 'replace']), label='action')
-        _mutate(opt, path, action, data.draw(st.sampled_from(_VALUES), label='value'))
+        mutate(opt, path, action, data.draw(st.sampled_from(_VALUES), label='value'))
     try:
         build_in_process(write_options(tmp_path / 'mutated.yml', opt), tmp_path)
     except SRKDError as e:

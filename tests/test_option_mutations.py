@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kd_util import REPO, write_images
+from kd_util import REPO, leaves, mutate, write_images
 from sr_kd.errors import SRKDError
 from sr_kd.options import check_options, load_yaml
 
@@ -73,28 +73,6 @@ def test_every_option_file_passes_with_stand_ins(path, stand_ins, monkeypatch):
     check_options(with_stand_ins(path, stand_ins), is_train=not os.path.basename(path).startswith('test_'))
 
 
-def _leaves(node, prefix=()):
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-    for key, val in items:
-        yield prefix + (key,)
-        yield from _leaves(val, prefix + (key,))
-
-
-def _mutate(opt, path, action, value):
-    parent = opt
-    for key in path[:-1]:
-        parent = parent[key]
-    key = path[-1]
-    if action == 'delete':
-        parent.pop(key)
-    elif action == 'rename' and isinstance(parent, dict):
-        parent[str(key)[:-1] or 'x'] = parent.pop(key)
-    elif action == 'typo' and isinstance(parent[key], str) and len(parent[key]) > 1:
-        parent[key] = parent[key][1:]
-    else:
-        parent[key] = copy.deepcopy(value)
-
-
 @settings(max_examples=40, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
@@ -103,10 +81,10 @@ def test_a_mutated_option_file_passes_or_fails_in_one_line(stand_ins, data, monk
     path = data.draw(st.sampled_from(FILES), label='file')
     opt = with_stand_ins(path, stand_ins)
     for _ in range(data.draw(st.integers(1, 2), label='mutations')):
-        paths = list(_leaves(opt))
+        paths = list(leaves(opt))
         where = data.draw(st.sampled_from(paths), label='path')
         action = data.draw(st.sampled_from(['delete', 'rename', 'typo', 'replace']), label='action')
-        _mutate(opt, where, action, data.draw(st.sampled_from(VALUES), label='value'))
+        mutate(opt, where, action, data.draw(st.sampled_from(VALUES), label='value'))
     try:
         check_options(opt, is_train=not os.path.basename(path).startswith('test_'))
     except SRKDError as e:
