@@ -383,7 +383,7 @@ def main(argv=None):
                 sys.exit(f'kd_study: error: {path} not found (the study needs ../shared)')
         run_plan(args.runs.split(',') if args.runs else PLAN, args)
     from kd_study_report import write_report
-    write_report(RESULTS, OUT)
+    write_report(RESULTS, OUT, sys.modules[__name__])
 
 
 if __name__ == '__main__':

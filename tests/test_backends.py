@@ -277,7 +277,7 @@ def test_auto_timing_picks_the_faster_through_noise(monkeypatch):
     """auto's timer: every backend warmed once, then at least MIN_ROUNDS interleaved rounds (more while
     they are quick), fastest round counts, so rounds slowed by noise do not decide."""
     import time as _time
-    from sr_kd.backends import auto
+    from sr_kd.backends import auto_backend as auto
     calls = {'a': 0, 'b': 0}
     plan = {'a': iter([0.03, 0.05, 0.05, 0.02] + [0.05] * 20), 'b': iter([0.04] * 30)}
 

@@ -11,77 +11,44 @@ so they need the eager model (``Runner.eager``); the other backends refuse them 
     aoti         an AOTInductor package (torch.export + inductor, weights frozen into the code); fp32, bf16
     auto         measures the available ones once per machine and model, remembers the choice
 
+Each is one ``*_backend.py`` module declaring ``BACKEND = Backend(...)`` (``base.py``): its name, precisions,
+help, what it needs, and how it prepares a model. This package finds them; nothing else lists them.
 ONNX files and AOTInductor packages are built once and cached (``sr_kd.backends.cache``).
 """
-from dataclasses import dataclass
-from typing import Callable
+import importlib
+import pkgutil
 
+from sr_kd.backends.base import Backend, Options, Runner, installed  # noqa: F401 - the package's public names
 from sr_kd.errors import SRKDError
 
-PRECISIONS = {'eager': ('fp32', 'bf16', 'fp16'), 'onnxruntime': ('fp32', 'int8'), 'aoti': ('fp32', 'bf16')}
-NAMES = tuple(PRECISIONS) + ('auto',)
 ALL_PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')  # auto: see resolve_precision
-INT8_MAX_COST_DB = 0.05  # largest PSNR loss int8 may cost on the check images without --force-int8
 
 
-@dataclass
-class Runner:
-    """A model made runnable by one backend."""
-    fn: Callable          # NCHW float32 tensor -> NCHW float tensor
-    backend: str
-    precision: str
-    autocast: str         # what ``upscale`` should autocast to: the precision for eager, 'fp32' where it is built in
-    eager: bool           # ``fn`` is the nn.Module (exact tiles can hook it)
-    note: str = ''        # how it was got: 'cached', 'built in 41 s', the auto decision
-
-    @property
-    def label(self):
-        return f'{self.backend} {self.precision}'
-
-    def standalone(self):
-        """``fn`` with its autocast inside, for callers that run it without ``upscale``'s precision argument
-        (``evaluate``, ``auto``'s candidates); the module itself where nothing is to be added."""
-        if self.autocast == 'fp32':
-            return self.fn
-        from sr_kd.inference import autocast
-        fn, precision = self.fn, self.autocast
-
-        def run(x):
-            with autocast(x.device, precision):
-                return fn(x).float()
-        return run
+def _discover():
+    """{name: Backend} of every ``*_backend.py`` module of this package (its ``BACKEND``), eager first, auto
+    last: adding a backend is adding one such file."""
+    found = {}
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.endswith('_backend'):
+            spec = importlib.import_module(f'{__name__}.{module.name}').BACKEND
+            found[spec.name] = spec
+    order = sorted(found, key=lambda n: (n != 'eager', not found[n].measured, n))
+    return {n: found[n] for n in order}
 
 
-@dataclass
-class Options:
-    """What a backend needs besides the model: device, threads, int8 permission, and the models' facts."""
-    device: str = 'cpu'
-    force_int8: bool = False
-    cache_root: str = None   # default: sr_kd.backends.cache.cache_root()
+BACKENDS = _discover()
+PRECISIONS = {n: b.precisions for n, b in BACKENDS.items() if b.measured}
+NAMES = tuple(BACKENDS)
 
 
-def installed(module):
-    """Whether ``module`` can be imported, without importing it: onnxscript (needed only to build the
-    export) takes 1.5 s to import, which every cached ``--backend onnxruntime``/``auto`` call paid."""
-    import importlib.util
-    import sys
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    return importlib.util.find_spec(module) is not None
+def help_text() -> str:
+    """The --backend help of upscale and eval, from the backends themselves."""
+    return ', '.join(b.help for b in BACKENDS.values())
 
 
 def missing(backend):
     """Why ``backend`` cannot run here (one phrase), or None."""
-    if backend == 'onnxruntime':
-        for module, what in (('onnxruntime', 'onnxruntime'), ('onnxscript', 'onnxscript (the ONNX exporter)')):
-            if not installed(module):
-                return f'{what} is not installed (pip install sr_kd[export])'
-    if backend == 'aoti':
-        import os
-        import shutil
-        if not any(shutil.which(c) for c in (os.environ.get('CXX') or 'c++', 'g++', 'clang++')):
-            return 'AOTInductor needs a C++ compiler (g++ or clang++) and none was found'
-    return None
+    return BACKENDS[backend].missing()
 
 
 def auto_precision(device='cpu', backend='eager'):
@@ -90,7 +57,7 @@ def auto_precision(device='cpu', backend='eager'):
     onnxruntime fp32 for IMDN at about -0.005 dB on Set5; emulated elsewhere, it is several times slower
     than fp32 (docs/performance.md)."""
     from sr_kd.hardware import bf16_is_native
-    if backend != 'auto' and 'bf16' not in PRECISIONS.get(backend, ()):
+    if backend in PRECISIONS and 'bf16' not in PRECISIONS[backend]:
         return 'fp32', f'--backend {backend} runs no bf16'
     if not bf16_is_native(device):
         return 'fp32', 'no bf16 in hardware here'
@@ -109,15 +76,16 @@ def check(backend, precision, device='cpu', exact_tiles=False):
         raise SRKDError(f'--backend must be one of {", ".join(NAMES)}; got {backend!r}')
     if precision not in ALL_PRECISIONS:
         raise SRKDError(f'--precision must be one of {", ".join(ALL_PRECISIONS)}; got {precision!r}')
-    if backend == 'auto':
+    spec = BACKENDS[backend]
+    if not spec.measured:  # auto: some measured backend must run it
         if not any(precision in p for p in PRECISIONS.values()):
             raise SRKDError(f'no backend runs {precision}')
         return
-    if precision not in PRECISIONS[backend]:
-        raise SRKDError(f'--backend {backend} runs {"/".join(PRECISIONS[backend])}, not {precision}')
+    if precision not in spec.precisions:
+        raise SRKDError(f'--backend {backend} runs {"/".join(spec.precisions)}, not {precision}')
     if backend != 'eager' and exact_tiles:
         raise SRKDError(f'--exact-tiles hooks the network\'s modules, so it needs --backend eager (not {backend})')
-    if backend != 'eager' and not str(device).startswith('cpu'):
+    if spec.cpu_only and not str(device).startswith('cpu'):
         raise SRKDError(f'--backend {backend} runs on the CPU here; use --backend eager for {device}')
     why = missing(backend)
     if why:
@@ -134,14 +102,4 @@ def prepare(backend, model, info, precision='fp32', options=None, exact_tiles=Fa
     options = options or Options()
     precision = resolve_precision(precision, options.device, backend)
     check(backend, precision, options.device, exact_tiles)
-    if backend == 'auto':
-        from sr_kd.backends.auto import prepare_auto
-        return prepare_auto(model, info, precision, options, exact_tiles)
-    if backend == 'eager':
-        from sr_kd.backends.eager import prepare_eager
-        return prepare_eager(model, precision)
-    if backend == 'onnxruntime':
-        from sr_kd.backends.onnx_backend import prepare_onnxruntime
-        return prepare_onnxruntime(model, info, precision, options)
-    from sr_kd.backends.aoti_backend import prepare_aoti
-    return prepare_aoti(model, info, precision, options)
+    return BACKENDS[backend].prepare(model, info, precision, options, exact_tiles)

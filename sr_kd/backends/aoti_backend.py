@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from sr_kd.backends import Runner
+from sr_kd.backends.base import Backend, Runner
 from sr_kd.backends.cache import Entry, model_digest
 
 
@@ -54,7 +54,7 @@ def load_package(path):
     return run
 
 
-def prepare_aoti(model, info, precision, options):
+def prepare_aoti(model, info, precision, options, exact_tiles=False):
     key = {'backend': 'aoti', 'model': model_digest(model), 'precision': precision,
            'shapes': f'dynamic batch/height/width, sides multiple of {info.size_multiple}'}
     entry = Entry(key, _versions(), '.pt2', options.cache_root)
@@ -62,3 +62,14 @@ def prepare_aoti(model, info, precision, options):
                                   f'the AOTInductor {precision} package of {info.label} (a C++ compile: minutes on 2 cores)')
     return Runner(fn=load_package(path), backend='aoti', precision=precision, autocast='fp32', eager=False,
                   note=f'built in {meta["build_seconds"]:.0f} s' if built else 'cached')
+
+
+def missing():
+    import os
+    import shutil
+    if not any(shutil.which(c) for c in (os.environ.get('CXX') or 'c++', 'g++', 'clang++')):
+        return 'AOTInductor needs a C++ compiler (g++ or clang++) and none was found'
+    return None
+
+
+BACKEND = Backend('aoti', ('fp32', 'bf16'), 'aoti (an AOTInductor package)', prepare_aoti, missing)

@@ -12,10 +12,11 @@ import logging
 import numpy as np
 import torch
 
-from sr_kd.backends import INT8_MAX_COST_DB, Runner
+from sr_kd.backends.base import Backend, Runner, installed
 from sr_kd.backends.cache import Entry, model_digest
 from sr_kd.errors import SRKDError
 
+INT8_MAX_COST_DB = 0.05  # largest PSNR loss int8 may cost on the check images without --force-int8
 CALIBRATION = ('astronaut', 'rocket', 'motorcycle_left', 'coins')   # scikit-image photographs
 CHECK = ('chelsea', 'coffee')                                       # held out: the int8 quality check
 CROP = 96                                                           # LR crop side for calibration and check
@@ -115,7 +116,7 @@ def as_callable(sess):
     return run
 
 
-def prepare_onnxruntime(model, info, precision, options):
+def prepare_onnxruntime(model, info, precision, options, exact_tiles=False):
     if info.resizes_input and precision == 'int8':
         raise SRKDError(f'int8 is offered for models that take the LR image itself, not {info.label}')
     path, meta, built = _fp32_entry(model, info, options)
@@ -131,3 +132,12 @@ def prepare_onnxruntime(model, info, precision, options):
                   eager=False, note=note)
 
 
+def missing():
+    for module, what in (('onnxruntime', 'onnxruntime'), ('onnxscript', 'onnxscript (the ONNX exporter)')):
+        if not installed(module):
+            return f'{what} is not installed (pip install sr_kd[export])'
+    return None
+
+
+BACKEND = Backend('onnxruntime', ('fp32', 'int8'), 'onnxruntime (the model exported to ONNX; int8 quantised)',
+                  prepare_onnxruntime, missing)

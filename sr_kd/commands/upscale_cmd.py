@@ -13,6 +13,7 @@ import time
 from sr_kd.image_io import FORMATS
 from sr_kd.backends import ALL_PRECISIONS
 from sr_kd.backends import NAMES as BACKENDS
+from sr_kd.backends import help_text as backends_help
 from sr_kd.inference import DEFAULT_TILE_PAD
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
@@ -48,8 +49,7 @@ def add_arguments(p):
                         'AMX; 1.5-1.7x onnxruntime fp32 there, -0.005 dB on Set5), else fp32; bf16/fp16 run under '
                         'autocast; int8: --backend onnxruntime only (docs/performance.md)')
     p.add_argument('--backend', choices=list(BACKENDS), default='eager',
-                   help='eager (PyTorch), onnxruntime, aoti (AOTInductor package) or auto (the fastest, measured '
-                        'once per machine and model); exported/compiled models are built once and cached in '
+                   help=f'{backends_help()}; exported/compiled models are built once and cached in '
                         '$SR_KD_CACHE (default ~/.cache/sr_kd); see docs/performance.md')
     p.add_argument('--force-int8', action='store_true',
                    help='run int8 even where its measured PSNR cost exceeds 0.05 dB')

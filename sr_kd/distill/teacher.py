@@ -113,7 +113,7 @@ class Teacher:
         ``names``/``terms``: the run's distillation terms, which say what maps it must hold."""
         from sr_kd.distill import teacher_cache
         specs = teacher_cache.offline_specs(names, terms)
-        self.cache = teacher_cache.ensure(self.opt, self.net, taps, specs, self.dtype, self.opt['datasets']['train'],
+        self.cache = teacher_cache.ensure(self.opt, self, taps, specs, self.opt['datasets']['train'],
                                           cache_root(self.opt, experiments_dir))
 
     def image_target(self, path: str, lq: torch.Tensor) -> torch.Tensor:

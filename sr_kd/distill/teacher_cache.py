@@ -23,13 +23,10 @@ import numpy as np
 import torch
 
 from sr_kd.errors import SRKDError
+from sr_kd.losses.feature_stats import spec_key, stat_map
 
 FORMAT = 1
 MANIFEST = 'manifest.json'
-
-
-def spec_key(stat, p):
-    return f'{stat}_p{p:g}'
 
 
 def offline_specs(names, terms):
@@ -133,20 +130,19 @@ def _remove_stale_partials(folder):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
-def build(folder, key, net, taps, paths, scale, specs, dtype, whole_input, teacher_name='', progress=True):
-    """Run the teacher on ``whole_input(image, scale)`` of every image of ``paths`` and store SR + maps under
-    ``folder`` (atomically)."""
+def build(folder, key, teacher, taps, paths, scale, specs, whole_input, teacher_name='', progress=True):
+    """Run ``teacher`` (a ``sr_kd.distill.teacher.Teacher``: its network and precision) on
+    ``whole_input(image, scale)`` of every image of ``paths`` and store SR + maps under ``folder``
+    (atomically)."""
     from tqdm import tqdm
 
     from sr_kd.image_io import read_rgb_uint8
-    from sr_kd.distill.teacher import run_teacher
-    from sr_kd.losses.feature_stats import stat_map
 
     _remove_stale_partials(folder)
     tmp = f'{folder}.partial-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    device = next(net.parameters()).device
+    device = next(teacher.net.parameters()).device
     images, levels = {}, []
     names = relative_names(paths)
     for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=None if progress else True)):  # None: bar on terminals only
@@ -159,7 +155,7 @@ def build(folder, key, net, taps, paths, scale, specs, dtype, whole_input, teach
         lr = whole_input(hr, scale)
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
         taps.clear()
-        sr = run_teacher(net, x, dtype)
+        sr = teacher(x)
         maps = []
         for spec in specs:
             stat, p = spec.rsplit('_p', 1)
@@ -240,19 +236,20 @@ class TeacherCache:
         return sr_t, by_spec
 
 
-def ensure(opt, net, taps, specs, dtype, train_ds, root, progress=True):
-    """The complete cache for this run's training dataset (built when missing), as a TeacherCache."""
+def ensure(opt, teacher, taps, specs, train_ds, root, progress=True):
+    """The complete cache of ``teacher`` (a Teacher) on this run's training dataset (built when missing), as a
+    TeacherCache."""
     from basicsr.utils import get_root_logger
 
     paths, whole_input, tag = dataset_source(train_ds)
-    key = cache_key(opt, paths, taps.names, specs, dtype, tag)
+    key = cache_key(opt, paths, taps.names, specs, teacher.dtype, tag)
     folder = resolve(root, key)
     if not is_complete(folder, key):
         if os.path.isdir(folder):  # damaged by hand (builds are atomic): never read it, rebuild it
             get_root_logger().warning(f'teacher cache {folder} is incomplete or damaged: rebuilding it')
             shutil.rmtree(folder)
         get_root_logger().info(f'Building the offline teacher cache {folder} ({len(paths)} images) ...')
-        build(folder, key, net, taps, paths, int(opt['scale']), specs, dtype, whole_input,
+        build(folder, key, teacher, taps, paths, int(opt['scale']), specs, whole_input,
               teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
     get_root_logger().info(f'Offline teacher: targets read from {folder}')
     return TeacherCache(folder, paths)

@@ -10,10 +10,13 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.distill.teacher_cache import spec_key
 from sr_kd.losses.base import DistillLoss, level_weights
 
 STATS = ('mean_pow', 'pow_mean', 'max', 'min', 'std')
+
+
+def spec_key(stat, p):
+    return f'{stat}_p{p:g}'
 
 
 def stat_map(x, stat, p=2):

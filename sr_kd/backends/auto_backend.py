@@ -16,7 +16,7 @@ import time
 import torch
 
 from sr_kd.atomic import atomic_write_text
-from sr_kd.backends import PRECISIONS, Runner, missing
+from sr_kd.backends.base import Backend, Runner
 from sr_kd.backends.cache import cache_root, model_digest
 
 # Interleaved rounds, fastest round counts: at least MIN_ROUNDS, more (up to MAX_ROUNDS) until each backend
@@ -64,6 +64,7 @@ def _read(path):
 
 
 def _candidates(precision, options):
+    from sr_kd.backends import PRECISIONS, missing
     names = [b for b, ps in PRECISIONS.items() if precision in ps]
     if not str(options.device).startswith('cpu'):
         names = [b for b in names if b == 'eager']
@@ -158,3 +159,8 @@ def _measuring_runner(model, info, precision, options, names, path):
         return first_call(x) if runner.backend == 'auto' else runner.fn(x)
     runner.fn = call
     return runner
+
+
+BACKEND = Backend('auto', ('fp32', 'bf16', 'fp16', 'int8'),
+                  'auto (the fastest, measured once per machine and model)', prepare_auto, cpu_only=False,
+                  measured=False)

@@ -1,0 +1,105 @@
+"""The code's structure: no import cycle among the modules of sr_kd/ and scripts/ (read from their source,
+imports inside functions included), and an extension point that finds its entries (a new ``*_backend.py``
+is picked up without editing a list)."""
+import ast
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _modules():
+    """{module name: path} of sr_kd (dotted) and scripts (imported by their file name, as the scripts do)."""
+    mods = {}
+    for path in (REPO / 'sr_kd').rglob('*.py'):
+        parts = list(path.relative_to(REPO).with_suffix('').parts)
+        mods['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = path
+    for path in (REPO / 'scripts').glob('*.py'):
+        mods[path.stem] = path
+    return mods
+
+
+def _edges(name, path, mods):
+    """The modules of ``mods`` that ``name`` imports anywhere in its source; ``from pkg import sub`` counts as
+    importing pkg.sub alone when sub is a module."""
+    package = name if path.name == '__init__.py' else name.rpartition('.')[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ''
+            if node.level:
+                up = package.split('.')[:len(package.split('.')) - node.level + 1]
+                base = '.'.join(up + ([node.module] if node.module else []))
+            subs = [f'{base}.{a.name}' for a in node.names if f'{base}.{a.name}' in mods]
+            found.update(subs)
+            if len(subs) < len(node.names):
+                found.add(base)
+    return {m for m in found if m in mods and m != name}
+
+
+def _cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state = {}
+
+    def visit(node, trail):
+        state[node] = 'open'
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 'open':
+                return trail[trail.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, trail + [nxt])
+                if found:
+                    return found
+        state[node] = 'done'
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_in_sr_kd_and_scripts():
+    mods = _modules()
+    graph = {name: _edges(name, path, mods) for name, path in mods.items()}
+    assert 'sr_kd.distill.teacher_cache' in graph['sr_kd.distill.teacher']  # the graph sees imports in functions
+    assert _cycle(graph) is None, ' -> '.join(_cycle(graph))
+
+
+def test_the_cycle_finder_finds_one():
+    assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': set()}) == ['a', 'b', 'c', 'a']
+
+
+def test_a_new_backend_file_is_picked_up(tmp_path, monkeypatch):
+    """One file declaring BACKEND is a backend: in the list --backend offers, its help and its checks."""
+    from sr_kd import backends
+    (tmp_path / 'planted_backend.py').write_text(textwrap.dedent('''
+        from sr_kd.backends.base import Backend, Runner
+
+        def prepare(model, info, precision, options, exact_tiles=False):
+            return Runner(fn=model, backend='planted', precision=precision, autocast='fp32', eager=False)
+
+        BACKEND = Backend('planted', ('fp32',), 'planted (made up by a test)', prepare,
+                          missing=lambda: 'it is only a test')
+    '''))
+    monkeypatch.setattr(backends, '__path__', [*backends.__path__, str(tmp_path)])
+    try:
+        found = backends._discover()
+    finally:
+        sys.modules.pop('sr_kd.backends.planted_backend', None)
+    assert list(found) == ['eager', 'aoti', 'onnxruntime', 'planted', 'auto']
+    monkeypatch.setattr(backends, 'BACKENDS', found)
+    monkeypatch.setattr(backends, 'NAMES', tuple(found))
+    assert 'planted (made up by a test)' in backends.help_text()
+    import pytest
+
+    from sr_kd.errors import SRKDError
+    with pytest.raises(SRKDError, match='--backend planted: it is only a test'):
+        backends.check('planted', 'fp32')
+    with pytest.raises(SRKDError, match='--backend planted runs fp32, not bf16'):
+        backends.check('planted', 'bf16')
