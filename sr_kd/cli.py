@@ -4,19 +4,30 @@ import sys
 
 from sr_kd.errors import end_like_ctrl_c_on_sigterm, exit_on_user_error, interrupted
 
-# (subcommand, module that defines add_arguments(parser) and run(args) -> exit status)
-SUBCOMMANDS = [
-    ('eval', 'sr_kd.commands.eval_cmd', 'PSNR/SSIM (Y channel, border = scale) of a checkpoint on a benchmark folder'),
-    ('upscale', 'sr_kd.commands.upscale_cmd', 'upscale image files, folders and globs with a checkpoint'),
-    ('export', 'sr_kd.commands.export_cmd', 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'),
-    ('report', 'sr_kd.commands.report_cmd', 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'),
-    ('inspect', 'sr_kd.commands.inspect_cmd',
-     'what a weights file holds: architecture, scale, parameters and the module names distill.pairs can tap'),
-    ('distill', 'sr_kd.commands.distill_cmd',
-     'make a fast student of a slow model from your images, without ground truth (no option file needed)'),
-    ('cache-teacher', 'sr_kd.commands.cache_teacher_cmd',
-     'build the offline teacher cache of an option file (distill.teacher: offline) ahead of training'),
-]
+def _constants(path):
+    """The module-level ``NAME = 'text'`` / ``NAME = 3`` constants of a source file, read without importing it."""
+    import ast
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
+
+
+def subcommands():
+    """[(subcommand, module, help)] of every ``*_cmd.py`` in sr_kd/commands/, in their ``ORDER``: a command is
+    one such file with ``HELP``, ``add_arguments(parser)`` and ``run(args)``. Read from the source, so that
+    ``sr-kd X`` imports only X's module."""
+    import os
+
+    from sr_kd import commands
+    found = []
+    for folder in commands.__path__:
+        for fname in sorted(os.listdir(folder)):
+            if fname.endswith('_cmd.py'):
+                consts = _constants(os.path.join(folder, fname))
+                found.append((consts.get('ORDER', 99), fname[:-len('_cmd.py')].replace('_', '-'),
+                              f'sr_kd.commands.{fname[:-3]}', consts.get('HELP', '')))
+    return [(name, module, text) for _, name, module, text in sorted(found)]
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):
@@ -39,7 +50,7 @@ def build_parser(only=None):
     parser = argparse.ArgumentParser(prog='sr-kd', description='Knowledge distillation for super-resolution.')
     parser.add_argument('--version', action='version', version=f'sr-kd {__version__}')
     sub = parser.add_subparsers(dest='command', required=True)
-    for name, module, help_text in SUBCOMMANDS:
+    for name, module, help_text in subcommands():
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=_HelpWithDefaults)
         if only is None or only == name:

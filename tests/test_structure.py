@@ -103,3 +103,28 @@ def test_a_new_backend_file_is_picked_up(tmp_path, monkeypatch):
         backends.check('planted', 'fp32')
     with pytest.raises(SRKDError, match='--backend planted runs fp32, not bf16'):
         backends.check('planted', 'bf16')
+
+
+def test_a_new_command_file_is_picked_up(tmp_path, monkeypatch, capsys):
+    """One ``*_cmd.py`` with HELP, add_arguments and run is a subcommand of sr-kd."""
+    from sr_kd import cli, commands
+    (tmp_path / 'planted_thing_cmd.py').write_text(textwrap.dedent('''
+        """``sr-kd planted-thing``: made up by a test."""
+        HELP = 'a command made up by a test'
+
+        def add_arguments(p):
+            p.add_argument('--times', type=int, default=2)
+
+        def run(args):
+            print('planted ' * args.times)
+            return 0
+    '''))
+    monkeypatch.setattr(commands, '__path__', [*commands.__path__, str(tmp_path)])
+    try:
+        assert ('planted-thing', 'sr_kd.commands.planted_thing_cmd', 'a command made up by a test') \
+            == cli.subcommands()[-1]
+        assert cli.main(['planted-thing', '--times', '3']) == 0
+        assert capsys.readouterr().out.split() == ['planted'] * 3
+    finally:
+        sys.modules.pop('sr_kd.commands.planted_thing_cmd', None)
+    assert [name for name, _, _ in cli.subcommands()][:2] == ['eval', 'upscale']  # ORDER decides the rest

@@ -1,6 +1,9 @@
 """``sr-kd cache-teacher -opt X.yml``: build the offline teacher cache of an option file ahead of training
 (``distill.teacher: offline``; training builds it too when it is missing)."""
 
+ORDER = 6  # its place in sr-kd --help
+HELP = 'build the offline teacher cache of an option file (distill.teacher: offline) ahead of training'
+
 
 def add_arguments(p):
     p.add_argument('-opt', '--opt', required=True, help='the distillation option file (the one you train with)')

@@ -5,6 +5,9 @@ Every input is checked first (one line, exit 2, nothing written). Then: a studen
 by ``sr_kd/train.py`` (validated against the teacher, best checkpoint kept), and at the end
 ``student.safetensors``, ``student.onnx``, ``report.png`` and ``summary.json`` (``sr_kd.distill.job``).
 """
+
+ORDER = 5  # its place in sr-kd --help
+HELP = 'make a fast student of a slow model from your images, without ground truth (no option file needed)'
 import json
 import os
 import shlex

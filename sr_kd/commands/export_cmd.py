@@ -1,5 +1,8 @@
 """``sr-kd export``: a checkpoint as ONNX (dynamic batch, height, width), TorchScript and/or safetensors."""
 
+ORDER = 2  # its place in sr-kd --help
+HELP = 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'
+
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on the check image
 
 

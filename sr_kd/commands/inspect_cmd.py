@@ -5,6 +5,9 @@ rebuild it; then the modules whose outputs are N x C x H x W on a probe input (t
 takes, as ``named_modules()`` gives them), with the body's blocks that ``pairs: auto`` picks from marked.
 """
 
+ORDER = 4  # its place in sr-kd --help
+HELP = 'what a weights file holds: architecture, scale, parameters and the module names distill.pairs can tap'
+
 
 def add_arguments(p):
     p.add_argument('model', metavar='CKPT', help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows')

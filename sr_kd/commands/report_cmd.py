@@ -1,5 +1,8 @@
 """``sr-kd report EXPERIMENT_DIR``: a one-page PNG of a run (losses, validation PSNR, crops); prints its path."""
 
+ORDER = 3  # its place in sr-kd --help
+HELP = 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'
+
 
 def add_arguments(p):
     p.add_argument('experiment', help='experiment folder, e.g. experiments/imdn_kd_x4')

@@ -3,6 +3,9 @@
 One bad file is reported in one line and the batch goes on; outputs are written through a temporary
 name, so an interrupted run leaves only whole images and a re-run skips them.
 """
+
+ORDER = 1  # its place in sr-kd --help
+HELP = 'upscale image files, folders and globs with a checkpoint'
 import collections
 import errno
 import glob
