@@ -69,7 +69,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    import sr_kd  # noqa: F401 - compat + registries before basicsr
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from basicsr.models import build_model
     from basicsr.utils import get_root_logger
     from sr_kd.options import load_yaml

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 def model_opts(path, batch, lq, teacher=None, bf16=True):
     """{name: option dict} of the variants, sharing one temporary experiment folder."""
-    import sr_kd  # noqa: F401
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from sr_kd.options import load_yaml
 
     opt = load_yaml(path)
@@ -89,7 +90,8 @@ def main(argv=None):
                         'emulated bf16 is 25x slower than fp32 on a CPU without them)')
     args = p.parse_args(argv)
 
-    import sr_kd  # noqa: F401 - compat + registries before basicsr
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from basicsr.models import build_model
     from basicsr.utils import get_root_logger
 

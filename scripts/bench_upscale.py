@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-import sr_kd  # noqa: F401 - registries
+import sr_kd
 from sr_kd.archs import IMDN
 from sr_kd.archs.loading import describe, load_model
 from sr_kd.backends import PRECISIONS, Options, missing, prepare
@@ -313,6 +313,7 @@ def cli_table(args, name, backends):
 
 
 def main():
+    sr_kd.load()  # compat + registries before basicsr
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
     p.add_argument('--student', help='a trained 32x4 checkpoint (speed does not depend on the weights)')

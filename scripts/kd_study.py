@@ -213,7 +213,8 @@ def evaluate_run(opt):
     """Test-set PSNR/SSIM (Y, border 4) of the run's final student."""
     import torch
 
-    import sr_kd  # noqa: F401
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from sr_kd.archs.loading import load_model
     from sr_kd.evaluate import evaluate
 

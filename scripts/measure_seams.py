@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-import sr_kd  # noqa: F401 - registries
+import sr_kd
 from sr_kd.archs.loading import load_model
 from sr_kd.inference import DEFAULT_TILE_PAD, adaptive_crop_forward, upscale
 
@@ -60,6 +60,7 @@ def plot(curves, path, what):
 
 
 def main():
+    sr_kd.load()  # compat + registries before basicsr
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--model', default='../shared/pretrained/IMDN_x4.pth')
     p.add_argument('--as-model', default='../shared/pretrained/IMDN_AS.pth')

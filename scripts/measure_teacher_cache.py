@@ -41,7 +41,8 @@ def main(argv=None):
         if not os.path.exists(path):
             sys.exit(f'measure_teacher_cache: error: {path} not found')
 
-    import sr_kd  # noqa: F401
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from sr_kd.archs.imdn_arch import IMDN
     from sr_kd.checkpoint import extract_state_dict, load_checkpoint
     from sr_kd.data.hr_dataset import lr_crop, to_tensor

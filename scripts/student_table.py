@@ -74,7 +74,8 @@ def cpu_ms(model, runs):
 
 
 def measure(ckpt, runs):
-    import sr_kd  # noqa: F401
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from sr_kd.archs.loading import load_model
     from sr_kd.archs.loading import inference_parameters
     from sr_kd.evaluate import evaluate

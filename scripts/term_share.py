@@ -75,7 +75,8 @@ def main(argv=None):
 
     import torch
 
-    import sr_kd  # noqa: F401  (registers the model, losses and datasets)
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
 
     torch.set_num_threads(1)
     name = os.path.basename(os.path.normpath(args.run))

@@ -413,7 +413,8 @@ def main(argv=None):
 
     import torch
     torch.set_num_threads(args.threads)
-    import sr_kd  # noqa: F401 - compat + registries before basicsr
+    import sr_kd
+    sr_kd.load()  # compat + registries before basicsr
     from basicsr.utils import get_root_logger
     get_root_logger().setLevel('WARNING')
 

@@ -1,11 +1,18 @@
 """sr_kd: knowledge distillation for super-resolution on BasicSR.
 
-Importing the package applies the repairs of basicsr 1.4.2 that keep every BasicSR model's results
-identical (``compat_identical``; docs/design.md, "The compat rule"), then registers the project's
-archs, models, losses and datasets in BasicSR's registries (``load()``).
+Importing the package, or any of its modules, changes nothing in basicsr: it only makes basicsr importable
+where no torchvision works (``compat_torchvision`` puts a stand-in into ``sys.modules``; basicsr imports
+torchvision at import). ``load()`` applies the repairs of basicsr 1.4.2 that keep every BasicSR model's
+results identical (``compat_identical``; docs/design.md, "The compat rule") and registers the project's
+archs, models, losses and datasets in BasicSR's registries. The entry points call it (``sr_kd/train.py``,
+``sr_kd/test.py``, ``sr-kd``, the tests' conftest); your own BasicSR code calls it once, before basicsr's
+pipelines:
 
-The one exception: the ``sr-kd`` console script parses its arguments first (``--help`` and ``--version``
-answer without importing torch or basicsr) and calls ``load()`` itself.
+    import sr_kd
+    sr_kd.load()
+
+The ``sr-kd`` console script parses its arguments first (``--help`` and ``--version`` answer without
+importing torch or basicsr), so importing the package there skips even the stand-in; ``load()`` adds it.
 """
 import importlib.util
 import os
@@ -26,7 +33,7 @@ _loaded = False
 
 
 def load():
-    """Repairs + registries, once: what ``import sr_kd`` does."""
+    """Repairs + registries, once (a second call does nothing)."""
     global _loaded
     if _loaded:
         return
@@ -45,4 +52,5 @@ def load():
 
 
 if os.path.basename((getattr(sys, 'argv', None) or [''])[0]) != 'sr-kd':
-    load()
+    from sr_kd import compat_torchvision
+    compat_torchvision.apply()

@@ -1,4 +1,4 @@
-"""Repairs of basicsr 1.4.2 that keep every BasicSR model's results identical; applied by ``import sr_kd``.
+"""Repairs of basicsr 1.4.2 that keep every BasicSR model's results identical; applied by ``sr_kd.load()``.
 
 The rule (docs/design.md, "The compat rule"): what ``import sr_kd`` changes for every model may only make
 basicsr work on today's stack or refuse what is unsafe; a plain BasicSR ``SRModel`` trains to the same

@@ -57,7 +57,8 @@ def run_pipeline(kind):
 
     end_like_ctrl_c_on_sigterm()
     with exit_on_user_error(prog):
-        import sr_kd  # noqa: F401 - repairs + registries, before basicsr's pipelines are imported
+        import sr_kd
+        sr_kd.load()  # repairs + registries, before basicsr's pipelines are imported
         from sr_kd import own_run_behaviour as own
         from sr_kd.options import precheck_argv
 

@@ -141,7 +141,8 @@ def term_model(type_name, cls):
 
 def distill_losses():
     """{type name: class} of every registered distillation loss (a DistillLoss), sorted by name."""
-    import sr_kd  # noqa: F401 - the registry is filled on import
+    import sr_kd
+    sr_kd.load()  # the registry is filled by load()
     from basicsr.utils.registry import LOSS_REGISTRY
 
     from sr_kd.losses.base import DistillLoss

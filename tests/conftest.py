@@ -4,7 +4,9 @@ import os
 import pytest
 import torch
 
-import sr_kd  # noqa: F401 - compat + registries for every test
+import sr_kd
+
+sr_kd.load()  # compat + registries for every test
 
 # Test tensors are tiny: threads only wait on each other, worst on a loaded 2-core machine. Training runs
 # started as subprocesses pick their own thread count.

@@ -30,7 +30,6 @@ def write_images(folder, n=3, size=(40, 40), seed=0):
 def make_teacher(path, num_feat=16, num_modules=2, upscale=2, seed=0):
     """A BasicSR-style checkpoint {'params': state_dict} of a small random IMDN."""
     import torch
-    import sr_kd  # noqa: F401
     from sr_kd.archs.imdn_arch import IMDN
     torch.manual_seed(seed)
     net = IMDN(num_feat=num_feat, num_modules=num_modules, upscale=upscale)
@@ -126,6 +125,7 @@ import io, json, os, sys, time
 faults = json.loads(os.environ.get('SRKD_FAULTS', '{}'))
 import torch
 import sr_kd
+sr_kd.load()
 from basicsr.utils.registry import LOSS_REGISTRY
 from sr_kd.models.srkd_model import SRKDModel
 step = {'iter': 0}

@@ -22,7 +22,8 @@ if mode == 'plain':
     spec.loader.exec_module(standin)
     standin.apply()
 else:
-    import sr_kd  # noqa: F401
+    import sr_kd
+    sr_kd.load()
 assert ('sr_kd' in sys.modules) == (mode == 'sr_kd')
 from basicsr.train import train_pipeline
 sys.argv = ['train.py', '-opt', opt]

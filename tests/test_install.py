@@ -58,7 +58,7 @@ def test_pip_install_dry_run_keeps_torch_and_pulls_no_gpu_stack(tmp_path):
 
 
 def test_import_without_basicsr_names_the_command(tmp_path):
-    """basicsr hidden from the interpreter: ``import sr_kd`` fails with one line naming the install
+    """basicsr hidden from the interpreter: ``sr_kd.load()`` fails with one line naming the install
     command, and ``sr-kd`` prints that line and exits 2."""
     hide = tmp_path / 'hide'
     hide.mkdir()
@@ -70,8 +70,8 @@ def test_import_without_basicsr_names_the_command(tmp_path):
         '            raise ModuleNotFoundError(name)\n'
         'sys.meta_path.insert(0, _Hide())\n')
     env = dict(os.environ, PYTHONPATH=f'{hide}{os.pathsep}{REPO}')
-    proc = subprocess.run([sys.executable, '-c', 'import sr_kd'], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, '-c', 'import sr_kd; sr_kd.load()'], env=env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert 'pip install --no-deps --no-build-isolation basicsr==1.4.2' in last and 'scripts/install.sh' in last

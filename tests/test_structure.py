@@ -128,3 +128,58 @@ def test_a_new_command_file_is_picked_up(tmp_path, monkeypatch, capsys):
     finally:
         sys.modules.pop('sr_kd.commands.planted_thing_cmd', None)
     assert [name for name, _, _ in cli.subcommands()][:2] == ['eval', 'upscale']  # ORDER decides the rest
+
+
+IMPORT_ALL = r'''
+import importlib, inspect, pkgutil, sys
+from pathlib import Path
+repo = Path(sys.argv[1])
+import sr_kd  # the torchvision stand-in only, so that basicsr imports here
+import basicsr
+for m in pkgutil.walk_packages(basicsr.__path__, 'basicsr.'):
+    try:
+        importlib.import_module(m.name)
+    except Exception:
+        pass
+
+
+def snapshot():
+    """id of every attribute of every basicsr module and of every class defined there."""
+    seen = {}
+    for name, mod in list(sys.modules.items()):
+        if name.split('.')[0] != 'basicsr' or mod is None:
+            continue
+        for attr, val in list(vars(mod).items()):
+            seen[(name, attr)] = id(val)
+            if inspect.isclass(val) and val.__module__ == name:
+                for k, v in list(vars(val).items()):
+                    seen[(name, attr, k)] = id(v)
+    return seen
+
+
+before = snapshot()
+sys.path.insert(0, str(repo / 'scripts'))
+names = [m.name for m in pkgutil.walk_packages(sr_kd.__path__, 'sr_kd.')]
+names += sorted(p.stem for p in (repo / 'scripts').glob('*.py'))
+for name in names:
+    importlib.import_module(name)
+    after = snapshot()
+    changed = sorted('.'.join(k) for k in before if k in after and after[k] != before[k])
+    assert not changed, f'importing {name} changed basicsr: {changed[:5]}'
+print('imported', len(names))
+sr_kd.load()
+changed = [k for k in before if snapshot().get(k) != before[k]]
+print('load() changed', len(changed))
+'''
+
+
+def test_importing_any_module_changes_nothing_in_basicsr_until_load():
+    """Every module of sr_kd/ and scripts/, imported one after the other in a fresh interpreter, leaves every
+    basicsr function and class as it was; sr_kd.load() is what applies the repairs (and the check sees them)."""
+    import subprocess
+    proc = subprocess.run([sys.executable, '-c', IMPORT_ALL, str(REPO)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.split('\n')
+    assert lines[0].startswith('imported ') and int(lines[0].split()[1]) > 80
+    assert int(lines[1].split()[-1]) >= 5  # load() does patch: the snapshot would have seen it
