@@ -172,7 +172,6 @@ def _outputs(out):
     return [np.asarray(Image.open(out / f'{i}.png'), dtype=np.int16) for i in range(len(SIZES))]
 
 
-@pytest.mark.slow
 def test_cli_backends_agree(folder, tmp_path, monkeypatch, capsys):
     pytest.importorskip('onnxruntime')
     src, ckpt = folder
@@ -222,7 +221,6 @@ def test_missing_onnxruntime(folder, tmp_path, monkeypatch, capsys):
     assert len(_outputs(tmp_path / 'auto')) == 2
 
 
-@pytest.mark.slow
 def test_auto_measures_once_and_remembers(net, tmp_path, monkeypatch, capsys):
     pytest.importorskip('onnxruntime')
     monkeypatch.setattr(shutil, 'which', lambda name: None)  # no AOTInductor: eager against onnxruntime

@@ -367,6 +367,7 @@ def test_cli_corrupt_image_stop(tmp_path):
     assert not (tmp_path / 'experiments').exists()  # found by the start-up check: nothing made
 
 
+@pytest.mark.slow
 def test_forced_values_pass_the_same_checks_before_any_work(tmp_path):
     """--force_yml values skipped every check (a traceback later), and the lock and the resume hint used the
     file's name, not the forced one."""
@@ -385,6 +386,7 @@ def test_forced_values_pass_the_same_checks_before_any_work(tmp_path):
     assert os.listdir(tmp_path / 'experiments') == ['forced']
 
 
+@pytest.mark.slow
 def test_resuming_with_an_added_term_with_weights_is_one_line(tmp_path):
     """--auto_resume after adding a term with a connector failed with a traceback (state dict, optimizer)."""
     opt = tiny_options(tmp_path)

@@ -88,7 +88,6 @@ def test_version_and_help_without_torch():
     assert proc.stdout.startswith('sr-kd 0.1.0\nusage: sr-kd')
 
 
-@pytest.mark.slow
 def test_ctrl_c_in_upscale_exits_130_and_says_what_is_done(tmp_path):
     """SIGINT after the first image: exit 130, one line, the finished image is whole, a re-run skips it."""
     model = make_teacher(tmp_path / 'm.pth')
@@ -156,7 +155,6 @@ def test_adaptive_needs_an_imdn_as_checkpoint(tmp_path, images, capsys):
     assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')
 
 
-@pytest.mark.slow
 def test_export_prints_no_tracebacks(tmp_path, capfd):
     """Libraries that probe for torchvision (importlib.util.find_spec) found a stand-in without __spec__
     and printed about 40 lines of tracebacks on every export."""

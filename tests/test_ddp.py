@@ -2,6 +2,7 @@
 with gloo. The student and the connectors are in DistributedDataParallel, the teacher is not; both
 ranks end with identical weights; only rank 0 writes checkpoints and logs; a NaN on one rank only makes
 both ranks skip that step (or they would hang in the next all-reduce)."""
+import pytest
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from kd_util import REPO, child_script, cli_env, tiny_options, write_options
 from sr_kd.checkpoint import load_checkpoint
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_with_gloo(tmp_path):
     opt = tiny_options(tmp_path, total_iter=4, nonfinite='skip')
     opt['train']['distill_opts'].append({'type': 'FitNetLoss', 'name': 'fit', 'loss_weight': 0.1})
@@ -47,6 +49,7 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     assert state['skipped_steps'] == 1 and len(state['rng']) == 2 and not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch'])
 
 
+@pytest.mark.slow
 def test_mhgd_head_is_one_head_on_every_rank(tmp_path):
     """MHGD's graph head trains by its own optimizer, outside DDP: each rank sees other patches, so without
     a broadcast each would freeze a different head and the student would follow different graphs."""

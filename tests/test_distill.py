@@ -234,6 +234,7 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
     assert not [p for p in os.listdir(tmp_path) if '.partial-' in p]
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_equals_an_unbroken_run(finished):
     """Kill the whole distill process group once a checkpoint exists; --resume ends with the same student,
     the same best checkpoint and the same validation rows as the unbroken run of the fixture."""
@@ -298,6 +299,7 @@ def test_student_cut_from_a_compact_teacher():
         compact_from_compact(_family('SPAN').state_dict(), small.state_dict())
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
     tmp, _, teacher, _ = finished
     out = tmp / 'interrupted'

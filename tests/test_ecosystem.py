@@ -175,7 +175,6 @@ def test_wrong_files_fail_in_one_line(tmp_path, capsys):
         assert e.value.code == 2 and expect in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.slow
 def test_plain_images_distil_a_compact_teacher_end_to_end(tmp_path):
     """options/compact_kd_plain.yml as a user runs it, on a folder of images with no HR: a Real-ESRGAN
     Compact teacher (random weights) loaded by type: auto, pairs: auto, the teacher's output the only

@@ -28,6 +28,7 @@ def cli(*args):
     return run('-m', 'sr_kd.cli', *args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('bench,scale', list(PAPER))
 def test_sr_kd_eval_reproduces_paper(bench, scale, tmp_path):
     ckpt = shared_path('pretrained', f'IMDN_x{scale}.pth')
@@ -44,6 +45,7 @@ def test_sr_kd_eval_reproduces_paper(bench, scale, tmp_path):
     assert re.search(r'^mean\s+\d+\.\d{4}\s+0\.\d{4}$', res.stdout, re.M)
 
 
+@pytest.mark.slow
 def test_test_pipeline_reproduces_paper_x4():
     shared_path('pretrained', 'IMDN_x4.pth')
     shared_path('benchmarks', 'Set14')

@@ -75,7 +75,6 @@ def test_nan_stops_with_term_and_iteration(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.slow
 def test_nan_step_skipped_and_counted(tmp_path):
     opt = tiny_options(tmp_path, total_iter=4, nonfinite='skip')
     opt['logger']['save_checkpoint_freq'] = 1

@@ -17,6 +17,7 @@ def sr_kd_cli(args, root):
                           capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_report_of_a_finished_run(tmp_path):
     opt = tiny_options(tmp_path, total_iter=4)
     opt['val']['val_freq'] = 2
@@ -39,6 +40,7 @@ def test_report_of_a_finished_run(tmp_path):
     assert make_report(str(exp), str(tmp_path / 'empty.png')).endswith('empty.png')  # no crops, still a page
 
 
+@pytest.mark.slow
 def test_a_torn_last_log_line_is_read_past_by_report_and_resume(tmp_path):
     """The logs are appended a row at a time: a kill can tear the last line. report and --auto_resume
     read past it; a bad line before the end is damage, named in one line."""

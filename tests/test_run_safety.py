@@ -63,7 +63,6 @@ def test_failure_before_first_checkpoint_keeps_the_logs(tmp_path):
     assert not (exp / 'models').exists() and not (exp / 'training_states').exists()  # empty: removed
 
 
-@pytest.mark.slow
 def test_skip_limit_stops_a_run_that_skips_most_steps(tmp_path):
     """19 of 20 steps NaN with nonfinite: skip used to end with exit 0; now the 4th skip stops it."""
     o = tiny_options(tmp_path, total_iter=20, nonfinite='skip')
@@ -75,7 +74,6 @@ def test_skip_limit_stops_a_run_that_skips_most_steps(tmp_path):
                           'last complete checkpoint is iteration 4')
 
 
-@pytest.mark.slow
 def test_nonfinite_max_share_is_checked_at_start(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, nonfinite='skip', nonfinite_max_share=2))
     proc = run_cli(['sr_kd/train.py', '-opt', opt], tmp_path)
@@ -140,7 +138,6 @@ def _stalled_training(tmp_path):
     return proc, marker
 
 
-@pytest.mark.slow
 def test_ctrl_c_says_what_was_finished(tmp_path):
     proc, marker = _stalled_training(tmp_path)
     err = interrupt_at(proc, marker)
@@ -209,7 +206,6 @@ def test_disk_full_while_saving_says_what_is_left(tmp_path):
     assert sorted(os.listdir(models)) == ['net_g_4.pth']  # nothing torn, no temporary left
 
 
-@pytest.mark.slow
 def test_train_help_prints_usage(tmp_path):
     proc = run_cli(['sr_kd/train.py', '--help'], tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith('usage: python sr_kd/train.py -opt OPTIONS.yml')

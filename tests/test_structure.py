@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -96,8 +98,6 @@ def test_a_new_backend_file_is_picked_up(tmp_path, monkeypatch):
     monkeypatch.setattr(backends, 'BACKENDS', found)
     monkeypatch.setattr(backends, 'NAMES', tuple(found))
     assert 'planted (made up by a test)' in backends.help_text()
-    import pytest
-
     from sr_kd.errors import SRKDError
     with pytest.raises(SRKDError, match='--backend planted: it is only a test'):
         backends.check('planted', 'fp32')
@@ -173,6 +173,7 @@ print('load() changed', len(changed))
 '''
 
 
+@pytest.mark.slow
 def test_importing_any_module_changes_nothing_in_basicsr_until_load():
     """Every module of sr_kd/ and scripts/, imported one after the other in a fresh interpreter, leaves every
     basicsr function and class as it was; sr_kd.load() is what applies the repairs (and the check sees them)."""
