@@ -119,6 +119,17 @@ def _annotation(param):
     return Any
 
 
+def term_example(cls):
+    """The YAML example of a loss's docstring (its 'Example' section: one ``- {type: ..., ...}`` item of
+    train.distill_opts) as (text, dict), or None when it has none."""
+    import yaml
+    doc = inspect.cleandoc(cls.__dict__.get('__doc__') or '')
+    found = re.search(r'^Example[^\n]*::\s*\n\s*- (\{.*\})\s*$', doc, re.M)
+    if not found:
+        return None
+    return found.group(1), yaml.safe_load(found.group(1))
+
+
 def term_model(type_name, cls):
     """The pydantic model of one distillation loss's options."""
     docs = _arg_docs(cls)

@@ -83,7 +83,10 @@ def markdown() -> str:
             'Each item has a `type` (below), and optionally `name` and `fade`; the other keys are the loss\'s own.', '']
     for name, cls in schema.distill_losses().items():
         model = schema.term_model(name, cls)
+        example = schema.term_example(cls)
         out += [f'### `{name}`', '', (model.__doc__ or '').strip(), '', *_table(model, ('type',)), '']
+        if example:
+            out += ['```yaml', f'  - {example[0]}', '```', '']
     return '\n'.join(out).rstrip('\n') + '\n'
 
 

@@ -3,18 +3,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import sr_kd  # noqa: F401  (registers the zoo)
 from basicsr.losses import build_loss
 from sr_kd.losses.base import DistillInputs
+from sr_kd.schema import distill_losses, term_example
 
-# every feature term of the zoo, with options that keep the tests small
-FEATURE_TERMS = {
-    'FitNetLoss': {}, 'ATLoss': {}, 'FTLoss': {}, 'NSTLoss': {}, 'ABLoss': {}, 'OFDLoss': {}, 'AFDLoss': {},
-    'VIDLoss': {}, 'SPLoss': {}, 'CCLoss': {}, 'RKDLoss': {}, 'PKTLoss': {}, 'IRGLoss': {},
-    'CRDLoss': {'nce_k': 64}, 'PairWiseLoss': {}, 'FSPLoss': {}, 'KDSVDLoss': {},
-    'MHGDLoss': {'head_iters': 0},  # past its head's stage: the graph KL is on (tests of the stages: test_zoo_spatial_decomposition.py)
-}
-NEEDS_BATCH_2 = {'SPLoss', 'CCLoss', 'RKDLoss', 'PKTLoss', 'IRGLoss', 'MHGDLoss'}
+# where a term's docstring example is too large for 8x8 features and batches of 4
+SMALLER = {'CRDLoss': {'nce_k': 64},
+           'MHGDLoss': {'head_iters': 0}}  # past its head's stage: the graph KL is on (its stages: test_zoo_spatial_decomposition.py)
+
+
+def _feature_terms():
+    """{loss: options} of every registered term on tapped features (``uses_features``), from the registry: its
+    docstring example's options (weight 1), made smaller where SMALLER says. A new term is tested here as it is."""
+    terms = {}
+    for name, cls in distill_losses().items():
+        if cls.uses_features:
+            example = term_example(cls)
+            opts = {k: v for k, v in (example[1] if example else {}).items() if k not in ('type', 'name', 'loss_weight')}
+            terms[name] = {**opts, **SMALLER.get(name, {})}
+    return terms
+
+
+FEATURE_TERMS = _feature_terms()
+NEEDS_BATCH_2 = {name for name, cls in distill_losses().items() if cls.min_batch >= 2}
 
 
 class TinySR(nn.Module):

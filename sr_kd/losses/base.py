@@ -43,6 +43,7 @@ class DistillLoss(nn.Module):
       min_batch     the smallest batch the method is defined for (relational losses need 2);
       needs_inputs  the term wants each tapped module's input too (pre-activation features);
       uses_features False for terms on SR outputs only (then ``distill.pairs`` may be empty);
+      zero_when_features_equal  False where the loss is not 0 at equal features by design (the zoo's tests);
       offline_maps  None when the term needs the teacher's full features or network (the online teacher),
                     else the (stat, p) statistic maps it reads from the offline teacher cache, which also
                     holds the teacher's SR output (distill/teacher_cache.py).
@@ -52,6 +53,7 @@ class DistillLoss(nn.Module):
     """
 
     min_batch = 1
+    zero_when_features_equal = True  # the loss is 0 where the student's features equal the teacher's
     warmup_iters = 0  # steps in which the loss weighs 0 while a part of the term's own trains first (MHGD)
     needs_inputs = False
     uses_features = True

@@ -92,6 +92,10 @@ class KDSVDLoss(_DecompositionLoss):
 
     Args:
         k: how many singular vectors are kept.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: KDSVDLoss, name: kd_svd, k: 4, loss_weight: 1.23}
     """
 
     def __init__(self, k=4, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -200,6 +204,10 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
         num_head: attention heads of the graph network.
         head_iters: iterations the graph head trains before the student follows it.
         head_lr: the graph head's learning rate.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: MHGDLoss, name: mhgd, num_head: 8, head_iters: 100, loss_weight: 0.00733}
     """
 
     min_batch = 2

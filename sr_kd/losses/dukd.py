@@ -183,6 +183,10 @@ class DUKDZoomInLoss(_DUKDTerm):
 
     Args:
         n_crops: LR-sized tiles taken from each HR patch.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: DUKDZoomInLoss, name: zoom_in, n_crops: 1, loss_weight: 0.2}
     """
 
     def __init__(self, n_crops=1, criterion='l1', loss_weight=1.0):
@@ -208,7 +212,12 @@ def _student_zoom_out(d):
 @LOSS_REGISTRY.register()
 class DUKDZoomOutLoss(_DUKDTerm):
     """Upcycled zoom-out: the LR patch downscaled by the scale (MATLAB bicubic) is fed to both networks; the
-    student's SR output (LR-patch sized) follows the teacher's."""
+    student's SR output (LR-patch sized) follows the teacher's.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: DUKDZoomOutLoss, name: zoom_out, loss_weight: 0.2}
+    """
 
     def compute(self, d):
         self._check(d)
@@ -220,7 +229,12 @@ class DUKDZoomOutLoss(_DUKDTerm):
 class DUKDZoomOutReconLoss(_DUKDTerm):
     """The paper's reconstruction loss on zoom-out inputs: their ground truth is the LR patch itself (the
     reference code weights it as the pixel loss, 5x the distillation terms). Shares the student's forward
-    with DUKDZoomOutLoss; needs no teacher."""
+    with DUKDZoomOutLoss; needs no teacher.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: DUKDZoomOutReconLoss, name: zoom_out_recon, loss_weight: 1.0}
+    """
 
     needs_teacher = False
     offline_maps = ()  # reads no teacher output at all
@@ -243,6 +257,10 @@ class DUKDConsistencyLoss(_DUKDTerm):
         ops: the invertible augmentations drawn from.
         prob: the chance of each op.
         n_crops: zoom-in tiles per HR patch.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: DUKDConsistencyLoss, name: consistency, source: zoom_in, prob: 0.3, loss_weight: 0.2}
     """
 
     def __init__(self, source='zoom_in', ops=OPS, prob=0.3, n_crops=1, criterion='l1', loss_weight=1.0):

@@ -59,6 +59,10 @@ class FeatureStatsLoss(DistillLoss):
         criterion: 'mse' (squared L2 distance per sample, summed over positions, averaged over the
             batch; with normalised maps it lies in [0, 4]) or 'l1'.
         level_weights: one weight per pair (default equal).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: FeatureStatsLoss, name: fs, stat: pow_mean, p: 2, normalize: true, loss_weight: 0.1}
     """
 
     def __init__(self, stat='pow_mean', p=2, normalize=True, criterion='mse', level_weights: Optional[List[float]] = None, loss_weight=1.0):

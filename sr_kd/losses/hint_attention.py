@@ -32,7 +32,12 @@ class _ConnectedLoss(ZooLoss):
 @LOSS_REGISTRY.register()
 class FitNetLoss(_ConnectedLoss):
     """FitNet hint (Romero et al., ICLR 2015): a regressor maps the student feature to the teacher's
-    width and is trained with it to match the teacher feature (MSE)."""
+    width and is trained with it to match the teacher feature (MSE).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: FitNetLoss, name: fitnet, connector: conv1x1, loss_weight: 0.427}
+    """
 
     def __init__(self, connector='conv1x1', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
@@ -54,6 +59,10 @@ class ATLoss(ZooLoss):
 
     Args:
         p: the exponent of the attention map mean_c |F|^p.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: ATLoss, name: at, p: 2, loss_weight: 116}
     """
 
     def __init__(self, p=2, level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -72,6 +81,10 @@ class FTLoss(ZooLoss):
     Args:
         p1: the exponent of the factor mean_c F^p1.
         p2: the exponent of the difference (1: L1).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: FTLoss, name: ft, p1: 2, p2: 1, loss_weight: 8.52}
     """
 
     def __init__(self, p1=2, p2=1, level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -94,6 +107,10 @@ class NSTLoss(ZooLoss):
     Args:
         degree: the degree d of the polynomial kernel (x.y + c)^d.
         c: its constant c.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: NSTLoss, name: nst, degree: 2, c: 0.0, loss_weight: 0.0491}
     """
 
     def __init__(self, degree=2, c=0.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -116,7 +133,13 @@ class ABLoss(_ConnectedLoss):
 
     Args:
         margin: how far beyond zero the connected student response must be on the teacher's side.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: ABLoss, name: ab, margin: 1.0, connector: conv1x1_bn, loss_weight: 0.288}
     """
+
+    zero_when_features_equal = False  # a margin beyond zero is the target, not equality
 
     def __init__(self, margin=1.0, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
@@ -135,7 +158,12 @@ class OFDLoss(_ConnectedLoss):
     """Overhaul of feature distillation (Heo et al., ICCV 2019): the teacher's pre-activation is lifted
     to a per-channel margin (the mean of its negative responses in the batch; SR nets have no BN to
     derive it from), the student goes through conv1x1+BN, and the partial L2 ignores positions where the
-    student is already below a non-positive target."""
+    student is already below a non-positive target.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: OFDLoss, name: ofd, loss_weight: 0.461}
+    """
 
     def __init__(self, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(connector, level_weights, loss_weight)
@@ -174,6 +202,10 @@ class AFDLoss(_ConnectedLoss):
 
     Args:
         att_f: the squeeze-excite reduction of the channel attention (hidden width = att_f x channels).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: AFDLoss, name: afd, att_f: 1.0, loss_weight: 149}
     """
 
     def __init__(self, att_f=1.0, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -220,7 +252,13 @@ class VIDLoss(ZooLoss):
         init_var: the initial per-channel variance.
         eps: the smallest variance.
         mid_channels: the regressor's hidden width (default: the teacher's).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: VIDLoss, name: vid, init_var: 5.0, loss_weight: 137}
     """
+
+    zero_when_features_equal = False  # its minimum depends on the learned variance
 
     def __init__(self, init_var=5.0, eps=1e-5, mid_channels=None, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)

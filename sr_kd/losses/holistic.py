@@ -95,6 +95,10 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
         gp_weight: the weight of the gradient penalty.
         critic_steps: critic steps after each student step.
         critic_optim: the critic's optimizer ({type: SGD or Adam, lr: ...}).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: HolisticLoss, name: holistic, dim: 16, gp_weight: 10.0, critic_steps: 1, loss_weight: 0.0177}
     """
 
     uses_features = False

@@ -23,6 +23,10 @@ class OutputDistillLoss(DistillLoss):
     Args:
         criterion: the distance between the student's and the teacher's SR images: l1, mse or charbonnier.
         gate: none, or teacher_closer: only where the teacher is closer to the HR than the student.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: OutputDistillLoss, name: out, criterion: l1, loss_weight: 0.5}
     """
 
     uses_features = False

@@ -20,7 +20,12 @@ from sr_kd.losses._zoo import ZooLoss, match_channels, match_size, rows
 @LOSS_REGISTRY.register()
 class SPLoss(ZooLoss):
     """Similarity-preserving distillation (Tung & Mori, ICCV 2019): row-normalised Gram matrices of the
-    batch (N x N) must agree; squared Frobenius distance over N^2."""
+    batch (N x N) must agree; squared Frobenius distance over N^2.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: SPLoss, name: sp, loss_weight: 1.31}
+    """
 
     min_batch = 2
 
@@ -43,6 +48,10 @@ class CCLoss(ZooLoss):
     Args:
         gamma: the RBF kernel width.
         p_order: the order of its Taylor expansion.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: CCLoss, name: cc, gamma: 0.4, p_order: 2, loss_weight: 0.306}
     """
 
     min_batch = 2
@@ -79,6 +88,10 @@ class RKDLoss(ZooLoss):
     Args:
         w_dist: the weight of the distance term.
         w_angle: the weight of the angle term.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: RKDLoss, name: rkd, w_dist: 25.0, w_angle: 50.0, loss_weight: 0.0138}
     """
 
     min_batch = 2
@@ -115,6 +128,10 @@ class PKTLoss(ZooLoss):
 
     Args:
         eps: keeps the probabilities and the KL finite.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: PKTLoss, name: pkt, loss_weight: 23.7}
     """
 
     min_batch = 2
@@ -150,6 +167,10 @@ class IRGLoss(ZooLoss):
         w_vert: the weight of the vertex term.
         w_edge: the weight of the edge term.
         w_tran: the weight of the transformation term.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: IRGLoss, name: irg, w_vert: 0.1, w_edge: 5.0, w_tran: 5.0, loss_weight: 0.045}
     """
 
     min_batch = 2
@@ -227,7 +248,13 @@ class CRDLoss(ZooLoss):
         feat_dim: the embedding width.
         nce_k: how many earlier patches the memory bank keeps as negatives.
         nce_t: the softmax temperature of the contrastive loss.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: CRDLoss, name: crd, feat_dim: 128, nce_k: 16384, nce_t: 0.07, loss_weight: 0.0176}
     """
+
+    zero_when_features_equal = False  # contrastive: equal features still leave the negatives' term
 
     def __init__(self, feat_dim=128, nce_k=16384, nce_t=0.07, level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)

@@ -30,6 +30,10 @@ class PairWiseLoss(ZooLoss):
         pool: avg or max pooling of the nodes.
         variant: paper or released (the authors' code).
         scale: the pooled size as a share of the map (released).
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: PairWiseLoss, name: pair_wise, node_size: 2, pool: avg, variant: paper, loss_weight: 0.152}
     """
 
     def __init__(self, node_size=2, pool='avg', variant='paper', scale=0.5, level_weights: Optional[List[float]] = None, loss_weight=1.0):
@@ -72,7 +76,12 @@ class FSPLoss(ZooLoss):
     """Flow of solution procedure (Yim et al., CVPR 2017): Gram matrices between consecutive tapped
     levels describe how the network transforms one into the next; the student's flows follow the
     teacher's (mean squared difference). Connectors bring student widths to the teacher's where they
-    differ. Needs two pairs or more."""
+    differ. Needs two pairs or more.
+
+    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+
+        - {type: FSPLoss, name: fsp, loss_weight: 7.08}
+    """
 
     def __init__(self, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
