@@ -214,17 +214,18 @@ def run_until_killed(args, root, faults, timeout=120):
 
 
 def build_in_process(opt_path, root, steps=1):
-    """What sr_kd/train.py does before (and in) its first iterations, in this process: option checks,
-    BasicSR's option parsing, data loaders, the model, and ``steps`` optimisation steps."""
+    """What sr_kd/train.py does before (and in) its first iterations, in this process: sr_kd's run behaviour and
+    start-up check (entry.py's functions), then basicsr's own option parsing, data loaders and model, and
+    ``steps`` optimisation steps (basicsr's train_pipeline is one function: its parts are called here)."""
     from basicsr.models import build_model
     from basicsr.train import create_train_val_dataloader
     from basicsr.utils import get_root_logger
     from basicsr.utils.options import parse_options
 
     from sr_kd import own_run_behaviour
-    from sr_kd.options import check_options, load_yaml
-    own_run_behaviour.apply()  # as sr_kd/entry.py does
-    check_options(load_yaml(opt_path))
+    from sr_kd.options import precheck_argv
+    own_run_behaviour.apply()  # sr_kd/entry.py's steps, through its own functions
+    precheck_argv(['-opt', str(opt_path)])
     argv, sys.argv = sys.argv, ['train.py', '-opt', str(opt_path)]
     try:
         opt, _ = parse_options(str(root), is_train=True)

@@ -97,3 +97,24 @@ class _Evil:
 
     def __reduce__(self):
         return os.mkdir, (self.marker,)
+
+
+def test_resume_restores_the_rng_and_skips_the_done_batches_in_the_sampler():
+    """The fast check of exact resume (the kill-and-resume test is in the slow tier): after a resume state is
+    read, the first epoch's sampler puts back the RNG states saved with it and skips the batches already done."""
+    from basicsr.data.data_sampler import EnlargedSampler
+
+    from sr_kd import own_run_behaviour as own
+    from sr_kd.rng import rng_state
+    own.apply()
+    saved = rng_state()
+    want = torch.rand(3)  # what the run drew next when it saved
+    torch.rand(5)  # a resumed process starts elsewhere
+    sampler = EnlargedSampler(list(range(12)), num_replicas=1, rank=0, ratio=1)
+    sampler.set_epoch(2)
+    whole = list(iter(sampler))
+    own._RESUME.update(epoch=2, iter=2 * 12 // 4 + 1, batch=4, rng=[saved])  # epoch 2, one batch done
+    resumed = list(iter(sampler))
+    assert torch.equal(torch.rand(3), want)
+    assert resumed == whole[4:] and not own._RESUME
+    assert list(iter(sampler)) == whole  # later epochs are whole again
