@@ -13,7 +13,7 @@ import torch
 # attention, which pools over whatever it is shown; larger pads narrow that gap only slowly, at quadratic
 # cost, and ``exact`` closes it (docs/performance.md, "Tiling seams"). Other archs' receptive fields differ.
 DEFAULT_TILE_PAD = 32
-PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # precision -> autocast dtype
 
 
 def adaptive_crop_forward(model, x, overlap=32, multiple=4):
@@ -160,11 +160,11 @@ def tiled_forward(model, x, tile, tile_pad=DEFAULT_TILE_PAD, multiple=1, adaptiv
 
 def autocast(device, precision):
     """The autocast context for a precision name; fp32 runs without autocast."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}')
-    if PRECISIONS[precision] is None:
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f'precision must be one of {", ".join(AUTOCAST_DTYPES)}; got {precision!r}')
+    if AUTOCAST_DTYPES[precision] is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision])
+    return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def check_exact(info):

@@ -102,7 +102,7 @@ def _check_networks(opt):
     ups = {}
     for key in [k for k in opt if k.startswith('network_')]:
         net = _section(opt, key)
-        # --- issue 12: network_t: {type: auto}: the file says what it is; load it now (sr_kd.archs.loading) ---
+        # --- network_t: {type: auto}: the file says what it is; load it now (sr_kd.archs.loading) ---
         from sr_kd.archs.loading import is_auto, load_teacher
         if key == 'network_t' and is_auto(net):
             load_teacher(opt)
@@ -231,7 +231,7 @@ def _check_train(opt):
     kind = _choice(sched, 'type', 'train.scheduler.', tuple(kinds))
     kwargs = {k: v for k, v in sched.items() if k != 'type'}
     _build('train.scheduler', lambda: kinds[kind](optimizer, **kwargs))
-    # --- issue 12: a dataset without ground truth (PlainImageDataset): the teacher's output is the only target ---
+    # --- a dataset without ground truth (PlainImageDataset): the teacher's output is the only target ---
     plain = not train_has_gt(opt)
     no_gt_type = plain and opt['datasets']['train']['type']
     if plain and (train.get('pixel_opt') or train.get('perceptual_opt')):

@@ -190,7 +190,7 @@ def _plot_psnr(ax, rows):
         ax.legend(fontsize=8)
 
 
-def _describe(net_opt, opt=None):
+def _label(net_opt, opt=None):
     """'IMDN 32x4' for networks with a width and a depth, 'SPAN 48nf', the file's arch for ``type: auto``,
     else the type."""
     if net_opt.get('type') == 'auto':
@@ -241,8 +241,8 @@ def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
         ax.axis('off')
         ax.text(0.5, 0.5, f'no crops: {note}', ha='center', va='center', transform=ax.transAxes)
     last = losses[-1]['iter'] if losses else 0
-    fig.suptitle(f'{opt["name"]}: {_describe(opt["network_g"])} student'
-                 + (f' distilled from {_describe(opt["network_t"], opt)}' if 'network_t' in opt else '')
+    fig.suptitle(f'{opt["name"]}: {_label(opt["network_g"])} student'
+                 + (f' distilled from {_label(opt["network_t"], opt)}' if 'network_t' in opt else '')
                  + f', x{scale}, {last} iterations' + (f'  ({note})' if note and images else '')
                  + (f'\ncrops: the most detailed {crop} px of each validation image; dB: PSNR of the whole image '
                     f'(Y channel, border {scale})' if images else ''), fontsize=11)

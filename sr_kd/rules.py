@@ -61,7 +61,7 @@ def check_skip_share(skipped, current_iter, max_share):
 def distill_pairs(opt):
     """(student module names, teacher module names) from ``distill.pairs``."""
     pairs = (opt.get('distill') or {}).get('pairs') or []
-    if pairs == 'auto':  # issue 12: chosen once both networks exist (sr_kd.distill.auto_pairs.resolve)
+    if pairs == 'auto':  # chosen once both networks exist (sr_kd.distill.auto_pairs.resolve)
         return [], []
     if not isinstance(pairs, list) or not all(
             isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs):

@@ -95,7 +95,7 @@ def _fold_span(model):
 DEPLOY = {'SPAN': _fold_span}
 
 
-def describe(desc):
+def info_from_descriptor(desc):
     """ModelInfo of a spandrel ``ImageModelDescriptor``: its own scale, channels, size requirement and tiling
     advice (DISCOURAGED/INTERNAL: whole-image information, plain tiles inexact, no exact tiles)."""
     from spandrel import ModelTiling
@@ -143,7 +143,7 @@ class SpandrelSpec(ArchSpec):
             raise SRKDError(f'{path} is a {desc.architecture.id} {desc.purpose} model (masked input), '
                             'not an image-to-image model')
         model = desc.model.eval()
-        return DEPLOY.get(desc.architecture.id, lambda m: m)(model), describe(desc)
+        return DEPLOY.get(desc.architecture.id, lambda m: m)(model), info_from_descriptor(desc)
 
 
 register_arch(SpandrelSpec('spandrel', detect=_detect, options=None, info=None))

@@ -31,7 +31,7 @@ def build_terms(term_opts):
     return names, terms
 
 
-class DistillHead(nn.Module):
+class DistillTerms(nn.Module):
     """Holds the terms; ``forward(inputs)`` returns their weighted losses in order."""
 
     def __init__(self, names, terms):

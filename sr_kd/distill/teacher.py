@@ -63,7 +63,7 @@ def build_teacher(opt, device):
         raise SRKDError('SRKDModel needs a network_t (the teacher) in the option file')
     path_opt = opt['path']
     load_path = teacher_path(opt)  # one owner with the start-up check (sr_kd.rules)
-    # --- issue 12: network_t: {type: auto}, the arch and scale from the file (sr_kd.archs.loading) ---
+    # --- network_t: {type: auto}, the arch and scale from the file (sr_kd.archs.loading) ---
     from sr_kd.archs.loading import is_auto, load_teacher
     if is_auto(opt['network_t']):
         net, info = load_teacher(opt, device)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from sr_kd.distill import auto_pairs, teacher_cache
-from sr_kd.distill.head import DistillHead, build_terms
+from sr_kd.distill.head import DistillTerms, build_terms
 from sr_kd.distill.taps import FeatureTaps
 from sr_kd.distill.teacher import teacher_mode
 from sr_kd.errors import SRKDError
@@ -21,10 +21,10 @@ from sr_kd.rules import distill_pairs, train_has_gt
 
 @dataclass
 class Wiring:
-    """The taps on each network and the distillation head, set up for the shapes the probe found."""
+    """The taps on each network and the distillation terms, set up for the shapes the probe found."""
     taps_s: FeatureTaps
     taps_t: FeatureTaps
-    head: DistillHead
+    terms: DistillTerms
     probe: DistillInputs
 
 
@@ -34,7 +34,7 @@ def wire(opt: dict, student: torch.nn.Module, teacher: torch.nn.Module, device: 
     auto_pairs.resolve(opt, student, teacher)
     s_names, t_names = distill_pairs(opt)
     names, terms = build_terms(opt['train'].get('distill_opts'))
-    head = DistillHead(names, terms)
+    head = DistillTerms(names, terms)
     if teacher_mode(opt) == 'offline':
         teacher_cache.offline_specs(names, terms)  # every term can be fed from the cache
     taps_s = FeatureTaps(student, s_names, head.needs_inputs, 'student')

@@ -51,13 +51,13 @@ class SRKDModel(OwnValidation, SRModel):
         self.skipped_steps = 0
         self._build_teacher()
         w = wire(self.opt, self.get_bare_model(self.net_g), self.net_t, self.device)
-        self.taps_s, self.taps_t, self.distill = w.taps_s, w.taps_t, w.head
+        self.taps_s, self.taps_t, self.distill = w.taps_s, w.taps_t, w.terms
         self.fades = term_fades(self.opt)
         self._setup_offline_teacher()
         if self.distill.has_parameters():
             self.distill = self.model_to_device(self.distill)
         self.loss_log = os.path.join(self.opt['path']['experiments_root'], 'losses.jsonl')
-        # --- issue 12: no-GT distillation (PlainImageDataset): the teacher's output is the only target;
+        # --- distillation without ground truth (PlainImageDataset): the teacher's output is the only target;
         # SRModel refuses to train without a task loss, so it gets one to build and it is dropped after ---
         no_gt = not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt')
         if no_gt:
