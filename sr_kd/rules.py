@@ -30,13 +30,13 @@ def train_has_gt(opt):
     (``PlainImageDataset``: the teacher's output is the only target); BasicSR's datasets all have it."""
     from basicsr.utils.registry import DATASET_REGISTRY
     kind = ((opt.get('datasets') or {}).get('train') or {}).get('type')
-    return getattr(DATASET_REGISTRY._obj_map.get(kind), 'has_gt', True)
+    return getattr(DATASET_REGISTRY.get(kind), 'has_gt', True) if kind in DATASET_REGISTRY else True
 
 
 def check_registered(registry, name, what):
     """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
-    if not isinstance(name, str) or name not in registry._obj_map:
-        raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry._obj_map)}')
+    if not isinstance(name, str) or name not in registry:
+        raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry.keys())}')
 
 
 def nonfinite_policy(train_opt):

@@ -157,7 +157,7 @@ def distill_losses():
     from basicsr.utils.registry import LOSS_REGISTRY
 
     from sr_kd.losses.base import DistillLoss
-    return {name: cls for name, cls in sorted(LOSS_REGISTRY._obj_map.items())
+    return {name: cls for name, cls in sorted(LOSS_REGISTRY)
             if inspect.isclass(cls) and issubclass(cls, DistillLoss)}
 
 

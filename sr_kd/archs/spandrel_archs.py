@@ -83,9 +83,8 @@ def _fold_span(model):
     """SPAN re-computes each Conv3XC's folded 3x3 conv from its training branches on every eval forward
     (assigning weights inside forward, which export and compile refuse): fold once, then run the folded
     conv. Only for loaded (inference) models; a student in training keeps its branches."""
-    from spandrel.architectures.SPAN.__arch.span import Conv3XC
-    for m in model.modules():
-        if isinstance(m, Conv3XC):
+    for m in model.modules():  # SPAN's Conv3XC, known by what it has (its class is private to spandrel)
+        if callable(getattr(m, 'update_params', None)) and hasattr(m, 'eval_conv'):
             m.update_params()
             m.update_params = lambda: None
     return model
@@ -130,8 +129,7 @@ class SpandrelSpec(ArchSpec):
 
     def load(self, sd, path='checkpoint'):
         spandrel = spandrel_module()
-        from spandrel.__helpers.canonicalize import canonicalize_state_dict
-        sd = canonicalize_state_dict(dict(sd))
+        sd = spandrel.canonicalize_state_dict(dict(sd))  # spandrel's public names only
         try:
             desc = spandrel.MAIN_REGISTRY.load(sd)
         except spandrel.UnsupportedModelError as e:
