@@ -10,23 +10,22 @@ import os
 import time
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
-from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from sr_kd.atomic import atomic_path, atomic_write_text
+from sr_kd.atomic import atomic_write_text
 from sr_kd.distill.teacher import Teacher
 from sr_kd.distill.wiring import wire
 from sr_kd.errors import SRKDError
 from sr_kd.jsonl import append_row, read_rows
 from sr_kd.rules import check_skip_share, fade_factor, nonfinite_names, nonfinite_policy, term_fades
 from sr_kd.losses.base import DistillInputs
+from sr_kd.models.best_student import forget_later_best, keep_if_best
 from sr_kd.models.own_validation import OwnValidation
-from sr_kd.ops.matlab_resize import imresize
+from sr_kd.models.reference_rows import reference_metrics
 
 
 AGAINST = {'HR': 'HR', 'teacher': 'the teacher'}  # what a validation row was measured against, in words
@@ -276,7 +275,8 @@ class SRKDModel(OwnValidation, SRModel):
         if self.opt['rank'] == 0:  # lines after the checkpoint come again from the resumed run
             for log in (self.loss_log, self._val_log()):
                 _drop_after(log, resume_state['iter'])
-            self._forget_later_best(resume_state['iter'])
+            forget_later_best(self.opt['path']['experiments_root'], self.opt['path']['models'], self._val_log(),
+                              resume_state['iter'])
         super().resume_training(resume_state)
 
     # ----- validation: bicubic vs teacher vs student -------------------------------------------------
@@ -303,73 +303,23 @@ class SRKDModel(OwnValidation, SRModel):
         self._keep_best(name, current_iter, rows['student'])
 
     def _keep_best(self, name, current_iter, student):
-        """``val.keep_best: METRIC``: after each validation of the first val set, ``models/net_g_best.pth`` is
-        the student with the highest METRIC so far, and ``best.json`` says which iteration and value."""
+        """``val.keep_best``, judged on the first val set (``best_student``); the network validation measured:
+        the EMA copy where there is one (BasicSR validates net_g_ema)."""
         metric = self.opt['val'].get('keep_best')
         first = next((d['name'] for k, d in self.opt['datasets'].items() if k.startswith('val')), None)
-        if not metric or name != first or self.opt['rank'] != 0:
-            return
-        best_file = os.path.join(self.opt['path']['experiments_root'], 'best.json')
-        best = _best_row(self._val_log(), name, metric)
-        if best['iter'] != current_iter:
-            return
-        # the network validation measured: the EMA copy where there is one (BasicSR validates net_g_ema)
-        self.save_network(getattr(self, 'net_g_ema', self.net_g), 'net_g', 'best')
-        atomic_write_text(best_file, json.dumps({'iter': current_iter, 'dataset': name, 'metric': metric,
-                                                 'value': student[metric]}) + '\n')
-
-    def _forget_later_best(self, resumed_iter):
-        """A best student found after the checkpoint a run resumes from is found again (or not) by the
-        resumed run: until then the best is the best of the rows kept, whose checkpoint exists."""
-        best_file = os.path.join(self.opt['path']['experiments_root'], 'best.json')
-        try:
-            with open(best_file) as f:
-                best = json.load(f)
-        except (OSError, ValueError):
-            return
-        if best.get('iter', 0) <= resumed_iter:
-            return
-        models = self.opt['path']['models']
-        row = _best_row(self._val_log(), best['dataset'], best['metric']) if os.path.isfile(self._val_log()) else None
-        kept = os.path.join(models, f'net_g_{row["iter"]}.pth') if row and row['iter'] is not None else None
-        if kept and os.path.isfile(kept):
-            import shutil
-            with atomic_path(os.path.join(models, 'net_g_best.pth'), keep_ext=False) as tmp:
-                shutil.copyfile(kept, tmp)
-            atomic_write_text(best_file, json.dumps({**best, 'iter': row['iter'], 'value': row['value']}) + '\n')
-        else:
-            for path in (best_file, os.path.join(models, 'net_g_best.pth')):
-                if os.path.exists(path):
-                    os.remove(path)
+        if metric and name == first and self.opt['rank'] == 0:
+            keep_if_best(self.opt['path']['experiments_root'], self._val_log(), name, metric, current_iter,
+                         student[metric], lambda: self.save_network(getattr(self, 'net_g_ema', self.net_g), 'net_g',
+                                                                    'best'))
 
     def _val_log(self):
         return os.path.join(self.opt['path']['experiments_root'], 'val_metrics.jsonl')
 
     def _reference_metrics(self, dataloader, name):
-        """Bicubic (MATLAB) and teacher metrics on a validation set against its HR; on a set without ground
-        truth, bicubic against the teacher. Fixed, so computed once."""
+        """Bicubic and teacher rows of a validation set (``reference_rows``): fixed, so computed once."""
         cache = self.__dict__.setdefault('_ref_cache', {})
-        if name in cache:
-            return cache[name]
-        metric_opts = self.opt['val']['metrics']
-        sums = {}
-        n = 0
-        for data in dataloader:
-            lq = data['lq'].to(self.device)
-            if 'gt' in data:
-                gt = tensor2img([data['gt']])
-                with torch.no_grad():
-                    others = {'teacher': tensor2img([self.net_t(lq).float().cpu()])}
-            else:
-                gt, others = tensor2img([self.teacher.image_target(data['lq_path'][0], lq).cpu()]), {}
-            lq_u8 = tensor2img([data['lq']], rgb2bgr=False)
-            bic = imresize(lq_u8, output_shape=gt.shape[:2])[..., ::-1]
-            for who, img in (('bicubic', np.ascontiguousarray(bic)), *others.items()):
-                for m, mopt in metric_opts.items():
-                    sums.setdefault(who, {}).setdefault(m, 0.0)
-                    sums[who][m] += calculate_metric({'img': img, 'img2': gt}, mopt)
-            n += 1
-        cache[name] = {who: {m: v / max(n, 1) for m, v in vals.items()} for who, vals in sums.items()}
+        if name not in cache:
+            cache[name] = reference_metrics(dataloader, self.opt['val']['metrics'], self.teacher, self.device)
         return cache[name]
 
 
@@ -385,13 +335,3 @@ def _check_same_terms(head, resume_state):
                         f'distillation terms {with_weights(saved)} (in train.distill_opts order), the option file '
                         f'now has weights in {with_weights(now)} ({", ".join("l_" + n for n in head.names)}): '
                         'resume with the terms of that run, or start a new name')
-
-
-def _best_row(path, dataset, metric):
-    """The validation row of ``dataset`` with the highest student ``metric`` in a val_metrics.jsonl (the
-    earliest of equals), as {'iter', 'value'}."""
-    best = {'iter': None, 'value': -math.inf}
-    for row in read_rows(path):
-        if row.get('dataset') == dataset and row['student'][metric] > best['value']:
-            best = {'iter': row['iter'], 'value': row['student'][metric]}
-    return best
