@@ -31,7 +31,6 @@ RESULTS = os.path.join(OUT, 'results.jsonl')
 # The newest checkpoint of each unfinished run (weights, training state, logs: ~2 MB a run), committed with
 # the study so that a run continues in a later session, or on a new clone, instead of starting again.
 PROGRESS = os.path.join(OUT, 'progress')
-PAIRS = [['IMDB1', 'IMDB2'], ['IMDB2', 'IMDB3'], ['IMDB4', 'IMDB6']]
 FS = {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean', 'p': 2, 'normalize': True, 'loss_weight': 0.1}
 OUTPUT = {'type': 'OutputDistillLoss', 'name': 'out', 'criterion': 'l1', 'loss_weight': 0.5}
 DUKD_FILE = os.path.join(REPO, 'options', 'dukd.yml')
@@ -163,7 +162,8 @@ def options(recipe, seed, iters, data_root, teacher):
         opt['train'].pop('distill_opts', None)
     else:
         # a recipe is its terms and overrides alone: imdn_kd.yml's own fade applies only where a recipe sets one
-        opt['distill'] = dict(opt['distill'], pairs=PAIRS, **{'teacher': 'online', 'fade': None, **distill})
+        # the pairs are options/imdn_kd.yml's own
+        opt['distill'] = dict(opt['distill'], **{'teacher': 'online', 'fade': None, **distill})
         opt['train']['distill_opts'] = copy.deepcopy(terms())
     return opt
 

@@ -93,8 +93,8 @@ def write_report(results, out, study):
     if curves:
         _plot(curves, os.path.join(out, 'psnr_curves.png'))
         lines += ['![validation PSNR vs iterations and vs training seconds](kd_study/psnr_curves.png)', '']
-    with open(os.path.join(REPO, 'docs', 'kd_study.md'), 'w') as f:
-        f.write('\n'.join(lines))
+    from sr_kd.atomic import atomic_write_text
+    atomic_write_text(os.path.join(REPO, 'docs', 'kd_study.md'), '\n'.join(lines))
 
 
 def same_machine(base, runs):

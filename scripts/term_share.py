@@ -22,13 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def gradient_norm(opt, run_dir, it, batches):
     """Mean norm of the student's gradient over ``batches`` at iteration ``it`` of the run (lr 0: no step)."""
-    import torch
     from zoo_benchmark import build_model_in_process, gradient_norms
 
     model = build_model_in_process(opt)
     if it:
-        state = torch.load(os.path.join(run_dir, 'training_states', f'{it}.state'), map_location='cpu',
-                           weights_only=False)
+        from sr_kd.checkpoint import load_checkpoint
+        state = load_checkpoint(os.path.join(run_dir, 'training_states', f'{it}.state'))  # weights only
         model.load_network(model.net_g, os.path.join(run_dir, 'models', f'net_g_{it}.pth'), strict=True)
         if hasattr(model, 'distill') and 'distill' in state:
             bare = model.get_bare_model(model.distill)

@@ -36,7 +36,13 @@ sys.path.insert(0, REPO)
 
 STUDENT = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_modules': 4, 'upscale': 4}
 TEACHER = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6, 'upscale': 4}
-PAIRS = [['IMDB1', 'IMDB2'], ['IMDB2', 'IMDB3'], ['IMDB4', 'IMDB6']]
+
+
+def study_pairs():
+    """The taps of options/imdn_kd.yml (the KD study's and this benchmark's): one place, the option file."""
+    from sr_kd.options import load_yaml
+    return [list(p) for p in load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))['distill']['pairs']]
+
 # method -> (distillation term with the paper's defaults, family); None: the student alone
 METHODS = {
     'student alone': (None, 'baseline'),
@@ -88,7 +94,7 @@ def train_options(method, weight, seed, args, lr=5e-4, pixel_weight=1.0):
     if term:
         opt['network_t'] = dict(TEACHER)
         opt['path'].update(pretrain_network_t=args.teacher, param_key_t=None, strict_load_t=True)
-        opt['distill'] = {'pairs': copy.deepcopy(PAIRS)}
+        opt['distill'] = {'pairs': study_pairs()}
         opt['train']['distill_opts'] = [{**copy.deepcopy(term), 'name': 'kd', 'loss_weight': weight}]
     return opt
 
@@ -324,7 +330,7 @@ def write_report(results, args):
     lines = [
         f'Budget: {meta["iters"]} iterations, batch {meta["batch"]}, LR patch {meta["lq"]} (HR {meta["lq"] * 4}), '
         f'Adam lr 5e-4, seed {args.seeds[0]} for every method; {meta["device"]}, {meta["threads"]} thread(s), '
-        f'run {meta["date"]}. Taps {", ".join(f"{s}->{t}" for s, t in PAIRS)}. Weights: gradient share '
+        f'run {meta["date"]}. Taps {", ".join(f"{s}->{t}" for s, t in study_pairs())}. Weights: gradient share '
         f'{meta["share"]} of the L1 task loss at initialisation (see the script). PSNR/SSIM on Y, border 4, '
         f'of the final weights. Time: median of {meta["timed_steps"]} training steps (forward, losses, backward, '
         'optimizer; teacher forward included, data loading excluded) on fixed batches of the same shapes; '
@@ -374,16 +380,14 @@ def write_section(section, lines):
     start, end = f'<!-- {section}:start -->', f'<!-- {section}:end -->'
     head, rest = text.split(start)
     _, tail = rest.split(end)
-    with open(doc, 'w') as f:
-        f.write(head + start + '\n' + '\n'.join(lines) + '\n' + end + tail)
+    from sr_kd.atomic import atomic_write_text
+    atomic_write_text(doc, head + start + '\n' + '\n'.join(lines) + '\n' + end + tail)
 
 
 # ----- main ---------------------------------------------------------------------------------------------
 def save(results, path):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    from sr_kd.atomic import atomic_write_text
+    atomic_write_text(path, json.dumps(results, indent=1))
 
 
 def main(argv=None):
