@@ -9,11 +9,14 @@ Runs live outside the repository (``--root``, default ~/sr_kd_study/distill): a 
 summary.json is continued with ``sr-kd distill --resume``, a finished one is skipped. Each run is one
 process with one thread, ``--jobs`` at a time; offline runs share one teacher cache under the root.
 ``--report`` copies each finished run's summary and validation curve (a few KB) into docs/distill/runs/
-and draws docs/distill/curves.png.
+and draws docs/distill/curves.png. ``--save-progress`` keeps what an unfinished run needs to resume on
+another machine (its newest training state and student, logs, options: about 1.5 MB) in
+docs/distill/progress/; a run whose folder is missing starts from there (its teacher cache is rebuilt).
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +54,57 @@ def command(root, name, recipe, minutes, student, seed):
             '--cache-dir', os.path.join(root, 'teacher_cache')]
 
 
+PROGRESS = os.path.join(DOCS, 'progress')
+
+
+def save_progress(root):
+    """Copy what each unfinished run under ``root`` needs to resume (newest state only) into PROGRESS."""
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        out = os.path.join(root, name)
+        exp = os.path.join(out, 'experiments', 'student')
+        states = os.path.join(exp, 'training_states')
+        if os.path.isfile(os.path.join(out, 'summary.json')) or not os.path.isdir(states):
+            continue
+        iters = [int(f[:-6]) for f in os.listdir(states) if f.endswith('.state') and f[:-6].isdigit()]
+        if not iters:
+            continue
+        it = max(iters)
+        keep = os.path.join(PROGRESS, name)
+        tmp = f'{keep}.partial{os.getpid()}'
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sub in ('experiments/student/models', 'experiments/student/training_states'):
+            os.makedirs(os.path.join(tmp, sub))
+        # not init_from_teacher.pth: it is a cut of the teacher's own weights, which stay out of the repository
+        wanted = ['options.yml', 'distill.json', f'experiments/student/training_states/{it}.state',
+                  f'experiments/student/models/net_g_{it}.pth', 'experiments/student/models/net_g_best.pth']
+        wanted += [os.path.relpath(os.path.join(exp, f), out) for f in os.listdir(exp)
+                   if f.endswith(('.jsonl', '.json', '.log', '.yml'))]
+        for rel in wanted:
+            if os.path.isfile(os.path.join(out, rel)):
+                shutil.copy2(os.path.join(out, rel), os.path.join(tmp, rel))
+        shutil.rmtree(keep, ignore_errors=True)
+        os.rename(tmp, keep)
+        print(f'progress of {name} kept at iteration {it}', flush=True)
+
+
+def restore_progress(root, name):
+    """A run whose folder is missing (another machine) continues from its kept progress."""
+    keep, out = os.path.join(PROGRESS, name), os.path.join(root, name)
+    if os.path.isdir(keep) and not os.path.isdir(out):
+        shutil.copytree(keep, out)
+        opt_file = os.path.join(out, 'options.yml')
+        with open(opt_file) as f:
+            text = f.read()
+        # the student's start (a cut of the teacher) is not kept; a resumed run starts from its state anyway
+        states = os.path.join(out, 'experiments', 'student', 'training_states')
+        it = max(int(f[:-6]) for f in os.listdir(states) if f.endswith('.state'))
+        newest = os.path.join(out, 'experiments', 'student', 'models', f'net_g_{it}.pth')
+        text = re.sub(r'(pretrain_network_g: ).*init_from_teacher\.pth', lambda m: m.group(1) + newest, text)
+        with open(opt_file, 'w') as f:
+            f.write(text)
+        print(f'{name}: continuing from the kept progress', flush=True)
+
+
 def run_all(root, runs, jobs):
     todo = [r for r in runs if not os.path.isfile(os.path.join(root, r[0], 'summary.json'))]
     running = []
@@ -58,6 +112,7 @@ def run_all(root, runs, jobs):
         while todo and len(running) < jobs:
             run = todo.pop(0)
             os.makedirs(root, exist_ok=True)
+            restore_progress(root, run[0])
             log = open(os.path.join(root, f'{run[0]}.out'), 'a')
             print(f'start {run[0]}', flush=True)
             running.append((run, subprocess.Popen(command(root, *run), stdout=log, stderr=subprocess.STDOUT), log))
@@ -128,9 +183,13 @@ def main():
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--root', default=os.path.expanduser('~/sr_kd_study/distill'))
     p.add_argument('--report', action='store_true')
+    p.add_argument('--save-progress', action='store_true', help='keep unfinished runs in docs/distill/progress')
     args = p.parse_args()
     if args.report:
         report(args.root)
+        return
+    if args.save_progress:
+        save_progress(args.root)
         return
     run_all(args.root, parse_runs(args.runs, args.student, args.seed), args.jobs)
 
