@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr.losses import build_loss
+from sr_kd.distill.taps import FeatureTaps
 from sr_kd.losses.base import DistillInputs
 from sr_kd.schema import distill_losses, term_example
 
@@ -37,13 +38,10 @@ class TinySR(nn.Module):
                                      nn.Conv2d(c, c, 3, padding=1)])
         self.out = nn.Sequential(nn.Conv2d(c, 12, 3, padding=1), nn.PixelShuffle(2))
 
-    def forward(self, x, feats=None):
+    def forward(self, x):
         h = x
         for conv in self.levels:
-            h = conv(h)
-            if feats is not None:
-                feats.append(h)
-            h = F.leaky_relu(h, 0.05)
+            h = F.leaky_relu(conv(h), 0.05)
         return self.out(h)
 
 
@@ -57,12 +55,19 @@ def make_nets(cs=8, ct=16, seed=0):
 
 
 def forward_pair(student, teacher, lq, gt=None):
-    """DistillInputs as SRKDModel builds them: student with grad, teacher under no_grad."""
-    feats_s, feats_t = [], []
-    sr_s = student(lq, feats_s)
-    with torch.no_grad():
-        sr_t = teacher(lq, feats_t)
-    return DistillInputs(feats_s=feats_s, feats_t=feats_t, sr_s=sr_s, sr_t=sr_t, lq=lq, gt=gt, student=student)
+    """DistillInputs as SRKDModel's step builds them, through its FeatureTaps on the three levels: student with
+    grad, teacher under no_grad."""
+    names = [f'levels.{i}' for i in range(3)]
+    taps_s, taps_t = FeatureTaps(student, names), FeatureTaps(teacher, names, role='teacher')
+    try:
+        sr_s = student(lq)
+        with torch.no_grad():
+            sr_t = teacher(lq)
+        return DistillInputs(feats_s=list(taps_s.outputs), feats_t=list(taps_t.outputs), sr_s=sr_s, sr_t=sr_t,
+                             lq=lq, gt=gt, student=student)
+    finally:
+        taps_s.remove()
+        taps_t.remove()
 
 
 def build(name, s_shapes, t_shapes, **opts):
