@@ -5,6 +5,7 @@ Teacher rules (network_t, its checkpoint, its scale) are owned by ``sr_kd.distil
 term rules (registered type, unique names) by ``sr_kd.distill.head.build_terms``.
 """
 import math
+from typing import List, Optional, Tuple
 
 from sr_kd.errors import SRKDError, close_matches
 
@@ -15,17 +16,17 @@ DEFAULT_MAX_SKIP_SHARE = 0.1
 FREE_SKIPS = 3
 
 
-def is_int(v):
+def is_int(v) -> bool:
     """A whole number, and not YAML's true/false (bool is an int subclass in Python)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def is_number(v):
+def is_number(v) -> bool:
     """An int or a float, and not YAML's true/false."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def train_has_gt(opt):
+def train_has_gt(opt: dict) -> bool:
     """Whether the train dataset yields ground truth: a dataset class says so by ``has_gt = False``
     (``PlainImageDataset``: the teacher's output is the only target); BasicSR's datasets all have it."""
     from basicsr.utils.registry import DATASET_REGISTRY
@@ -33,13 +34,13 @@ def train_has_gt(opt):
     return getattr(DATASET_REGISTRY.get(kind), 'has_gt', True) if kind in DATASET_REGISTRY else True
 
 
-def check_registered(registry, name, what):
+def check_registered(registry, name, what: str) -> None:
     """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
     if not isinstance(name, str) or name not in registry:
         raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry.keys())}')
 
 
-def nonfinite_policy(train_opt):
+def nonfinite_policy(train_opt: dict) -> Tuple[str, float]:
     """(mode, max_skip_share) from ``train.nonfinite`` ('stop' | 'skip') and ``train.nonfinite_max_share``."""
     mode = train_opt.get('nonfinite', 'stop')
     if mode not in NONFINITE_MODES:
@@ -50,7 +51,7 @@ def nonfinite_policy(train_opt):
     return mode, float(share)
 
 
-def check_skip_share(skipped, current_iter, max_share):
+def check_skip_share(skipped: int, current_iter: int, max_share: float) -> None:
     """SRKDError once the skipped steps pass ``max_share`` of the steps so far (beyond FREE_SKIPS)."""
     if skipped > max(FREE_SKIPS, math.floor(max_share * current_iter)):
         raise SRKDError(f'{skipped} of {current_iter} steps had a NaN/inf loss and were skipped, more than '
@@ -58,7 +59,7 @@ def check_skip_share(skipped, current_iter, max_share):
                         "Lower the learning rate or that term's weight")
 
 
-def distill_pairs(opt):
+def distill_pairs(opt: dict) -> Tuple[List[str], List[str]]:
     """(student module names, teacher module names) from ``distill.pairs``."""
     pairs = (opt.get('distill') or {}).get('pairs') or []
     if pairs == 'auto':  # chosen once both networks exist (sr_kd.distill.auto_pairs.resolve)
@@ -69,7 +70,7 @@ def distill_pairs(opt):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def distill_fade(opt):
+def distill_fade(opt: dict) -> Optional[Tuple[int, int]]:
     """(start, end) iterations from ``distill.fade``, or None: every distillation term at full weight up to
     iteration ``start``, falling linearly to 0 at ``end``, and off after (a plain student step: no teacher, no
     cache). Two integers are iterations; two numbers between 0 and 1 with a decimal point are fractions of
@@ -78,7 +79,7 @@ def distill_fade(opt):
     return _fade((opt.get('distill') or {}).get('fade'), opt, 'distill.fade')
 
 
-def term_fades(opt):
+def term_fades(opt: dict) -> List[Optional[Tuple[int, int]]]:
     """Each term's (start, end) or None, in ``train.distill_opts`` order. A term's own ``fade`` ([start, end],
     as ``distill.fade``; or false: full weight to the end) overrides ``distill.fade``, so feature terms can
     fade out early while the output term stays. Distillation is off once every term has faded."""
@@ -113,21 +114,21 @@ def _fade(fade, opt, where):
     return int(fade[0]), int(fade[1])
 
 
-def fade_factor(fade, current_iter):
+def fade_factor(fade: Optional[Tuple[int, int]], current_iter: int) -> float:
     """A distillation term's weight multiplier at ``current_iter`` (1 without a fade)."""
     if fade is None or current_iter <= fade[0]:
         return 1.0
     return max(0.0, (fade[1] - current_iter) / (fade[1] - fade[0]))
 
 
-def nonfinite_names(state_dict):
+def nonfinite_names(state_dict: dict) -> List[str]:
     """Names of the tensors in ``state_dict`` that hold NaN or inf."""
     import torch
     return [k for k, v in state_dict.items()
             if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
 
 
-def teacher_path(opt):
+def teacher_path(opt: dict) -> str:
     """The teacher's checkpoint, ``path.pretrain_network_t``: given, and a file."""
     import os
     path = (opt.get('path') or {}).get('pretrain_network_t')
@@ -138,7 +139,7 @@ def teacher_path(opt):
     return path
 
 
-def check_teacher_scale(t_up, s_up):
+def check_teacher_scale(t_up: int, s_up: int) -> None:
     """The teacher upscales as much as the student."""
     if t_up != s_up:
         raise SRKDError(f'teacher and student scales differ: network_t upscale x{t_up}, network_g upscale x{s_up}')

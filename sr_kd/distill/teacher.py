@@ -6,6 +6,7 @@ truth), its validation against the teacher, ``sr-kd cache-teacher`` and ``sr-kd 
 the same teacher the same way.
 """
 import os
+from typing import Optional
 
 import torch
 
@@ -21,7 +22,7 @@ TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
 TEACHER_MODES = ('online', 'offline')
 
 
-def teacher_mode(opt):
+def teacher_mode(opt: dict) -> str:
     """``distill.teacher``: 'online' (default: the teacher runs on every batch) or 'offline' (its cache)."""
     d_opt = opt.get('distill') or {}
     mode = d_opt.get('teacher', 'online')
@@ -32,13 +33,13 @@ def teacher_mode(opt):
     return mode
 
 
-def cache_root(opt, experiments_dir):
+def cache_root(opt: dict, experiments_dir: str) -> str:
     """Where the offline cache lives: ``distill.teacher_cache``, else beside the experiments."""
     from sr_kd.distill.teacher_cache import default_root
     return (opt.get('distill') or {}).get('teacher_cache') or default_root(experiments_dir)
 
 
-def teacher_dtype(opt, device):
+def teacher_dtype(opt: dict, device: torch.device) -> Optional[torch.dtype]:
     """torch.bfloat16 or None (fp32) for ``distill.teacher_precision`` (auto | fp32 | bf16)."""
     choice = str((opt.get('distill') or {}).get('teacher_precision', 'auto'))
     if choice not in TEACHER_PRECISIONS:
@@ -50,13 +51,13 @@ def teacher_dtype(opt, device):
     return torch.bfloat16 if bf16_is_native(device) else None
 
 
-def run_teacher(net, x, dtype):
+def run_teacher(net: torch.nn.Module, x: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
     """Teacher forward under no_grad, autocast to ``dtype`` when one is given; the output in fp32."""
     with torch.no_grad(), torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
         return net(x).float()
 
 
-def build_teacher(opt, device):
+def build_teacher(opt: dict, device: torch.device) -> torch.nn.Module:
     """The teacher of ``network_t`` with the weights of ``path.pretrain_network_t`` (``param_key_t``,
     ``strict_load_t``): eval mode, no gradients, on ``device``; its scale must equal the student's."""
     if 'network_t' not in opt:
@@ -125,7 +126,7 @@ class Teacher:
         return self._image_targets[path].to(lq.device).float().div_(255)
 
 
-def cache_for_options(opt, device, root_path):
+def cache_for_options(opt: dict, device: torch.device, root_path: str):
     """The offline cache of an option file, built without a model (``sr-kd cache-teacher``): the same teacher,
     taps, terms and images as the training run of that file, so the run finds it under the same key."""
     from sr_kd.distill.head import build_terms
