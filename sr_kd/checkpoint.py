@@ -5,6 +5,7 @@ archive whose records torch.save stores uncompressed; one that unpacks to far mo
 MB on disk, GBs of zeros once read) is refused from its directory before anything is read.
 """
 import os
+from typing import Optional
 
 import torch
 
@@ -30,7 +31,7 @@ def _check_unpacked_size(path):
                         'compressed archive out of proportion (torch.save does not compress); refusing to read it')
 
 
-def load_checkpoint(path, map_location='cpu'):
+def load_checkpoint(path: str, map_location='cpu'):
     """torch.load with weights_only=True; user errors become one-line SRKDError."""
     import re
     import warnings
@@ -53,7 +54,7 @@ def load_checkpoint(path, map_location='cpu'):
         raise SRKDError(f'cannot read checkpoint {path}: {msg}') from e
 
 
-def extract_state_dict(ckpt, param_key=None):
+def extract_state_dict(ckpt, param_key: Optional[str] = None) -> dict:
     """The state_dict inside a checkpoint: BasicSR's {'params': ...}/{'params_ema': ...} or a plain one.
 
     The 'module.' prefix of DataParallel checkpoints (the official IMDN files) is stripped.
@@ -80,7 +81,7 @@ def extract_state_dict(ckpt, param_key=None):
     return sd
 
 
-def check_fits(net, sd, strict, what):
+def check_fits(net: torch.nn.Module, sd: dict, strict: bool, what: str) -> None:
     """Raise one line naming the keys or shapes that keep ``sd`` from loading into ``net``."""
     own = net.state_dict()
     missing = [k for k in own if k not in sd]

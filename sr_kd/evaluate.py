@@ -4,6 +4,7 @@ Shared by ``sr-kd eval`` and the tests; ``sr_kd/test.py`` reaches the same numbe
 test pipeline and metrics.
 """
 import os
+from typing import Optional
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 from sr_kd.ops.metrics import psnr_ssim_y, to_uint8
 
 
-def list_images(folder):
+def list_images(folder: str) -> list:
     if not os.path.isdir(folder):
         raise SRKDError(f'folder not found: {folder}')
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
@@ -25,7 +26,7 @@ def list_images(folder):
     return [os.path.join(folder, f) for f in files]
 
 
-def find_lr(lr_dir, hr_path, scale):
+def find_lr(lr_dir: str, hr_path: str, scale: int) -> str:
     """The LR file for an HR file: EDSR names (``babyx4.png``) or the same name."""
     stem, ext = os.path.splitext(os.path.basename(hr_path))
     for name in (f'{stem}x{scale}{ext}', f'{stem}x{scale}.png', f'{stem}{ext}', f'{stem}.png'):
@@ -34,7 +35,7 @@ def find_lr(lr_dir, hr_path, scale):
     raise SRKDError(f'no LR image for {os.path.basename(hr_path)} in {lr_dir} (looked for {stem}x{scale}{ext})')
 
 
-def load_pair(hr_path, scale, lr_dir=None):
+def load_pair(hr_path: str, scale: int, lr_dir: Optional[str] = None) -> tuple:
     """(LR, HR cropped to LR*scale) as uint8 RGB arrays; checks that their sizes agree with the scale."""
     hr = read_rgb_uint8(hr_path)
     if lr_dir is None:

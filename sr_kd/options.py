@@ -19,7 +19,7 @@ from sr_kd.rules import (check_registered, check_teacher_scale, distill_pairs, i
                          teacher_path, term_fades, train_has_gt)
 
 
-def load_yaml(path):
+def load_yaml(path: str) -> dict:
     """The option file as a dict, read with the safe loader (``sr_kd.safe_yaml``: a Python tag is refused
     and nothing runs); SRKDError with line and column on a syntax error."""
     from sr_kd import safe_yaml
@@ -312,7 +312,7 @@ def _logger_left_unset():
                 logger.removeHandler(handler)
 
 
-def check_options(opt, is_train=True):
+def check_options(opt: dict, is_train: bool = True) -> None:
     """Raise SRKDError for the first problem found in an option dict."""
     with _logger_left_unset():
         _check_options(opt, is_train)
@@ -384,7 +384,7 @@ def _check_built(opt):
         logger.disabled = was
 
 
-def precheck_argv(argv, is_train=True):
+def precheck_argv(argv: list, is_train: bool = True) -> dict:
     """Check the option file named by ``-opt`` in argv (BasicSR parses argv again afterwards); returns it."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
@@ -399,7 +399,7 @@ def precheck_argv(argv, is_train=True):
     return opt
 
 
-def force_value(opt, entry):
+def force_value(opt: dict, entry: str) -> None:
     """Apply one ``--force_yml a:b:c=VALUE`` to ``opt`` as basicsr's parse_options will (same value rules), so
     forced values pass the same checks as the file's. basicsr builds the assignment as code and evaluates list
     values: anything but a plain key path and a literal list is refused here, before it runs."""

@@ -17,6 +17,7 @@ ONNX files and AOTInductor packages are built once and cached (``sr_kd.backends.
 """
 import importlib
 import pkgutil
+from typing import Optional, Tuple
 
 from sr_kd.backends.base import Backend, Options, Runner, installed  # noqa: F401 - the package's public names
 from sr_kd.errors import SRKDError
@@ -46,12 +47,12 @@ def help_text() -> str:
     return ', '.join(b.help for b in BACKENDS.values())
 
 
-def missing(backend):
+def missing(backend: str) -> Optional[str]:
     """Why ``backend`` cannot run here (one phrase), or None."""
     return BACKENDS[backend].missing()
 
 
-def auto_precision(device='cpu', backend='eager'):
+def auto_precision(device: str = 'cpu', backend: str = 'eager') -> Tuple[str, str]:
     """(precision, why) that ``auto`` means: bf16 where the device runs it in hardware (CUDA, a CPU with
     AVX512-BF16 or AMX) and the backend runs bf16, else fp32. On an AVX512-BF16 CPU bf16 measured 1.5-1.7x
     onnxruntime fp32 for IMDN at about -0.005 dB on Set5; emulated elsewhere, it is several times slower
@@ -64,12 +65,12 @@ def auto_precision(device='cpu', backend='eager'):
     return 'bf16', 'bf16 runs in hardware here'
 
 
-def resolve_precision(precision, device='cpu', backend='eager'):
+def resolve_precision(precision: str, device: str = 'cpu', backend: str = 'eager') -> str:
     """``precision``, with ``auto`` replaced by what it means here (``auto_precision``)."""
     return auto_precision(device, backend)[0] if precision == 'auto' else precision
 
 
-def check(backend, precision, device='cpu', exact_tiles=False):
+def check(backend: str, precision: str, device: str = 'cpu', exact_tiles: bool = False) -> None:
     """Refuse, in one line and before any work, a combination that cannot run."""
     precision = resolve_precision(precision, device, backend)
     if backend not in NAMES:
@@ -92,7 +93,8 @@ def check(backend, precision, device='cpu', exact_tiles=False):
         raise SRKDError(f'--backend {backend}: {why}')
 
 
-def prepare(backend, model, info, precision='fp32', options=None, exact_tiles=False):
+def prepare(backend: str, model, info, precision: str = 'fp32', options: Optional[Options] = None,
+            exact_tiles: bool = False) -> Runner:
     """A ``Runner`` for ``model`` (an eval-mode nn.Module; ``info``: its ModelInfo) on ``backend``.
 
     Artefacts are taken from the cache or built there first (with a line on stderr); ``auto`` measures the
