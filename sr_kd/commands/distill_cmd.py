@@ -5,9 +5,6 @@ Every input is checked first (one line, exit 2, nothing written). Then: a studen
 by ``sr_kd/train.py`` (validated against the teacher, best checkpoint kept), and at the end
 ``student.safetensors``, ``student.onnx``, ``report.png`` and ``summary.json`` (``sr_kd.distill.job``).
 """
-
-ORDER = 5  # its place in sr-kd --help
-HELP = 'make a fast student of a slow model from your images, without ground truth (no option file needed)'
 import json
 import os
 import shlex
@@ -15,6 +12,9 @@ import subprocess
 import sys
 
 from sr_kd.errors import SRKDError
+
+ORDER = 5  # its place in sr-kd --help
+HELP = 'make a fast student of a slow model from your images, without ground truth (no option file needed)'
 
 PLAN, OPTIONS, INIT = 'distill.json', 'options.yml', 'init_from_teacher.pth'  # in OUT
 

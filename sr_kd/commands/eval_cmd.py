@@ -1,11 +1,11 @@
 """``sr-kd eval``: a checkpoint's PSNR/SSIM on an HR folder, with LR from a folder or made by MATLAB bicubic."""
-
-ORDER = 0  # its place in sr-kd --help
-HELP = 'PSNR/SSIM (Y channel, border = scale) of a checkpoint on a benchmark folder'
 import json
 
 from sr_kd.backends import ALL_PRECISIONS
 from sr_kd.backends import NAMES as BACKENDS
+
+ORDER = 0  # its place in sr-kd --help
+HELP = 'PSNR/SSIM (Y channel, border = scale) of a checkpoint on a benchmark folder'
 
 
 def add_arguments(p):

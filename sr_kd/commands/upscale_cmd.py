@@ -3,9 +3,6 @@
 One bad file is reported in one line and the batch goes on; outputs are written through a temporary
 name, so an interrupted run leaves only whole images and a re-run skips them.
 """
-
-ORDER = 1  # its place in sr-kd --help
-HELP = 'upscale image files, folders and globs with a checkpoint'
 import collections
 import errno
 import glob
@@ -18,6 +15,9 @@ from sr_kd.backends import ALL_PRECISIONS
 from sr_kd.backends import NAMES as BACKENDS
 from sr_kd.backends import help_text as backends_help
 from sr_kd.inference import DEFAULT_TILE_PAD
+
+ORDER = 1  # its place in sr-kd --help
+HELP = 'upscale image files, folders and globs with a checkpoint'
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 DEFAULT_TILE = 512
