@@ -21,7 +21,7 @@ def read_rows(path: str) -> list:
     if not os.path.isfile(path):
         return []
     with open(path, errors='replace') as f:
-        lines = [ln for ln in f.read().split('\n')]
+        lines = f.read().split('\n')
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

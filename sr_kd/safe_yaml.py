@@ -111,6 +111,6 @@ SafeOrderedLoader.add_multi_constructor('tag:yaml.org,2002:python/', _refuse)
 SafeOrderedLoader.add_multi_constructor('!', _refuse)
 
 
-def load(stream):  # text or a text file -> the document (an OrderedDict for a mapping)
+def load(stream):
     """The document in ``stream`` (text or file) with the safe, ordered loader."""
     return yaml.load(stream, Loader=SafeOrderedLoader)  # noqa: S506 - SafeOrderedLoader is a SafeLoader

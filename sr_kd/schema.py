@@ -152,9 +152,9 @@ def term_model(type_name, cls):
 
 def distill_losses():
     """{type name: class} of every registered distillation loss (a DistillLoss), sorted by name."""
-    import sr_kd
-    sr_kd.load()  # the registry is filled by load()
     from basicsr.utils.registry import LOSS_REGISTRY
+
+    from sr_kd import losses  # noqa: F401 - registers them (no repair of basicsr needed to list them)
 
     from sr_kd.losses.base import DistillLoss
     return {name: cls for name, cls in sorted(LOSS_REGISTRY)

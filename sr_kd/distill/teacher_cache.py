@@ -136,6 +136,7 @@ def build(folder, key, teacher, taps, paths, scale, specs, whole_input, teacher_
     (atomically)."""
     from tqdm import tqdm
 
+    from sr_kd.data.hr_dataset import to_tensor
     from sr_kd.image_io import read_rgb_uint8
 
     _remove_stale_partials(folder)
@@ -153,7 +154,7 @@ def build(folder, key, teacher, taps, paths, scale, specs, whole_input, teacher_
             get_root_logger().warning(f'teacher cache: {e}; left out')
             continue
         lr = whole_input(hr, scale)
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+        x = to_tensor(lr)[None].to(device)
         taps.clear()
         sr = teacher(x)
         maps = []
