@@ -376,3 +376,18 @@ def test_recipe_auto_cuts_the_student_from_a_compact_teacher_only():
     assert resolve('auto', compact, 'span-16') == 'output-offline'
     assert resolve('auto', span, 'auto') == 'output-offline'
     assert resolve('output-online', compact, 'auto') == 'output-online'
+
+
+@pytest.mark.parametrize('name', sorted(__import__('sr_kd.distill.recipes', fromlist=['RECIPES']).RECIPES))
+def test_every_recipe_writes_an_option_file_the_schema_accepts_and_whose_terms_build(name):
+    from sr_kd import schema
+    from sr_kd.distill import job, recipes, students
+    from sr_kd.distill.head import build_terms
+    sections = recipes.sections(name, 1000, '/tmp/cache', 4)
+    opt = job.option_file(teacher_path='/t.pth', scale=4, student_opt=students.network_opt('compact-16x4', 4),
+                          images='/images', train_names=['a', 'b'], val_names=['c'], recipe_sections=sections,
+                          lq_size=recipes.recipe(name)[1], total_iter=1000, seed=0, hr=False, device='cpu')
+    schema.validate(opt)
+    names, terms = build_terms(opt['train']['distill_opts'])
+    if recipes.recipe(name)[3].get('border'):  # LR pixels, times the scale for the output term
+        assert terms[names.index('out')].crop_border == 16

@@ -40,3 +40,20 @@ def test_teacher_closer_gate_without_hr_and_unknown_gate_fail_in_one_line():
         term(gate='teacher_closer')(d)
     with pytest.raises(SRKDError, match='gate must be one of none, teacher_closer'):
         term(gate='closer')
+
+
+def test_crop_border_leaves_the_edges_of_each_crop_out():
+    s = torch.zeros(1, 1, 6, 6, requires_grad=True)
+    t = torch.zeros(1, 1, 6, 6)
+    t[..., 0, :] = 1.0  # a wrong target on the top row only: out of the comparison with a border of 1
+    t[..., 2, 2] = 0.5
+    d = DistillInputs(feats_s=[], feats_t=[], sr_s=s, sr_t=t, lq=torch.zeros(1), gt=None)
+    loss = term(crop_border=1)(d)
+    assert loss.item() == pytest.approx(0.5 / 16)
+    loss.backward()
+    assert s.grad[..., 0, :].abs().sum() == 0 and s.grad[0, 0, 2, 2] == pytest.approx(-1 / 16)
+    assert term()(d).item() == pytest.approx((6 + 0.5) / 36)
+    with pytest.raises(SRKDError, match='crop_border 3 leaves nothing of a 6x6 crop'):
+        term(crop_border=3)(d)
+    with pytest.raises(SRKDError, match='crop_border must be a whole number'):
+        term(crop_border=-1)

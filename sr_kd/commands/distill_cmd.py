@@ -175,7 +175,7 @@ def _plan(args):
     opt = job.option_file(teacher_path=os.path.abspath(args.teacher), scale=info.scale, student_opt=student_opt,
                           images=folder, train_names=train_names,
                           val_names=[os.path.splitext(os.path.basename(p))[0] for p in held],
-                          recipe_sections=recipes.sections(args.recipe, total, cache), lq_size=lq_size,
+                          recipe_sections=recipes.sections(args.recipe, total, cache, info.scale), lq_size=lq_size,
                           total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device)
     tmp = f'{os.path.abspath(args.out)}.partial-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)

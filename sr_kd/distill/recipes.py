@@ -36,7 +36,13 @@ RECIPES: Dict[str, tuple] = {
     # the student cut from the teacher (sr_kd.distill.init_from_teacher): Compact teachers and students only
     'init-offline': ('offline', 32, [OUT_L1], {'init': 'teacher'}),
     'init-offline-crop48': ('offline', 48, [OUT_L1], {'init': 'teacher'}),
+    # the outer 4 LR pixels of each crop left out of the loss (OutputDistillLoss crop_border = 4 x scale):
+    # there the cached whole-image target depends on pixels the student does not see
+    'output-offline-border4': ('offline', 32, [OUT_L1], {'border': 4}),
+    'init-offline-border4': ('offline', 32, [OUT_L1], {'init': 'teacher', 'border': 4}),
+    'output-online-border4': ('online', 32, [OUT_L1], {'border': 4}),
 }
+NOT_DISTILL = ('init', 'border')  # recipe extras that are not keys of the distill section
 DEFAULT = 'auto'  # init-offline for a Compact teacher and student, else output-offline: resolve()
 
 
@@ -60,13 +66,19 @@ def recipe(name: str) -> tuple:
     return RECIPES[name]
 
 
-def sections(name: str, total_iter: int, cache_root: str) -> dict:
-    """The ``distill`` and ``train`` sections of recipe ``name`` for ``total_iter`` iterations."""
+def sections(name: str, total_iter: int, cache_root: str, scale: int) -> dict:
+    """The ``distill`` and ``train`` sections of recipe ``name`` for ``total_iter`` iterations of a x``scale``
+    teacher."""
     mode, _, terms, extra = recipe(name)
-    distill = {'teacher': mode, **{k: v for k, v in extra.items() if k != 'init'}}
+    distill = {'teacher': mode, **{k: v for k, v in extra.items() if k not in NOT_DISTILL}}
     if mode == 'offline':
         distill['teacher_cache'] = cache_root
-    return {'distill': distill, 'train': _train(total_iter, [dict(t) for t in terms])}
+    terms = [dict(t) for t in terms]
+    if extra.get('border'):
+        for t in terms:
+            if t['type'] == 'OutputDistillLoss':
+                t['crop_border'] = extra['border'] * scale
+    return {'distill': distill, 'train': _train(total_iter, terms)}
 
 
 def starts_from_teacher(name: str) -> bool:
