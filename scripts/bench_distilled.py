@@ -2,7 +2,7 @@
 them (whole images, eager backend, ``--precision auto``): every held-out image of an ``sr-kd distill``
 output folder, teacher and student alternating, best of ``--repeats`` per image.
 
-    python scripts/bench_distilled.py OUT [--threads N] [--repeats 3]
+    python -m scripts.bench_distilled OUT [--threads N] [--repeats 3]
 
 Run it on a quiet machine: it prints the total time of each and their ratio (docs/distill.md).
 """

@@ -1,6 +1,6 @@
 """What DUKD's terms cost per training iteration, against the same student alone, side by side in one run.
 
-    python scripts/bench_dukd_step.py [--teacher ../shared/pretrained/IMDN_x4.pth] [--batch 8 --lq 24]
+    python -m scripts.bench_dukd_step [--teacher ../shared/pretrained/IMDN_x4.pth] [--batch 8 --lq 24]
                                       [--threads 1 --rounds 30]
 
 Builds from options/dukd.yml (the paper's recipe) one model per variant: the student alone (SRModel, no
@@ -16,13 +16,11 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
 OUT = {'type': 'OutputDistillLoss', 'name': 'out', 'loss_weight': 0.2}
 LC = {'type': 'DUKDConsistencyLoss', 'name': 'lc', 'source': 'zoom_in', 'prob': 0.3, 'loss_weight': 0.2}

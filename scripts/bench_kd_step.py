@@ -1,6 +1,6 @@
 """Time per training iteration of every way to run the teacher, against the student alone, in one run.
 
-    python scripts/bench_kd_step.py [--batch 8 --lq 24 --iters 10 --repeats 3] [--opt options/imdn_kd.yml]
+    python -m scripts.bench_kd_step [--batch 8 --lq 24 --iters 10 --repeats 3] [--opt options/imdn_kd.yml]
         [--teacher ../shared/pretrained/IMDN_x4.pth]   # the official teacher (param_key_t ~)
 
 Builds, from one distillation option file: the student alone (SRModel, no teacher); distillation with the
@@ -15,13 +15,11 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
 
 def model_opts(path, batch, lq, teacher=None, bf16=True):

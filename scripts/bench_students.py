@@ -1,7 +1,7 @@
 """Every student preset of ``sr-kd distill`` timed side by side with a teacher, as ``distill --student auto``
 times them (whole image, eager backend, ``upscale``'s auto precision), on a quiet machine.
 
-    python scripts/bench_students.py [TEACHER] [--image PATH] [--threads N] [--precision fp32|bf16]
+    python -m scripts.bench_students [TEACHER] [--image PATH] [--threads N] [--precision fp32|bf16]
 
 Prints the table and which preset ``auto`` takes at speed-ups 4 and 8 (docs/distill.md).
 """
@@ -10,7 +10,7 @@ import os
 
 import torch
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, 'shared')
+from scripts.study_core import SHARED
 
 
 def main():

@@ -8,8 +8,8 @@ background load spike hits all of them alike; the load average is printed at the
 CPU seconds (all threads of this process, spin-waits included) are printed beside wall seconds: with
 ``--threads 1`` they measure the work per image even on a loaded machine.
 
-    .venv/bin/python scripts/bench_upscale.py                 # both rows, forward passes and whole CLI calls
-    .venv/bin/python scripts/bench_upscale.py --no-cli --rounds 5
+    .venv/bin/python -m scripts.bench_upscale                 # both rows, forward passes and whole CLI calls
+    .venv/bin/python -m scripts.bench_upscale --no-cli --rounds 5
 
 Rows (issue 15): the official IMDN 64x6 x4 (../shared/pretrained/IMDN_x4.pth; a seeded random one when
 absent) on 320x180, and an IMDN 32x4 student (``--student``, else seeded random weights: speed does not
@@ -38,8 +38,7 @@ from sr_kd.archs.loading import describe, load_model
 from sr_kd.backends import PRECISIONS, Options, missing, prepare
 from sr_kd.inference import upscale
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(ROOT, '..', 'shared')
+from scripts.study_core import REPO as ROOT, SHARED
 TEACHER = os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth')
 SET5 = os.path.join(SHARED, 'benchmarks', 'Set5')
 ROWS = {'64x6': (180, 320), '32x4': (360, 640)}

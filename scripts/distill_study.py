@@ -2,8 +2,8 @@
 recipe at equal wall time on ../shared/train (the user's images, 10% held out) with
 ../shared/pretrained/realesr-animevideov3.pth as the teacher; figures for docs/distill.md.
 
-    python scripts/distill_study.py --runs output-online:30,output-offline-crop48:30     # run or continue
-    python scripts/distill_study.py --report                                            # tables + curves
+    python -m scripts.distill_study --runs output-online:30,output-offline-crop48:30     # run or continue
+    python -m scripts.distill_study --report                                            # tables + curves
 
 Runs live outside the repository (``--root``, default ~/sr_kd_study/distill): a run whose folder holds no
 summary.json is continued with ``sr-kd distill --resume``, a finished one is skipped. Each run is one
@@ -22,8 +22,10 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+from scripts import study_core
+from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, newest_state
+from sr_kd.atomic import atomic_write_text
+
 TEACHER = os.path.join(SHARED, 'pretrained', 'realesr-animevideov3.pth')
 IMAGES = os.path.join(SHARED, 'train')
 DOCS = os.path.join(REPO, 'docs', 'distill')
@@ -58,51 +60,28 @@ PROGRESS = os.path.join(DOCS, 'progress')
 
 
 def save_progress(root):
-    """Copy what each unfinished run under ``root`` needs to resume (newest state only) into PROGRESS."""
+    """Keep what each unfinished run under ``root`` needs to resume (newest state only) in PROGRESS; not
+    init_from_teacher.pth: it is a cut of the teacher's own weights, which stay out of the repository."""
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         out = os.path.join(root, name)
-        exp = os.path.join(out, 'experiments', 'student')
-        states = os.path.join(exp, 'training_states')
-        if os.path.isfile(os.path.join(out, 'summary.json')) or not os.path.isdir(states):
-            continue
-        iters = [int(f[:-6]) for f in os.listdir(states) if f.endswith('.state') and f[:-6].isdigit()]
-        if not iters:
-            continue
-        it = max(iters)
-        keep = os.path.join(PROGRESS, name)
-        tmp = f'{keep}.partial{os.getpid()}'
-        shutil.rmtree(tmp, ignore_errors=True)
-        for sub in ('experiments/student/models', 'experiments/student/training_states'):
-            os.makedirs(os.path.join(tmp, sub))
-        # not init_from_teacher.pth: it is a cut of the teacher's own weights, which stay out of the repository
-        wanted = ['options.yml', 'distill.json', f'experiments/student/training_states/{it}.state',
-                  f'experiments/student/models/net_g_{it}.pth', 'experiments/student/models/net_g_best.pth']
-        wanted += [os.path.relpath(os.path.join(exp, f), out) for f in os.listdir(exp)
-                   if f.endswith(('.jsonl', '.json', '.log', '.yml'))]
-        for rel in wanted:
-            if os.path.isfile(os.path.join(out, rel)):
-                shutil.copy2(os.path.join(out, rel), os.path.join(tmp, rel))
-        shutil.rmtree(keep, ignore_errors=True)
-        os.rename(tmp, keep)
-        print(f'progress of {name} kept at iteration {it}', flush=True)
+        if os.path.isdir(out) and not os.path.isfile(os.path.join(out, 'summary.json')):
+            keep_progress(out, os.path.join(out, 'experiments', 'student'), os.path.join(PROGRESS, name),
+                          extra=('options.yml', 'distill.json'))
 
 
 def restore_progress(root, name):
-    """A run whose folder is missing (another machine) continues from its kept progress."""
-    keep, out = os.path.join(PROGRESS, name), os.path.join(root, name)
-    if os.path.isdir(keep) and not os.path.isdir(out):
-        shutil.copytree(keep, out)
-        opt_file = os.path.join(out, 'options.yml')
-        with open(opt_file) as f:
-            text = f.read()
-        # the student's start (a cut of the teacher) is not kept; a resumed run starts from its state anyway
-        states = os.path.join(out, 'experiments', 'student', 'training_states')
-        it = max(int(f[:-6]) for f in os.listdir(states) if f.endswith('.state'))
-        newest = os.path.join(out, 'experiments', 'student', 'models', f'net_g_{it}.pth')
-        text = re.sub(r'(pretrain_network_g: ).*init_from_teacher\.pth', lambda m: m.group(1) + newest, text)
-        with open(opt_file, 'w') as f:
-            f.write(text)
-        print(f'{name}: continuing from the kept progress', flush=True)
+    """A run whose folder is missing (another machine) continues from its kept progress; its start (the
+    cut of the teacher, not kept) becomes its newest weights, which resume replaces anyway."""
+    out = os.path.join(root, name)
+    if not study_core.restore_progress(os.path.join(PROGRESS, name), out):
+        return
+    opt_file = os.path.join(out, 'options.yml')
+    with open(opt_file) as f:
+        text = f.read()
+    exp = os.path.join(out, 'experiments', 'student')
+    newest = os.path.join(exp, 'models', f'net_g_{newest_state(exp)}.pth')
+    text = re.sub(r'(pretrain_network_g: ).*init_from_teacher\.pth', lambda m: m.group(1) + newest, text)
+    atomic_write_text(opt_file, text)
 
 
 def run_all(root, runs, jobs):
@@ -181,7 +160,7 @@ def main():
     p.add_argument('--student', default='compact-32x8')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--jobs', type=int, default=2)
-    p.add_argument('--root', default=os.path.expanduser('~/sr_kd_study/distill'))
+    p.add_argument('--root', default=os.path.join(STUDY_ROOT, 'distill'))
     p.add_argument('--report', action='store_true')
     p.add_argument('--save-progress', action='store_true', help='keep unfinished runs in docs/distill/progress')
     args = p.parse_args()

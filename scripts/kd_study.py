@@ -1,16 +1,18 @@
 """Does distillation pay? Every recipe trains the same student (IMDN 32x4, x4) with the same data, schedule
 and budget, taught by the official IMDN_x4 teacher; results go to docs/kd_study/ and docs/kd_study.md.
 
-    python scripts/kd_study.py                      # run (or continue) the plan, two runs at a time
-    python scripts/kd_study.py --runs student:1,dukd:0 --jobs 1
-    python scripts/kd_study.py --report             # tables and plots from what has finished
+    python -m scripts.kd_study                      # run (or continue) the plan, two runs at a time
+    python -m scripts.kd_study --runs student:1,dukd:0 --jobs 1
+    python -m scripts.kd_study --report             # tables and plots from what has finished
 
 Recipes are chosen on a validation split of the training images (every 10th file of ../shared/train,
 left out of training); Set5/Set14 (and B100/Urban100/Manga109 under datasets/benchmarks/ when present)
 are evaluated once, on the final weights. Resumable: each finished run appends one line to
 docs/kd_study/results.jsonl and is skipped afterwards; an unfinished run continues from its last
 checkpoint (``--auto_resume``), so the study survives a kill and spans sessions. Each run is one process
-with one thread (``--threads``), ``--jobs`` at a time.
+with one thread (``--threads``), ``--jobs`` at a time. Runs live outside the repository (``--root``, default
+~/sr_kd_study/kd: experiments/ and logs/); every 5 minutes the newest state of each unfinished run is kept
+in docs/kd_study/progress/ (what resume needs on another machine, which puts it back from there).
 """
 import argparse
 import copy
@@ -23,12 +25,11 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-sys.path.insert(0, REPO)
-SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, machine, restore_progress
+
 OUT = os.path.join(REPO, 'docs', 'kd_study')
 RESULTS = os.path.join(OUT, 'results.jsonl')
-# The newest checkpoint of each unfinished run (weights, training state, logs: ~2 MB a run), committed with
+# The newest checkpoint of each unfinished run (weights, training state, logs: ~3 MB a run), committed with
 # the study so that a run continues in a later session, or on a new clone, instead of starting again.
 PROGRESS = os.path.join(OUT, 'progress')
 FS = {'type': 'FeatureStatsLoss', 'name': 'fs', 'stat': 'pow_mean', 'p': 2, 'normalize': True, 'loss_weight': 0.1}
@@ -84,7 +85,7 @@ ZOO_WEIGHTS = {'FitNet': 0.427, 'AT': 116, 'FT': 8.52, 'NST': 0.0491, 'AB': 0.28
 def zoo_recipe(method):
     """(recipe name, recipe) of one zoo term: its name is the method's in lower case ('pair-wise
     (released)' -> 'pair_wise_released'), its one term is named the same."""
-    from zoo_benchmark import METHODS
+    from scripts.zoo_benchmark import METHODS
     name = re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')
     term = dict(copy.deepcopy(METHODS[method][0]), name=name, loss_weight=ZOO_WEIGHTS[method])
     return name, (f'{method} (weight {ZOO_WEIGHTS[method]:g}, docs/zoo.md)', lambda: [copy.deepcopy(term)], {})
@@ -109,7 +110,7 @@ RECIPES['holistic_low'] = ('holistic at weight 0.0177 (the calibrated 1.77 / 100
                            lambda: [dict(ZOO_RECIPES['holistic'][1]()[0], loss_weight=0.0177)], {})
 # The default as users run it (options/imdn_kd.yml: its terms and its fade as fractions of the budget, so the
 # recipe keeps its shape at any --iters; at 20,000 it is fade_keep_output), for the longer budget (issue 29):
-#   python scripts/kd_study.py --runs student:0,imdn_kd:0,output_offline:0 --iters 100000
+#   python -m scripts.kd_study --runs student:0,imdn_kd:0,output_offline:0 --iters 100000
 RECIPES['imdn_kd'] = ('the default of options/imdn_kd.yml (fade as fractions of the budget)', lambda: _file_terms(),
                       {'teacher': 'offline', 'fade': [0.1, 0.3]})
 
@@ -168,8 +169,8 @@ def options(recipe, seed, iters, data_root, teacher):
     return opt
 
 
-def exp_dir(opt):
-    return os.path.join(REPO, 'experiments', opt['name'])
+def exp_dir(opt, root):
+    return os.path.join(root, 'experiments', opt['name'])
 
 
 def _rows():
@@ -209,7 +210,7 @@ def benchmark_sets():
     return sets
 
 
-def evaluate_run(opt):
+def evaluate_run(opt, root):
     """Test-set PSNR/SSIM (Y, border 4) of the run's final student."""
     import torch
 
@@ -219,7 +220,7 @@ def evaluate_run(opt):
     from sr_kd.evaluate import evaluate
 
     torch.set_num_threads(1)
-    net, info = load_model(os.path.join(exp_dir(opt), 'models', 'net_g_latest.pth'), 'params')
+    net, info = load_model(os.path.join(exp_dir(opt, root), 'models', 'net_g_latest.pth'), 'params')
     net.eval()
     out = {}
     with torch.no_grad():
@@ -252,40 +253,13 @@ def validation_curve(folder, model_type):
     return sorted(curve.values())
 
 
-def save_progress():
-    """Copy the newest checkpoint and the logs of every unfinished study run into PROGRESS."""
-    import shutil
+def save_progress(root):
+    """Keep the newest state and the logs of every unfinished study run under ``root`` in PROGRESS."""
     done = finished_names()
-    for folder in glob.glob(os.path.join(REPO, 'experiments', 'kd_study_*')):
+    for folder in glob.glob(os.path.join(root, 'experiments', 'kd_study_*')):
         name = os.path.basename(folder)
-        states = glob.glob(os.path.join(folder, 'training_states', '*.state'))
-        if name in done or '_archived_' in name or not states:
-            continue
-        it = max(int(os.path.basename(p).split('.')[0]) for p in states)
-        model = os.path.join(folder, 'models', f'net_g_{it}.pth')
-        if not os.path.isfile(model):
-            continue
-        keep = os.path.join(PROGRESS, name)
-        tmp = f'{keep}.partial{os.getpid()}'  # two studies at once (different --runs) never share a temporary
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(os.path.join(tmp, 'models'))
-        os.makedirs(os.path.join(tmp, 'training_states'))
-        shutil.copy2(model, os.path.join(tmp, 'models'))
-        shutil.copy2(os.path.join(folder, 'training_states', f'{it}.state'), os.path.join(tmp, 'training_states'))
-        for extra in glob.glob(os.path.join(folder, '*.log')) + glob.glob(os.path.join(folder, '*.jsonl')):
-            shutil.copy2(extra, tmp)
-        shutil.rmtree(keep, ignore_errors=True)
-        os.rename(tmp, keep)
-        print(f'progress of {name} kept at iteration {it}', flush=True)
-
-
-def restore_progress(name):
-    """Put a kept checkpoint back into experiments/ when the run's folder is missing (a new clone)."""
-    import shutil
-    keep, folder = os.path.join(PROGRESS, name), os.path.join(REPO, 'experiments', name)
-    if os.path.isdir(keep) and not os.path.isdir(folder):
-        shutil.copytree(keep, folder)
-        print(f'{name}: continuing from the kept checkpoint', flush=True)
+        if name not in done and '_archived_' not in name:
+            keep_progress(folder, folder, os.path.join(PROGRESS, name))
 
 
 def start(run, args):
@@ -296,25 +270,26 @@ def start(run, args):
     os.makedirs(os.path.join(OUT, 'options'), exist_ok=True)
     opt_path = os.path.join(OUT, 'options', f'{opt["name"]}.yml')
     atomic_write_text(opt_path, yaml.safe_dump(opt, sort_keys=False))
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
-    restore_progress(opt['name'])
-    log = open(os.path.join(OUT, 'logs', f'{opt["name"]}.out'), 'a')
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               SR_KD_ROOT=args.root)
+    restore_progress(os.path.join(PROGRESS, opt['name']), exp_dir(opt, args.root))
+    log = open(os.path.join(args.root, 'logs', f'{opt["name"]}.out'), 'a')
     cmd = [sys.executable, os.path.join(REPO, 'sr_kd', 'train.py'), '-opt', opt_path]
-    if os.path.isdir(os.path.join(exp_dir(opt), 'training_states')):
+    if os.path.isdir(os.path.join(exp_dir(opt, args.root), 'training_states')):
         cmd.append('--auto_resume')
     print(f'[{time.strftime("%H:%M:%S")}] start {run} ({RECIPES[recipe][0]}): {" ".join(cmd[1:])}', flush=True)
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), opt
 
 
-def record(run, opt, rc):
-    folder = exp_dir(opt)
+def record(run, opt, rc, root):
+    folder = exp_dir(opt, root)
     if rc != 0 or not os.path.isfile(os.path.join(folder, 'models', 'net_g_latest.pth')):
-        print(f'[{time.strftime("%H:%M:%S")}] {run} stopped with status {rc}: see docs/kd_study/logs/', flush=True)
+        print(f'[{time.strftime("%H:%M:%S")}] {run} stopped with status {rc}: see {root}/logs/', flush=True)
         return
     recipe, seed = run.split(':')
     row = {'run': run, 'recipe': recipe, 'seed': int(seed), 'iters': opt['train']['total_iter'],
            'name': opt['name'], 'sec_per_iter': iteration_seconds(folder),
-           'curve': validation_curve(folder, opt['model_type']), 'test': evaluate_run(opt),
+           'curve': validation_curve(folder, opt['model_type']), 'test': evaluate_run(opt, root),
            'machine': machine(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
     from sr_kd.jsonl import append_row
     append_row(RESULTS, row)
@@ -324,24 +299,15 @@ def record(run, opt, rc):
           flush=True)
 
 
-def machine():
-    """CPU model, bf16 instructions where present (two 2-core Xeons of one model name differ in them, and
-    seconds compare only within one machine), cores, Python."""
-    import platform
-    from sr_kd.hardware import cpu_has_bf16
-    cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')), '?')
-    return f'{cpu}{" with bf16 instructions" if cpu_has_bf16() else ""}, {os.cpu_count()} cores, {platform.python_version()}'
-
-
 def run_plan(runs, args):
-    os.makedirs(os.path.join(OUT, 'logs'), exist_ok=True)
+    os.makedirs(os.path.join(args.root, 'logs'), exist_ok=True)
     done = finished()
     todo = [r for r in runs if r not in done and r.split(':')[0] in RECIPES]
     active, kept = [], time.time()
     while todo or active:
         if time.time() - kept > 300:  # the session may stop at any moment: keep what the runs have reached
             try:
-                save_progress()
+                save_progress(args.root)
             except OSError as e:  # e.g. a full disk: the runs go on, the next round tries again
                 print(f'could not keep progress ({e})', flush=True)
             kept = time.time()
@@ -359,7 +325,7 @@ def run_plan(runs, args):
             if proc.poll() is not None:
                 active.remove(item)
                 try:
-                    record(run, opt, proc.returncode)
+                    record(run, opt, proc.returncode, args.root)
                 except Exception as e:  # noqa: BLE001 - one run's evaluation must not stop the study
                     print(f'{run}: evaluation failed ({type(e).__name__}: {e}); rerun the study to retry', flush=True)
 
@@ -372,19 +338,20 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1, help='threads per run')
     p.add_argument('--data', default=os.path.join(SHARED, 'train'))
     p.add_argument('--teacher', default=os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'))
+    p.add_argument('--root', default=os.path.join(STUDY_ROOT, 'kd'), help='where the runs live (outside the repository)')
     p.add_argument('--report', action='store_true', help='only write docs/kd_study.md and the plots')
     p.add_argument('--save-progress', action='store_true',
                    help='only keep the newest checkpoint of each unfinished run in docs/kd_study/progress/')
     args = p.parse_args(argv)
     if args.save_progress:
-        return save_progress()
+        return save_progress(args.root)
     if not args.report:
         for path in (args.data, args.teacher):
             if not os.path.exists(path):
                 sys.exit(f'kd_study: error: {path} not found (the study needs ../shared)')
         run_plan(args.runs.split(',') if args.runs else PLAN, args)
-    from kd_study_report import write_report
-    write_report(RESULTS, OUT, sys.modules[__name__])
+    from scripts.kd_study_report import write_report
+    write_report(RESULTS, OUT, sys.modules[__name__], args.root)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@ Why: IMDN's contrast-aware channel attention pools mean and std over the whole f
 makes tiles exact; this measures what is left, to choose ``inference.DEFAULT_TILE_PAD`` and document the
 tolerance. A control with the attention switched off (identity) shows the pure receptive-field part.
 
-    .venv/bin/python scripts/measure_seams.py --image ../shared/benchmarks/Set14/HR/barbara.png
+    .venv/bin/python -m scripts.measure_seams --image ../shared/benchmarks/Set14/HR/barbara.png
 """
 import argparse
 import time

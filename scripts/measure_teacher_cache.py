@@ -6,7 +6,7 @@
   equivariance         teacher(flip/rot90(crop)) turned back, against teacher(crop): how much a cached
                        target turned with the crop differs from the teacher run on the turned crop.
 
-    python scripts/measure_teacher_cache.py [--crops 200 --lq 24 --images 20 --seed 0]
+    python -m scripts.measure_teacher_cache [--crops 200 --lq 24 --images 20 --seed 0]
         [--data ../shared/train --teacher ../shared/pretrained/IMDN_x4.pth]
 """
 import argparse
@@ -18,9 +18,7 @@ import sys
 import numpy as np
 import torch
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-sys.path.insert(0, REPO)
-SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+from scripts.study_core import REPO, SHARED
 
 
 def psnr(a, b):

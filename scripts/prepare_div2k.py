@@ -1,6 +1,6 @@
 """Cut DIV2K (or any HR folder) into sub-images for fast training, the classic BasicSR recipe.
 
-    python scripts/prepare_div2k.py datasets/DIV2K/DIV2K_train_HR datasets/DIV2K/DIV2K_train_HR_sub
+    python -m scripts.prepare_div2k datasets/DIV2K/DIV2K_train_HR datasets/DIV2K/DIV2K_train_HR_sub
         [--crop 480 --step 240 --thresh 48] [--lr-scales 2 3 4]
 
 Sub-images of ``--crop`` px every ``--step`` px (the last row/column is shifted to the border; a
@@ -16,12 +16,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
-
-from sr_kd.data.image_source import list_hr_images  # noqa: E402
-from sr_kd.image_io import read_rgb_uint8  # noqa: E402
-from sr_kd.errors import exit_on_user_error  # noqa: E402
-from sr_kd.ops.matlab_resize import bicubic_lr  # noqa: E402
+from sr_kd.data.image_source import list_hr_images
+from sr_kd.errors import exit_on_user_error
+from sr_kd.image_io import read_rgb_uint8
+from sr_kd.ops.matlab_resize import bicubic_lr
 
 
 def starts(length, crop, step, thresh):

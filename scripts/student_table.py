@@ -7,14 +7,13 @@ folded), CPU milliseconds per 256x256 LR input (NTIRE efficient-SR protocol: fp3
 ``--runs`` forwards after warm-up, in this process, one model after the other), and Set5/Set14 PSNR/SSIM
 (Y, border 4, LR from the benchmark's files). Prints a markdown table with the machine and the budget.
 
-    .venv/bin/python scripts/student_table.py --iters 5000         # trains (or continues) the four, then measures
-    .venv/bin/python scripts/student_table.py --iters 5000 --skip-train   # re-measure them only
+    .venv/bin/python -m scripts.student_table --iters 5000         # trains (or continues) the four, then measures
+    .venv/bin/python -m scripts.student_table --iters 5000 --skip-train   # re-measure them only
 
 Needs ../shared (train/, benchmarks/, pretrained/IMDN_x4.pth).
 """
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,8 @@ import time
 
 import yaml
 
-from kd_study import iteration_seconds, schedule
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-SHARED = os.path.abspath(os.path.join(REPO, os.pardir, 'shared'))
+from scripts.kd_study import iteration_seconds, schedule
+from scripts.study_core import REPO, SHARED, machine
 CONFIGS = ['span_kd', 'span_alone', 'imdn32x4_kd', 'imdn32x4_alone']
 
 
@@ -113,7 +110,7 @@ def main():
         seconds = iteration_seconds(folder)
         rows.append((name, os.path.join(folder, 'models', 'net_g_latest.pth'), seconds and seconds * args.iters))
     load = os.getloadavg()[0]
-    print(f'\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, '
+    print(f'\n{machine()}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, load average {load:.1f}; {args.iters} iterations each, batch 8, '
           f'HR crops 96, seed 0, T91+BSD200, lr 5e-4 halved at 1/2, 3/4, 9/10; '
           f'training {args.train_threads} thread(s) a run\n')

@@ -1,6 +1,6 @@
 """How large a distillation term's push on the student is at a checkpoint of a run, against the L1 task loss's.
 
-    python scripts/term_share.py experiments/kd_study_mhgd_s0_20k [--iters 0 20000] [--batches 8]
+    python -m scripts.term_share experiments/kd_study_mhgd_s0_20k [--iters 0 20000] [--batches 8]
 
 The zoo's weights make each term's gradient on the student 0.25 times the task loss's at initialisation
 (scripts/zoo_benchmark.py). Whether that still holds after 20,000 iterations decides whether a term guides
@@ -13,16 +13,13 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scripts.study_core import REPO
 
 
 def gradient_norm(opt, run_dir, it, batches):
     """Mean norm of the student's gradient over ``batches`` at iteration ``it`` of the run (lr 0: no step)."""
-    from zoo_benchmark import build_model_in_process, gradient_norms
+    from scripts.zoo_benchmark import build_model_in_process, gradient_norms
 
     model = build_model_in_process(opt)
     if it:
@@ -59,7 +56,7 @@ def shares(run_dir, iters, n_batches):
     task['train'].pop('distill_opts')
     term = copy.deepcopy(base)
     term['train']['pixel_opt']['loss_weight'] = 0.0
-    from zoo_benchmark import training_batches
+    from scripts.zoo_benchmark import training_batches
     batches = training_batches(base['datasets']['train'], base['scale'], base['manual_seed'], n_batches)
     return [(it, gradient_norm(term, run_dir, it, batches), gradient_norm(task, run_dir, it, batches))
             for it in iters]

@@ -1,6 +1,6 @@
 """The distillation zoo side by side, through the real training pipeline (one ``sr_kd/train.py`` run each).
 
-    python scripts/zoo_benchmark.py [--iters 300 --batch 8 --lq 32 --seeds 0 1 --top 3 --share 0.25]
+    python -m scripts.zoo_benchmark [--iters 300 --batch 8 --lq 32 --seeds 0 1 --top 3 --share 0.25]
                                     [--only ATLoss RKDLoss] [--work experiments/zoo_benchmark]
 
 Same teacher (official IMDN_x4.pth, 64x6), same student (IMDN 32x4), same data (../shared/train), same
@@ -30,9 +30,7 @@ import time
 
 import yaml
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-SHARED = os.path.join(os.path.dirname(REPO), 'shared')
-sys.path.insert(0, REPO)
+from scripts.study_core import REPO, SHARED
 
 STUDENT = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_modules': 4, 'upscale': 4}
 TEACHER = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6, 'upscale': 4}
@@ -123,19 +121,15 @@ def training_batches(ds_opt, scale, seed, n):
 
 
 def build_model_in_process(opt):
-    import torch
-    from basicsr.models import build_model
-    from basicsr.utils import set_random_seed
+    """The model sr_kd/train.py would build of ``opt`` (sr_kd.in_process), its experiment in a temporary
+    folder; no data loader (the probes feed their own batches)."""
+    from sr_kd.atomic import atomic_write_text
+    from sr_kd.in_process import build_training
 
     tmp = tempfile.mkdtemp(prefix='zoo_probe_')
-    paths = {k: os.path.join(tmp, k) for k in ('models', 'training_states', 'log', 'visualization')}
-    for p in paths.values():
-        os.makedirs(p)
-    opt = copy.deepcopy(opt)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=torch.cuda.device_count(), auto_resume=False)
-    opt['path'].update(experiments_root=tmp, **paths)
-    set_random_seed(opt['manual_seed'])
-    return build_model(opt)
+    path = os.path.join(tmp, 'options.yml')
+    atomic_write_text(path, yaml.safe_dump(json.loads(json.dumps(opt)), sort_keys=False))  # plain dicts
+    return build_training(path, tmp, loader=False)[0]
 
 
 def student_gradient_norms(opt, batches):
@@ -189,7 +183,7 @@ def step_probe(method, weight, seed, args):
 
 def measure_step(method, weight, seed, args):
     """Run ``step_probe`` in a fresh process (its peak memory is then this method's alone)."""
-    cmd = [sys.executable, os.path.abspath(__file__), '--step-probe', method, '--seeds', str(seed), '--batch', str(args.batch), '--lq', str(args.lq), '--threads', str(args.threads),
+    cmd = [sys.executable, '-m', 'scripts.zoo_benchmark', '--step-probe', method, '--seeds', str(seed), '--batch', str(args.batch), '--lq', str(args.lq), '--threads', str(args.threads),
            '--timed-steps', str(args.timed_steps), '--data', args.data, '--teacher', args.teacher]
     if weight is not None:
         cmd += ['--weight', repr(weight)]

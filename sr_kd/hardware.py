@@ -3,6 +3,15 @@
 import torch
 
 
+def cpu_name() -> str:
+    """The CPU's model name ('' where /proc/cpuinfo does not say): timings compare only within one."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), '')
+    except OSError:
+        return ''
+
+
 def cpu_has_bf16():
     """True where the CPU has bf16 instructions (AVX512-BF16 or AMX), so a bf16 forward is faster than fp32;
     elsewhere torch emulates bf16 and it is slower (measured in scripts/bench_kd_step.py and

@@ -214,27 +214,10 @@ def run_until_killed(args, root, faults, timeout=120):
 
 
 def build_in_process(opt_path, root, steps=1):
-    """What sr_kd/train.py does before (and in) its first iterations, in this process: sr_kd's run behaviour and
-    start-up check (entry.py's functions), then basicsr's own option parsing, data loaders and model, and
-    ``steps`` optimisation steps (basicsr's train_pipeline is one function: its parts are called here)."""
-    from basicsr.models import build_model
-    from basicsr.train import create_train_val_dataloader
-    from basicsr.utils import get_root_logger
-    from basicsr.utils.options import parse_options
-
-    from sr_kd import own_run_behaviour
-    from sr_kd.options import precheck_argv
-    own_run_behaviour.apply()  # sr_kd/entry.py's steps, through its own functions
-    precheck_argv(['-opt', str(opt_path)])
-    argv, sys.argv = sys.argv, ['train.py', '-opt', str(opt_path)]
-    try:
-        opt, _ = parse_options(str(root), is_train=True)
-    finally:
-        sys.argv = argv
-    opt['root_path'] = str(root)
-    os.makedirs(opt['path']['experiments_root'], exist_ok=True)
-    train_loader, _, _, _, _ = create_train_val_dataloader(opt, get_root_logger())
-    model = build_model(opt)
+    """The model sr_kd/train.py builds of ``opt_path`` (sr_kd.in_process: the run's own start-up, in this
+    process), after ``steps`` optimisation steps on its training loader."""
+    from sr_kd.in_process import build_training
+    model, train_loader = build_training(opt_path, root)
     batches = iter(train_loader)
     for it in range(1, steps + 1):
         model.feed_data(next(batches))

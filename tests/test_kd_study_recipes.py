@@ -1,14 +1,11 @@
 """The KD study's recipes (scripts/kd_study.py): every one, the zoo's included, gives an option file that
 passes the start-up checks, so no run of a multi-session study stops at its start on a typo."""
-import sys
-
 import pytest
 
 from kd_util import REPO, make_teacher, write_images
 from sr_kd.options import check_options
 
-sys.path.insert(0, str(REPO / 'scripts'))
-import kd_study  # noqa: E402
+from scripts import kd_study
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +27,7 @@ def test_every_recipe_passes_the_option_check(recipe, study_inputs, monkeypatch)
 
 
 def test_zoo_recipes_take_the_zoo_terms_at_their_calibrated_weights():
-    from zoo_benchmark import METHODS
+    from scripts.zoo_benchmark import METHODS
     terms = kd_study.RECIPES['pair_wise_released'][1]()
     assert terms == [{**METHODS['pair-wise (released)'][0], 'name': 'pair_wise_released', 'loss_weight': 0.365}]
     assert kd_study.RECIPES['at'][1]() == [{'type': 'ATLoss', 'name': 'at', 'loss_weight': 116}]

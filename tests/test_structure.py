@@ -12,13 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _modules():
-    """{module name: path} of sr_kd (dotted) and scripts (imported by their file name, as the scripts do)."""
+    """{dotted module name: path} of the packages sr_kd and scripts."""
     mods = {}
-    for path in (REPO / 'sr_kd').rglob('*.py'):
+    for path in [*(REPO / 'sr_kd').rglob('*.py'), *(REPO / 'scripts').glob('*.py')]:
         parts = list(path.relative_to(REPO).with_suffix('').parts)
         mods['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = path
-    for path in (REPO / 'scripts').glob('*.py'):
-        mods[path.stem] = path
     return mods
 
 
@@ -70,7 +68,26 @@ def test_no_import_cycle_in_sr_kd_and_scripts():
     mods = _modules()
     graph = {name: _edges(name, path, mods) for name, path in mods.items()}
     assert 'sr_kd.distill.teacher_cache' in graph['sr_kd.distill.teacher']  # the graph sees imports in functions
+    assert 'scripts.zoo_benchmark' in graph['scripts.kd_study']  # and the scripts' imports of each other
     assert _cycle(graph) is None, ' -> '.join(_cycle(graph))
+
+
+def test_scripts_are_a_package_that_edits_no_import_path():
+    """Every script imports sr_kd and its siblings as packages (``python -m scripts.NAME`` from the
+    repository root): none edits sys.path, none imports a sibling by its bare file name."""
+    mods = _modules()
+    bare = {p.stem for p in (REPO / 'scripts').glob('*.py')}
+    for name, path in mods.items():
+        if not name.startswith('scripts'):
+            continue
+        tree = ast.parse(path.read_text())
+        edits = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == 'path'
+                 and isinstance(n.value, ast.Name) and n.value.id == 'sys']
+        assert not edits, f'{path.name}:{edits[0]} touches sys.path'
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imported & bare, f'{path.name} imports {imported & bare} by file name'
+    assert (REPO / 'scripts' / '__init__.py').is_file()
 
 
 def test_the_cycle_finder_finds_one():
@@ -158,9 +175,8 @@ def snapshot():
 
 
 before = snapshot()
-sys.path.insert(0, str(repo / 'scripts'))
 names = [m.name for m in pkgutil.walk_packages(sr_kd.__path__, 'sr_kd.')]
-names += sorted(p.stem for p in (repo / 'scripts').glob('*.py'))
+names += sorted(f'scripts.{p.stem}' for p in (repo / 'scripts').glob('*.py') if p.stem != '__init__')
 for name in names:
     importlib.import_module(name)
     after = snapshot()

@@ -1,13 +1,10 @@
 """scripts/term_share.py: the share it prints is the weighted terms' push alone (no task loss in it), and a
 checkpoint's share is measured at that checkpoint's weights, not at the initialisation's."""
-import sys
-
 import pytest
 
-from kd_util import REPO, tiny_options, write_options
+from kd_util import tiny_options, write_options
 
-sys.path.insert(0, str(REPO / 'scripts'))
-import term_share  # noqa: E402
+from scripts import term_share
 
 
 def _run_folder(root, weight):

@@ -33,12 +33,8 @@ def _say(msg):
 
 def machine():
     """What the speed ranking depends on besides the model."""
-    name = ''
-    try:
-        with open('/proc/cpuinfo') as f:
-            name = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), '')
-    except OSError:
-        pass
+    from sr_kd.hardware import cpu_name
+    name = cpu_name()
     try:
         import onnxruntime
         ort = onnxruntime.__version__
