@@ -1,0 +1,33 @@
+"""The KD study's budget section (issue 29): the default's gain over the student alone, per seed and
+iteration, from finished runs and runs still in progress, kept apart by budget."""
+from scripts import kd_study_report as report
+
+
+def _row(recipe, seed, iters, curve, set5):
+    return {'recipe': recipe, 'seed': seed, 'iters': iters, 'name': f'kd_study_{recipe}_s{seed}_{iters // 1000}k',
+            'curve': [(i, p, 0.8) for i, p in curve], 'test': {'Set5': {'psnr': set5}}, 'sec_per_iter': 0.1,
+            'machine': 'm'}
+
+
+def test_gain_is_the_default_minus_the_student_per_seed_and_budget(tmp_path):
+    every = [_row('student', 0, 20000, [(10000, 27.0), (20000, 27.5)], 30.0),
+             _row('fade_keep_output', 0, 20000, [(10000, 27.2), (20000, 27.6)], 30.3),
+             _row('student', 1, 20000, [(10000, 27.1), (20000, 27.4)], 30.1),  # no default of seed 1: left out
+             _row('student', 0, 100000, [(50000, 28.0), (100000, 28.2)], 31.0)]
+    # the default's 100k run is still going: its curve comes from the progress, read to where it is
+    progress = {'kd_study_imdn_kd_s0_100k': ([(50000, 28.05, 0.8)], 0.1)}
+    assert [(i, round(g, 6), n) for i, g, n in report.gain_curve(every, progress, 20000)] == \
+        [(10000, 0.2, 1), (20000, 0.1, 1)]
+    assert [(i, round(g, 6), n) for i, g, n in report.gain_curve(every, progress, 100000)] == [(50000, 0.05, 1)]
+    assert {k: (round(g, 6), n) for k, (g, n) in report.test_gains(every, 20000, ['Set5']).items()} == \
+        {'Set5': (0.3, 1)}
+    assert report.test_gains(every, 100000, ['Set5']) == {}  # the default has not finished there
+    lines = report.budget_section(every, progress, str(tmp_path), ['Set5'])
+    assert '| 20,000 | 1 | +0.100 dB | +0.300 |' in lines
+    assert '| 100,000 | 1 | +0.050 dB (at 50,000, running) | - |' in lines
+    assert (tmp_path / 'gain.png').stat().st_size > 0
+
+
+def test_no_budget_section_before_a_longer_run_has_a_point(tmp_path):
+    every = [_row('student', 0, 20000, [(20000, 27.5)], 30.0), _row('fade_keep_output', 0, 20000, [(20000, 27.6)], 30.3)]
+    assert report.budget_section(every, {}, str(tmp_path), ['Set5']) == []
