@@ -14,7 +14,7 @@ import time
 import torch
 
 
-def main():
+def main() -> None:
     import sr_kd
     sr_kd.load()
     from sr_kd.archs.loading import load_model

@@ -18,6 +18,7 @@ import os
 import statistics
 import tempfile
 import time
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -39,7 +40,7 @@ VARIANTS = {
 }
 
 
-def variant_opt(base, terms, root):
+def variant_opt(base: dict, terms: Optional[List[dict]], root: str) -> dict:
     opt = copy.deepcopy(base)
     paths = {k: os.path.join(root, k) for k in ('models', 'training_states', 'log', 'visualization')}
     for p in paths.values():
@@ -55,7 +56,7 @@ def variant_opt(base, terms, root):
     return opt
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description='DUKD step cost vs student-alone step')
     p.add_argument('--opt', default='options/dukd.yml')
     p.add_argument('--teacher', default='../shared/pretrained/IMDN_x4.pth',

@@ -17,12 +17,13 @@ import os
 import statistics
 import tempfile
 import time
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 
 
-def model_opts(path, batch, lq, teacher=None, bf16=True):
+def model_opts(path: str, batch: int, lq: int, teacher: Optional[str] = None, bf16: bool = True) -> Dict[str, dict]:
     """{name: option dict} of the variants, sharing one temporary experiment folder."""
     import sr_kd
     sr_kd.load()  # compat + registries before basicsr
@@ -57,13 +58,13 @@ def model_opts(path, batch, lq, teacher=None, bf16=True):
     return variants
 
 
-def last_fade_end(opt):
+def last_fade_end(opt: dict) -> int:
     """The iteration after which every term that fades has faded (0 when none fades)."""
     from sr_kd.rules import term_fades
     return max([f[1] for f in term_fades(opt) if f] or [0])
 
 
-def real_batches(opt, n):
+def real_batches(opt: dict, n: int) -> List[dict]:
     """n batches of the option file's training set (crops, flips, paths: what the offline teacher reads)."""
     from basicsr.data import build_dataset
     ds = build_dataset(opt['datasets']['train'])
@@ -75,7 +76,7 @@ def real_batches(opt, n):
     return [next(it) for _ in range(n)]
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description='distillation step (online fp32/bf16, offline) vs student-alone step')
     p.add_argument('--opt', default='options/imdn_kd.yml')
     p.add_argument('--teacher', help='teacher weights (plain state dict, e.g. the official IMDN_x4.pth)')

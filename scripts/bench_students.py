@@ -13,7 +13,7 @@ import torch
 from scripts.study_core import SHARED
 
 
-def main():
+def main() -> None:
     import sr_kd
     sr_kd.load()
     from sr_kd.archs.loading import load_model

@@ -28,12 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 import sr_kd
 from sr_kd.archs import IMDN
+from sr_kd.archs.description import ModelInfo
 from sr_kd.archs.loading import describe, load_model
 from sr_kd.backends import PRECISIONS, Options, missing, prepare
 from sr_kd.inference import upscale
@@ -47,7 +49,7 @@ PEER_CLI = 'onnxruntime fp32'
 COLD = (PEER_CLI, 'auto')  # CLI first calls timed with an empty cache (aoti's build is in the forward table)
 
 
-def build(name, student=None):
+def build(name: str, student: Optional[str] = None) -> Tuple[torch.nn.Module, str]:
     """(model, what it is): the official 64x6 when present, the given student, or seeded random weights."""
     if name == '64x6' and os.path.isfile(TEACHER):
         return load_model(TEACHER)[0], 'official IMDN_x4.pth'
@@ -58,7 +60,7 @@ def build(name, student=None):
     return IMDN(num_feat=feat, num_modules=mods, upscale=4).eval(), 'seeded random weights'
 
 
-def test_image(h, w, seed=0):
+def test_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     """A natural image (a crop of Set14 barbara/others, resized) when ../shared is there, else seeded noise."""
     names = ['barbara', 'baboon', 'comic', 'lenna', 'monarch', 'pepper', 'zebra', 'face']
     path = os.path.join(SHARED, 'benchmarks', 'Set14', 'HR', names[seed % len(names)] + '.png')
@@ -71,7 +73,7 @@ def test_image(h, w, seed=0):
 
 # --- the physical limit -------------------------------------------------------------------------------
 
-def cpu_facts():
+def cpu_facts() -> Dict[str, Any]:
     """CPU model, flags, nominal MHz from /proc/cpuinfo (Linux)."""
     facts = {'model': '?', 'flags': set(), 'mhz': None}
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
@@ -87,7 +89,7 @@ def cpu_facts():
     return facts
 
 
-def peak_flops(threads):
+def peak_flops(threads: int) -> Tuple[Dict[str, float], str]:
     """Derived peak FLOP/s {'fp32', 'bf16'} for ``threads`` cores and how it was derived.
 
     fp32: lanes per FMA (16 with AVX512F, 8 with AVX2+FMA) x 2 FLOPs x 2 FMA pipes per core (Zen 2-4 and
@@ -106,7 +108,7 @@ def peak_flops(threads):
     return {'fp32': fp32, 'bf16': bf16}, how
 
 
-def measured_gemm_flops(threads, n=1536, rounds=5):
+def measured_gemm_flops(threads: int, n: int = 1536, rounds: int = 5) -> float:
     """Achieved fp32 FLOP/s of one large matrix product (best of ``rounds``): what the cores deliver now."""
     a, b = torch.rand(n, n), torch.rand(n, n)
     torch.mm(a, b)
@@ -114,7 +116,7 @@ def measured_gemm_flops(threads, n=1536, rounds=5):
     return 2 * n ** 3 / best
 
 
-def flops_per_output_pixel(model, h=64, w=64):
+def flops_per_output_pixel(model: torch.nn.Module, h: int = 64, w: int = 64) -> float:
     """Convolution FLOPs (2 per multiply-add; pointwise ops not counted) per output pixel."""
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.rand(1, 3, h, w)
@@ -131,7 +133,7 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def bf16_conv_slowdown():
+def bf16_conv_slowdown() -> float:
     """bf16 / fp32 time of one 48->64 3x3 convolution (1 thread, 80x45, channels-last, best of 3)."""
     conv = torch.nn.Conv2d(48, 64, 3, padding=1).eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 48, 45, 80).contiguous(memory_format=torch.channels_last)
@@ -147,7 +149,8 @@ def bf16_conv_slowdown():
     return bf16 / fp32
 
 
-def configurations(model, info, opts, skip_bf16=None):
+def configurations(model: torch.nn.Module, info: ModelInfo, opts: str,
+                   skip_bf16: Optional[str] = None) -> Dict[str, Tuple[Optional[Callable], str]]:
     """name -> (function x -> SR tensor, how it was prepared); 'plain fp32' is what an inference script does.
     ``skip_bf16``: why bf16 is not run (a CPU without bf16 instructions), or None."""
     plain = model
@@ -186,7 +189,7 @@ def _copy(model):
     return copy.deepcopy(model)
 
 
-def set5_psnr(fn, info):
+def set5_psnr(fn: Callable[[torch.Tensor], torch.Tensor], info: ModelInfo) -> Optional[float]:
     """Mean Y PSNR on Set5 x4 (MATLAB protocol, LR files) through ``fn``; None without ../shared."""
     from sr_kd.evaluate import list_images, load_pair
     from sr_kd.ops.metrics import psnr_ssim_y, to_uint8
@@ -202,7 +205,7 @@ def set5_psnr(fn, info):
     return float(np.mean(vals))
 
 
-def speed_table(args, name, peaks):
+def speed_table(args: argparse.Namespace, name: str, peaks: Dict[str, float]) -> float:
     h, w = ROWS[name]
     model, what = build(name, args.student)
     info = describe(model)
@@ -257,7 +260,7 @@ def _cli(folder, ckpt, out, backend, cache, extra=()):
     return seconds, res.stderr
 
 
-def cli_configurations():
+def cli_configurations() -> Dict[str, Tuple[str, List[str]]]:
     """label -> (--backend, extra arguments): onnxruntime fp32 (the peer), then each backend at upscale's default
     precision (auto: bf16 where the CPU runs it in hardware), and auto at fp32 where that differs."""
     from sr_kd.backends import resolve_precision
@@ -269,7 +272,7 @@ def cli_configurations():
     return {k: v for k, v in out.items() if v[0] == 'auto' or not missing(v[0])}
 
 
-def cli_table(args, name, backends):
+def cli_table(args: argparse.Namespace, name: str, backends: Dict[str, Tuple[str, List[str]]]) -> None:
     h, w = ROWS[name]
     with tempfile.TemporaryDirectory() as tmp:
         from PIL import Image
@@ -311,7 +314,7 @@ def cli_table(args, name, backends):
         print(f'\n{re.sub(r"decision kept in .*", "decision kept in the cache", chose)}')
 
 
-def main():
+def main() -> None:
     sr_kd.load()  # compat + registries before basicsr
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))

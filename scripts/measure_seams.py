@@ -8,6 +8,7 @@ tolerance. A control with the attention switched off (identity) shows the pure r
 """
 import argparse
 import time
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -18,11 +19,11 @@ from sr_kd.archs.loading import load_model
 from sr_kd.inference import DEFAULT_TILE_PAD, adaptive_crop_forward, upscale
 
 
-def to_levels(t):
+def to_levels(t: torch.Tensor) -> torch.Tensor:
     return t.clamp(0, 1).mul(255).round()
 
 
-def compare(a, b):
+def compare(a: torch.Tensor, b: torch.Tensor) -> Tuple[float, float, float, float]:
     """(max |diff| float, max |diff| in 8-bit levels, share of 8-bit values that differ, PSNR in dB)."""
     la, lb = to_levels(a), to_levels(b)
     mse = (a.clamp(0, 1) - b.clamp(0, 1)).pow(2).mean().item()
@@ -30,7 +31,7 @@ def compare(a, b):
     return (a - b).abs().max().item(), (la - lb).abs().max().item(), (la != lb).float().mean().item(), psnr
 
 
-def plot(curves, path, what):
+def plot(curves: Dict[str, List[Tuple[int, float]]], path: str, what: str) -> None:
     """Max abs diff to the whole image against tile-pad, one line per tile size, log scale."""
     import matplotlib
     matplotlib.use('Agg')
@@ -59,7 +60,7 @@ def plot(curves, path, what):
     print(f'\n# plot: {path}')
 
 
-def main():
+def main() -> None:
     sr_kd.load()  # compat + registries before basicsr
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--model', default='../shared/pretrained/IMDN_x4.pth')

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import sys
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,12 +22,12 @@ import torch
 from scripts.study_core import REPO, SHARED
 
 
-def psnr(a, b):
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a - b) ** 2).mean())
     return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data', default=os.path.join(SHARED, 'train'))
     p.add_argument('--teacher', default=os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'))

@@ -11,6 +11,7 @@ output folder (``<out>_LR/X4/<name>x4.png``).
 import argparse
 import os
 import sys
+from typing import List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,7 +23,7 @@ from sr_kd.image_io import read_rgb_uint8
 from sr_kd.ops.matlab_resize import bicubic_lr
 
 
-def starts(length, crop, step, thresh):
+def starts(length: int, crop: int, step: int, thresh: int) -> List[int]:
     """Top-left offsets along one side: every ``step``, plus one flush with the end when worth it."""
     if length <= crop:
         return [0]
@@ -32,7 +33,7 @@ def starts(length, crop, step, thresh):
     return pos
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('src')
     p.add_argument('dst')

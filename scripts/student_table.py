@@ -19,19 +19,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING, Any, Dict
 
 import yaml
 
 from scripts.kd_study import iteration_seconds, schedule
 from scripts.study_core import REPO, SHARED, machine
+
+if TYPE_CHECKING:
+    import torch
+
 CONFIGS = ['span_kd', 'span_alone', 'imdn32x4_kd', 'imdn32x4_alone']
 
 
-def experiment(name, iters, root):
+def experiment(name: str, iters: int, root: str) -> str:
     return os.path.join(root, 'experiments', f'students_{name}_{iters}it')
 
 
-def train(name, iters, root, threads):
+def train(name: str, iters: int, root: str, threads: int) -> None:
     """Train one student (or continue it from its last checkpoint, so the table survives a stopped session);
     the schedule is the KD study's: lr halved at 1/2, 3/4 and 9/10 of the iterations."""
     folder = experiment(name, iters, root)
@@ -57,7 +62,7 @@ def train(name, iters, root, threads):
         os.remove(f.name)
 
 
-def cpu_ms(model, runs):
+def cpu_ms(model: 'torch.nn.Module', runs: int) -> float:
     import torch
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     times = []
@@ -70,7 +75,7 @@ def cpu_ms(model, runs):
     return statistics.median(times)
 
 
-def measure(ckpt, runs):
+def measure(ckpt: str, runs: int) -> Dict[str, Any]:
     import sr_kd
     sr_kd.load()  # compat + registries before basicsr
     from sr_kd.archs.loading import load_model
@@ -86,7 +91,7 @@ def measure(ckpt, runs):
     return row
 
 
-def main():
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--iters', type=int, default=300, help='training iterations of each student')
     p.add_argument('--runs', type=int, default=10, help='timed forwards per model')

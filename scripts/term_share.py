@@ -13,11 +13,12 @@ import argparse
 import copy
 import os
 import statistics
+from typing import List, Optional, Sequence, Tuple
 
 from scripts.study_core import REPO
 
 
-def gradient_norm(opt, run_dir, it, batches):
+def gradient_norm(opt: dict, run_dir: str, it: int, batches: List[dict]) -> float:
     """Mean norm of the student's gradient over ``batches`` at iteration ``it`` of the run (lr 0: no step)."""
     from scripts.zoo_benchmark import build_model_in_process, gradient_norms
 
@@ -33,7 +34,7 @@ def gradient_norm(opt, run_dir, it, batches):
     return statistics.mean(gradient_norms(model, batches, it + 1))
 
 
-def shares(run_dir, iters, n_batches):
+def shares(run_dir: str, iters: Sequence[int], n_batches: int) -> List[Tuple[int, float, float]]:
     """[(iteration, terms' gradient norm, task loss's gradient norm)] of the run at each of ``iters``."""
     from sr_kd.options import load_yaml
 
@@ -62,7 +63,7 @@ def shares(run_dir, iters, n_batches):
             for it in iters]
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('run', help='the run folder (experiments/<name>), with its option copy and checkpoints')
     p.add_argument('--iters', type=int, nargs='+', default=[0], help='checkpoints to measure (0: initialisation)')

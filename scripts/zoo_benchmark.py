@@ -27,16 +27,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
 from scripts.study_core import REPO, SHARED
 
+if TYPE_CHECKING:
+    from basicsr.models.base_model import BaseModel
+
 STUDENT = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_modules': 4, 'upscale': 4}
 TEACHER = {'type': 'IMDN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_modules': 6, 'upscale': 4}
 
 
-def study_pairs():
+def study_pairs() -> List[List[str]]:
     """The taps of options/imdn_kd.yml (the KD study's and this benchmark's): one place, the option file."""
     from sr_kd.options import load_yaml
     return [list(p) for p in load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))['distill']['pairs']]
@@ -72,7 +76,8 @@ METHODS = {
 BENCHMARKS = {'Set5': 'benchmarks/Set5', 'Set14': 'benchmarks/Set14'}
 
 
-def train_options(method, weight, seed, args, lr=5e-4, pixel_weight=1.0):
+def train_options(method: str, weight: Optional[float], seed: int, args: argparse.Namespace, lr: float = 5e-4,
+                  pixel_weight: float = 1.0) -> dict:
     """A complete option dict for one run (``weight`` of the method's term, None for the student alone)."""
     term = METHODS[method][0]
     opt = {
@@ -98,12 +103,12 @@ def train_options(method, weight, seed, args, lr=5e-4, pixel_weight=1.0):
 
 
 # ----- weight calibration (in process) ----------------------------------------------------------------
-def calibration_batches(args, seed, n):
+def calibration_batches(args: argparse.Namespace, seed: int, n: int) -> List[dict]:
     ds_opt = train_options('student alone', None, seed, args)['datasets']['train']
     return training_batches(ds_opt, 4, seed, n)
 
 
-def training_batches(ds_opt, scale, seed, n):
+def training_batches(ds_opt: dict, scale: int, seed: int, n: int) -> List[dict]:
     """``n`` batches drawn (seeded) from a training dataset's options, the same on every call."""
     import random
 
@@ -120,7 +125,7 @@ def training_batches(ds_opt, scale, seed, n):
     return batches
 
 
-def build_model_in_process(opt):
+def build_model_in_process(opt: dict) -> 'BaseModel':
     """The model sr_kd/train.py would build of ``opt`` (sr_kd.in_process), its experiment in a temporary
     folder; no data loader (the probes feed their own batches)."""
     from sr_kd.atomic import atomic_write_text
@@ -132,7 +137,7 @@ def build_model_in_process(opt):
     return build_training(path, tmp, loader=False)[0]
 
 
-def student_gradient_norms(opt, batches):
+def student_gradient_norms(opt: dict, batches: List[dict]) -> List[float]:
     """Norm of the student's gradient of the whole loss, per batch, at the initial weights (use lr 0),
     after a term's own first stage where it has one (MHGD's head trains for ``warmup_iters`` steps on
     these batches while its loss weighs 0; the student stays at lr 0), so the weight is set for the term
@@ -146,7 +151,7 @@ def student_gradient_norms(opt, batches):
     return gradient_norms(model, batches, warm + 1)
 
 
-def gradient_norms(model, batches, current_iter=1):
+def gradient_norms(model: 'BaseModel', batches: List[dict], current_iter: int = 1) -> List[float]:
     """Norm of the student's gradient of the model's whole loss, per batch (an optimizer at lr 0 keeps the
     weights where they are)."""
     import torch
@@ -160,7 +165,7 @@ def gradient_norms(model, batches, current_iter=1):
     return norms
 
 
-def step_probe(method, weight, seed, args):
+def step_probe(method: str, weight: Optional[float], seed: int, args: argparse.Namespace) -> None:
     """Child-process side: build the model, time ``timed_steps`` training steps after two warm-up steps
     on fixed random batches; print the median step time and the process's peak resident memory."""
     import resource
@@ -181,7 +186,7 @@ def step_probe(method, weight, seed, args):
                       'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def measure_step(method, weight, seed, args):
+def measure_step(method: str, weight: Optional[float], seed: int, args: argparse.Namespace) -> dict:
     """Run ``step_probe`` in a fresh process (its peak memory is then this method's alone)."""
     cmd = [sys.executable, '-m', 'scripts.zoo_benchmark', '--step-probe', method, '--seeds', str(seed), '--batch', str(args.batch), '--lq', str(args.lq), '--threads', str(args.threads),
            '--timed-steps', str(args.timed_steps), '--data', args.data, '--teacher', args.teacher]
@@ -194,7 +199,7 @@ def measure_step(method, weight, seed, args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def probe(method, args, seed, batches, pixel_norm):
+def probe(method: str, args: argparse.Namespace, seed: int, batches: List[dict], pixel_norm: float) -> dict:
     """The term's weight (gradient share) and the time of one training step with it."""
     from sr_kd.errors import SRKDError
 
@@ -208,7 +213,7 @@ def probe(method, args, seed, batches, pixel_norm):
 
 
 # ----- one training run (subprocess) ------------------------------------------------------------------
-def evaluate_checkpoint(path):
+def evaluate_checkpoint(path: str) -> Dict[str, dict]:
     import torch
     from basicsr.archs import build_network
     from sr_kd.checkpoint import extract_state_dict, load_checkpoint
@@ -225,7 +230,7 @@ def evaluate_checkpoint(path):
     return out
 
 
-def train_run(method, weight, seed, args):
+def train_run(method: str, weight: Optional[float], seed: int, args: argparse.Namespace) -> dict:
     opt = train_options(method, weight, seed, args)
     os.makedirs(os.path.join(args.work, 'options'), exist_ok=True)
     opt_path = os.path.join(args.work, 'options', f'{opt["name"]}.yml')
@@ -248,11 +253,11 @@ def train_run(method, weight, seed, args):
 
 
 # ----- report -----------------------------------------------------------------------------------------
-def fmt(x, nd=2):
+def fmt(x: Optional[float], nd: int = 2) -> str:
     return f'{x:+.{nd}f}' if x is not None else '-'
 
 
-def summarise(results, seeds):
+def summarise(results: dict, seeds: Sequence[int]) -> Tuple[List[dict], Optional[dict]]:
     """Per method: seed-0 row, deltas to the student alone (same seed), and the multi-seed statistics."""
     runs = {(r['method'], r['seed']): r for r in results['runs'].values() if r.get('status') == 'ok'}
     s0 = seeds[0]
@@ -275,7 +280,7 @@ def summarise(results, seeds):
     return table, base
 
 
-def write_chart(table, path):
+def write_chart(table: List[dict], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -300,7 +305,7 @@ def write_chart(table, path):
     plt.close(fig)
 
 
-def student_line(base, step):
+def student_line(base: Optional[dict], step: dict) -> str:
     if not base:
         return 'Student alone: not run.'
     line = (f'Student alone: Set5 {base["Set5"]["psnr"]:.2f} dB / {base["Set5"]["ssim"]:.4f}, Set14 '
@@ -314,7 +319,7 @@ def student_line(base, step):
     return line + '.'
 
 
-def write_report(results, args):
+def write_report(results: dict, args: argparse.Namespace) -> None:
     table, base = summarise(results, args.seeds)
     if args.section != 'zoo-benchmark':  # a partial rerun: only the methods it ran
         table = [r for r in table if r['run'] or r['probe'].get('status')]
@@ -366,7 +371,7 @@ def write_report(results, args):
     write_section(args.section, lines)
 
 
-def write_section(section, lines):
+def write_section(section: str, lines: List[str]) -> None:
     """Replace the generated section ``section`` of docs/zoo.md (between its start and end markers)."""
     doc = os.path.join(REPO, 'docs', 'zoo.md')
     with open(doc) as f:
@@ -379,12 +384,12 @@ def write_section(section, lines):
 
 
 # ----- main ---------------------------------------------------------------------------------------------
-def save(results, path):
+def save(results: dict, path: str) -> None:
     from sr_kd.atomic import atomic_write_text
     atomic_write_text(path, json.dumps(results, indent=1))
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description='distillation zoo comparison')
     p.add_argument('--iters', type=int, default=300)
     p.add_argument('--batch', type=int, default=8)

@@ -32,7 +32,7 @@ class BasicSRMissing(SRKDError, ImportError):
 _loaded = False
 
 
-def load():
+def load() -> None:
     """Repairs + registries, once (a second call does nothing)."""
     global _loaded
     if _loaded:

@@ -7,10 +7,11 @@ usual permissions (umask) instead of 0600.
 import os
 import secrets
 from contextlib import contextmanager
+from typing import Iterator
 
 
 @contextmanager
-def atomic_path(path, keep_ext=True):
+def atomic_path(path: str, keep_ext: bool = True) -> Iterator[str]:
     """Yield a temporary path next to ``path``; fsync and rename it to ``path`` on success.
 
     ``keep_ext`` keeps the extension on the temporary name (Pillow picks the format from it). Checkpoints
@@ -30,14 +31,14 @@ def atomic_path(path, keep_ext=True):
             os.remove(tmp)
 
 
-def atomic_save(obj, path):
+def atomic_save(obj: object, path: str) -> None:
     """torch.save to ``path`` through a temporary file and an atomic rename."""
     import torch
     with atomic_path(path, keep_ext=False) as tmp, open(tmp, 'xb') as f:
         torch.save(obj, f)
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path: str, text: str) -> None:
     """Write a text file through a temporary name and a rename."""
     with atomic_path(path, keep_ext=False) as tmp, open(tmp, 'x') as f:
         f.write(text)

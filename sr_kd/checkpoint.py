@@ -5,7 +5,7 @@ archive whose records torch.save stores uncompressed; one that unpacks to far mo
 MB on disk, GBs of zeros once read) is refused from its directory before anything is read.
 """
 import os
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 
@@ -31,7 +31,7 @@ def _check_unpacked_size(path):
                         'compressed archive out of proportion (torch.save does not compress); refusing to read it')
 
 
-def load_checkpoint(path: str, map_location='cpu'):
+def load_checkpoint(path: str, map_location: Union[str, torch.device] = 'cpu') -> Any:
     """torch.load with weights_only=True; user errors become one-line SRKDError."""
     import re
     import warnings
@@ -54,7 +54,7 @@ def load_checkpoint(path: str, map_location='cpu'):
         raise SRKDError(f'cannot read checkpoint {path}: {msg}') from e
 
 
-def extract_state_dict(ckpt, param_key: Optional[str] = None) -> dict:
+def extract_state_dict(ckpt: Any, param_key: Optional[str] = None) -> dict:
     """The state_dict inside a checkpoint: BasicSR's {'params': ...}/{'params_ema': ...} or a plain one.
 
     The 'module.' prefix of DataParallel checkpoints (the official IMDN files) is stripped.

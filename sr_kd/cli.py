@@ -1,6 +1,7 @@
 """The ``sr-kd`` console script. Each subcommand lives in its own room; this file only dispatches."""
 import argparse
 import sys
+from typing import List, Optional, Sequence, Tuple
 
 from sr_kd.errors import end_like_ctrl_c_on_sigterm, exit_on_user_error, interrupted
 
@@ -13,7 +14,7 @@ def _constants(path):
             and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
 
 
-def subcommands():
+def subcommands() -> List[Tuple[str, str, str]]:
     """[(subcommand, module, help)] of every ``*_cmd.py`` in sr_kd/commands/, in their ``ORDER``: a command is
     one such file with ``HELP``, ``add_arguments(parser)`` and ``run(args)``. Read from the source, so that
     ``sr-kd X`` imports only X's module."""
@@ -41,7 +42,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return text
 
 
-def build_parser(only=None):
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that subcommand's module is imported (the others are listed by name
     and help, so ``sr-kd --help`` and ``sr-kd X ...`` import no other subcommand and no torch)."""
     import importlib
@@ -60,7 +61,7 @@ def build_parser(only=None):
     return parser
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith('-')), '')
     args = build_parser(only=chosen).parse_args(argv)

@@ -4,7 +4,9 @@ One place for the rules the subcommands share: where outputs go (a folder that i
 written; an output file that is not silently replaced), the device, thread count, scale and tile size.
 Light on imports: torch only where a device must be checked.
 """
+import argparse
 import os
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from sr_kd.errors import SRKDError
 
@@ -13,7 +15,7 @@ from sr_kd.errors import SRKDError
 MIN_TILE = 32
 
 
-def writable_folder(path, flag):
+def writable_folder(path: str, flag: str) -> None:
     """Create ``path`` if needed and prove it can hold files (a temporary file is made and removed)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise SRKDError(f'{flag} {path}: exists and is not a folder')
@@ -27,7 +29,7 @@ def writable_folder(path, flag):
         raise SRKDError(f'{flag} {path}: cannot write there ({e.strerror})') from e
 
 
-def output_file(path, flag, overwrite=False):
+def output_file(path: str, flag: str, overwrite: bool = False) -> None:
     """An output file that can be written, in a folder that can be written; an existing one only with
     --overwrite (as ``sr-kd upscale`` skips existing outputs unless told)."""
     if os.path.isdir(path):
@@ -37,7 +39,7 @@ def output_file(path, flag, overwrite=False):
     writable_folder(os.path.dirname(os.path.abspath(path)), flag)
 
 
-def device(name, flag='--device'):
+def device(name: str, flag: str = '--device') -> None:
     """cpu, cuda or cuda:N that exists on this machine."""
     import re
     if name == 'cpu':
@@ -52,17 +54,17 @@ def device(name, flag='--device'):
         raise SRKDError(f'{flag} {name}: there are {torch.cuda.device_count()} CUDA devices')
 
 
-def at_least(value, flag, minimum=1):
+def at_least(value: Optional[int], flag: str, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise SRKDError(f'{flag} must be >= {minimum}, not {value}')
 
 
-def tile(value, flag='--tile'):
+def tile(value: Optional[int], flag: str = '--tile') -> None:
     if value is not None and value != 0 and value < MIN_TILE:
         raise SRKDError(f'{flag} must be 0 (whole image) or >= {MIN_TILE}, not {value}')
 
 
-def upscale_args(args):
+def upscale_args(args: argparse.Namespace) -> None:
     """Everything about ``sr-kd upscale``'s arguments that can be checked before the model is loaded."""
     at_least(args.scale, '--scale')
     at_least(args.threads, '--threads')
@@ -73,7 +75,7 @@ def upscale_args(args):
                               'the same command again to do the rest (it skips existing outputs)')
 
 
-def upscale_jobs(jobs, inputs, exts, output):
+def upscale_jobs(jobs: Sequence[Tuple[str, str]], inputs: Sequence[str], exts: Sequence[str], output: str) -> None:
     """At least one image to do, and an output folder that can take it."""
     if not jobs:
         raise SRKDError(f'no images found in {", ".join(inputs)} (looked for {" ".join(exts)}; use -r for '
@@ -81,7 +83,7 @@ def upscale_jobs(jobs, inputs, exts, output):
     writable_folder(output, '-o')
 
 
-def image_notes(jobs, ext):
+def image_notes(jobs: Iterable[Tuple[str, str]], ext: str) -> List[str]:
     """One line per input whose output cannot hold everything it has, said before the work: animated
     images (only the first frame is upscaled), alpha written as JPEG (dropped), palette images (written
     as RGB(A): an upscaled image has more colours than a palette)."""

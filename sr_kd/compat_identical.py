@@ -20,6 +20,7 @@ Repairs here, each for a named breakage:
    model's ``extra_training_state()`` (more data saved, nothing computed differently).
 """
 import os
+from typing import Optional
 
 import torch
 
@@ -41,7 +42,7 @@ def _patch_options_loader():
     options.ordered_yaml = ordered_yaml
 
 
-def load_resume_state(opt):
+def load_resume_state(opt: dict) -> Optional[dict]:
     """basicsr.train.load_resume_state, loading on the device that exists, weights only, and looking in
     the run's root (basicsr looked in ./experiments, wrong when run from another folder)."""
     from basicsr.utils import check_resume, scandir
@@ -203,7 +204,7 @@ def _patch_saves():
     base_model.BaseModel.save_training_state = save_training_state
 
 
-def apply():
+def apply() -> None:
     """Apply every repair once; safe to call again."""
     global _applied
     if _applied:

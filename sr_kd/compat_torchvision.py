@@ -13,6 +13,10 @@ import importlib
 import importlib.machinery
 import sys
 import types
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    import torch
 
 # basicsr's arch_util picks its deformable-convolution branch by this version: >= 0.9.0 calls
 # torchvision.ops.deform_conv2d, which here raises the clear error below (an older version string sent
@@ -20,7 +24,7 @@ import types
 STANDIN_VERSION = '0.21.0+sr_kd_standin'
 
 
-def torchvision_works():
+def torchvision_works() -> bool:
     """True when the installed torchvision imports (then it is used as it is)."""
     try:
         import torchvision  # noqa: F401
@@ -39,7 +43,9 @@ def _unavailable(what):
     return fail
 
 
-def make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False, pad_value=0.0):
+def make_grid(tensor: Union['torch.Tensor', Sequence['torch.Tensor']], nrow: int = 8, padding: int = 2,
+              normalize: bool = False, value_range: Optional[Tuple[float, float]] = None, scale_each: bool = False,
+              pad_value: float = 0.0) -> 'torch.Tensor':
     """torchvision.utils.make_grid (torchvision 0.2x), tensor inputs."""
     import torch
     if isinstance(tensor, (list, tuple)):
@@ -88,7 +94,8 @@ def make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scal
     return grid
 
 
-def normalize(tensor, mean, std, inplace=False):
+def normalize(tensor: 'torch.Tensor', mean: Sequence[float], std: Sequence[float],
+              inplace: bool = False) -> 'torch.Tensor':
     """torchvision.transforms.functional.normalize for tensors."""
     import torch
     t = tensor if inplace else tensor.clone()
@@ -103,7 +110,7 @@ def normalize(tensor, mean, std, inplace=False):
     return t.sub_(mean).div_(std)
 
 
-def rgb_to_grayscale(img, num_output_channels=1):
+def rgb_to_grayscale(img: 'torch.Tensor', num_output_channels: int = 1) -> 'torch.Tensor':
     """torchvision's tensor rgb_to_grayscale: ITU-R 601-2 luma, in the input's dtype."""
     if img.ndim < 3:
         raise TypeError(f'Input image tensor should have at least 3 dimensions, but found {img.ndim}')
@@ -142,7 +149,7 @@ def _module(name, package=False):
     return mod
 
 
-def install_standin():
+def install_standin() -> None:
     """Put the stand-in modules in sys.modules."""
     tv = _module('torchvision', package=True)
     tv.__version__ = STANDIN_VERSION
@@ -177,7 +184,7 @@ def install_standin():
             setattr(tv, name.split('.')[1], sys.modules['torchvision.' + name.split('.')[1]])
 
 
-def alias_functional_tensor():
+def alias_functional_tensor() -> None:
     """With a working torchvision: functional_tensor was removed in torchvision 0.17."""
     try:
         importlib.import_module('torchvision.transforms.functional_tensor')
@@ -186,7 +193,7 @@ def alias_functional_tensor():
             'torchvision.transforms.functional')
 
 
-def apply():
+def apply() -> None:
     """The real torchvision when it works, else the stand-in."""
     if 'torchvision' in sys.modules and getattr(sys.modules['torchvision'], '__version__', '') == STANDIN_VERSION:
         return

@@ -24,7 +24,7 @@ USAGE = {
 }
 
 
-def root_path():
+def root_path() -> str:
     """Where experiments/, results/ and tb_logger/ go: $SR_KD_ROOT if set (tests, shared clusters),
     else the repository, as with BasicSR's own scripts."""
     return os.path.abspath(os.environ.get('SR_KD_ROOT') or ROOT)
@@ -46,7 +46,7 @@ def _end_process_group():
         dist.destroy_process_group()
 
 
-def run_pipeline(kind):
+def run_pipeline(kind: str) -> None:
     """Run basicsr's train or test pipeline with the project registered; ``kind`` is 'train' or 'test'."""
     argv = sys.argv[1:]
     if '-h' in argv or '--help' in argv:

@@ -5,6 +5,7 @@ Programming errors keep raising normally.
 """
 import sys
 from contextlib import contextmanager
+from typing import Iterable, Iterator, Tuple
 
 
 class SRKDError(Exception):
@@ -16,7 +17,7 @@ class Terminated(KeyboardInterrupt):
     released, one line) with exit status 143."""
 
 
-def end_like_ctrl_c_on_sigterm():
+def end_like_ctrl_c_on_sigterm() -> None:
     """Install the SIGTERM handler that raises Terminated (entry points call it first)."""
     import signal
 
@@ -25,12 +26,12 @@ def end_like_ctrl_c_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
-def interrupted(e):
+def interrupted(e: KeyboardInterrupt) -> Tuple[str, int]:
     """(word, exit status) for a KeyboardInterrupt: Ctrl-C 130, SIGTERM 143."""
     return ('terminated', 143) if isinstance(e, Terminated) else ('interrupted', 130)
 
 
-def close_matches(name, choices, n=3):
+def close_matches(name: object, choices: Iterable[object], n: int = 3) -> str:
     """' (did you mean: a, b?)' for a misspelt name, or '' when nothing is close."""
     import difflib
     hits = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.5)
@@ -38,7 +39,7 @@ def close_matches(name, choices, n=3):
 
 
 @contextmanager
-def exit_on_user_error(prog='sr_kd'):
+def exit_on_user_error(prog: str = 'sr_kd') -> Iterator[None]:
     """Turn SRKDError (and a YAML syntax error) into one line on stderr and exit status 2."""
     try:
         yield

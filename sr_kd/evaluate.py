@@ -4,7 +4,7 @@ Shared by ``sr-kd eval`` and the tests; ``sr_kd/test.py`` reaches the same numbe
 test pipeline and metrics.
 """
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from sr_kd.errors import SRKDError
 from sr_kd.inference import upscale
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 from sr_kd.ops.metrics import psnr_ssim_y, to_uint8
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 
 def list_images(folder: str) -> list:
@@ -61,7 +64,8 @@ def _info(model, info):
     return describe(model)
 
 
-def sr_image(model, info, lr, out_shape, device='cpu'):
+def sr_image(model: Callable[[torch.Tensor], torch.Tensor], info: Union['ModelInfo', dict, None], lr: np.ndarray,
+             out_shape: Sequence[int], device: Union[str, torch.device] = 'cpu') -> np.ndarray:
     """Super-resolve one uint8 LR array; a model that takes a resized input (IMDN_AS) gets the LR resized
     (bicubic) to the output size first."""
     info = _info(model, info)
@@ -71,7 +75,9 @@ def sr_image(model, info, lr, out_shape, device='cpu'):
     return to_uint8(upscale(model, x, info))
 
 
-def evaluate(model, info, hr_dir, scale, lr_dir=None, device='cpu', progress=True):
+def evaluate(model: Callable[[torch.Tensor], torch.Tensor], info: Union['ModelInfo', dict, None], hr_dir: str,
+             scale: int, lr_dir: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
+             progress: bool = True) -> dict:
     """``info``: the model's ModelInfo (None: described from its weights).
     {'mean': {'psnr', 'ssim'}, 'images': [{'name', 'psnr', 'ssim'}, ...]} over every image of hr_dir."""
     from tqdm import tqdm

@@ -3,10 +3,15 @@
 Deployment targets (onnxruntime, TensorRT, ncnn, chaiNNer) take ONNX; the check runs the exported file
 with onnxruntime so a broken export is caught where it is made, not on a user's machine.
 """
+from typing import TYPE_CHECKING, Tuple
+
 import torch
 
 from sr_kd.atomic import atomic_path
 from sr_kd.errors import SRKDError
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 INPUT, OUTPUT = 'lr', 'sr'
 
@@ -23,7 +28,7 @@ def _example_and_dims(info):
     return x, {0: n, 2: h, 3: w}
 
 
-def export_onnx(model, info, path, opset=18):
+def export_onnx(model: torch.nn.Module, info: 'ModelInfo', path: str, opset: int = 18) -> None:
     """Write ``model`` as one self-contained ONNX file with input 'lr' and output 'sr' (NCHW, float32)."""
     x, dims = _example_and_dims(info)
     model = model.float().eval().to(memory_format=torch.contiguous_format).cpu()
@@ -33,7 +38,7 @@ def export_onnx(model, info, path, opset=18):
                           dynamic_shapes={'x': dims}, dynamo=True, external_data=False, verbose=False)
 
 
-def export_torchscript(model, info, path):
+def export_torchscript(model: torch.nn.Module, info: 'ModelInfo', path: str) -> None:
     """Write a traced TorchScript module (TorchScript is deprecated in torch 2.x; ONNX is the main path)."""
     x, _ = _example_and_dims(info)
     model = model.float().eval().cpu()
@@ -43,7 +48,8 @@ def export_torchscript(model, info, path):
         traced.save(tmp)
 
 
-def onnx_max_diff(model, info, path, size=(37, 53), seed=0):
+def onnx_max_diff(model: torch.nn.Module, info: 'ModelInfo', path: str, size: Tuple[int, int] = (37, 53),
+                  seed: int = 0) -> float:
     """Largest |onnxruntime - PyTorch| on a random image of ``size`` (rounded down to the size multiple)."""
     try:
         import onnxruntime as ort
@@ -61,7 +67,7 @@ def onnx_max_diff(model, info, path, size=(37, 53), seed=0):
     return float((got - want).abs().max())
 
 
-def export_safetensors(model, path):
+def export_safetensors(model: torch.nn.Module, path: str) -> None:
     """The weights as one .safetensors file (contiguous CPU tensors): spandrel, chaiNNer and ComfyUI load it
     as they load the .pth, without unpickling anything."""
     try:

@@ -1,5 +1,7 @@
 """What the machine runs natively: the one place that decides where bf16 is fast (the teacher's
 ``teacher_precision: auto`` and ``sr-kd upscale --precision auto`` both follow it)."""
+from typing import Union
+
 import torch
 
 
@@ -12,7 +14,7 @@ def cpu_name() -> str:
         return ''
 
 
-def cpu_has_bf16():
+def cpu_has_bf16() -> bool:
     """True where the CPU has bf16 instructions (AVX512-BF16 or AMX), so a bf16 forward is faster than fp32;
     elsewhere torch emulates bf16 and it is slower (measured in scripts/bench_kd_step.py and
     scripts/bench_upscale.py)."""
@@ -21,7 +23,7 @@ def cpu_has_bf16():
                 or getattr(cpu, '_is_amx_tile_supported', lambda: False)())
 
 
-def bf16_is_native(device):
+def bf16_is_native(device: Union[str, torch.device]) -> bool:
     """Whether ``device`` (a torch.device or its name) runs bf16 in hardware."""
     device = torch.device(device)
     if device.type == 'cuda':

@@ -151,7 +151,7 @@ def image_size(path: str) -> tuple:
         raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
-def quantize(t, bits):
+def quantize(t: torch.Tensor, bits: int) -> np.ndarray:
     """A 1xCxHxW (or CxHxW) float tensor in [0, 1] -> HxWxC uint8/uint16 array, in place on ``t``
     (clamp, scale, round) so that a large output costs no float copy."""
     peak = 255.0 if bits == 8 else 65535.0
@@ -160,7 +160,7 @@ def quantize(t, bits):
         return t.permute(1, 2, 0).cpu().numpy().astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def compose(rgb, alpha, gray):
+def compose(rgb: np.ndarray, alpha: Optional[np.ndarray], gray: bool) -> np.ndarray:
     """Join the network's RGB output and the resized alpha (both HxW[xC] integer arrays) for writing."""
     color = rgb
     if gray:  # the network saw three equal channels; back to one (BT.601 luma)
@@ -196,7 +196,7 @@ def _encode(f, a, fmt):
     im.save(f, format=FORMATS[fmt], **extra)
 
 
-def write_image(path, a, fmt):
+def write_image(path: str, a: np.ndarray, fmt: str) -> None:
     """Write an image through a temporary name and a rename (``sr_kd.atomic``)."""
     with atomic_path(path) as tmp, open(tmp, 'xb') as f:
         _encode(f, a, fmt)

@@ -5,8 +5,12 @@ inference mode and autocast), so a speed or memory fix here reaches every user o
 between architectures comes from their ``ModelInfo`` (sr_kd.archs.description), never from a name test.
 """
 import contextlib
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, Union
 
 import torch
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ExactTiling, ModelInfo
 
 # The convolutions see 4 * num_modules + 3 LR pixels around each output pixel (27 for 64x6): a pad of 32
 # covers that (with attention off, tiles then equal the whole image to 4e-5). What remains is IMDN's channel
@@ -16,7 +20,8 @@ DEFAULT_TILE_PAD = 32
 AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # precision -> autocast dtype
 
 
-def adaptive_crop_forward(model, x, overlap=32, multiple=4):
+def adaptive_crop_forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, overlap: int = 32,
+                          multiple: int = 4) -> torch.Tensor:
     """IMDN_AS's adaptive cropping (Hui et al. 2019): four overlapping corner patches of about half the
     image plus ``overlap``, each a multiple of ``multiple`` on both sides, run as one batch; each output
     quadrant is taken from its own patch. The model must keep the input size (IMDN_AS does)."""
@@ -135,7 +140,9 @@ def _fixed_pooling(exact, pooling, stats):
             h.remove()
 
 
-def tiled_forward(model, x, tile, tile_pad=DEFAULT_TILE_PAD, multiple=1, adaptive=False, exact=None):
+def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
+                  tile_pad: int = DEFAULT_TILE_PAD, multiple: int = 1, adaptive: bool = False,
+                  exact: Optional['ExactTiling'] = None) -> torch.Tensor:
     """Run ``model`` tile by tile so that activations scale with ``tile``, not with the image.
 
     Each core of ``tile`` x ``tile`` input pixels runs inside a window with ``tile_pad`` pixels of
@@ -158,7 +165,7 @@ def tiled_forward(model, x, tile, tile_pad=DEFAULT_TILE_PAD, multiple=1, adaptiv
     return out
 
 
-def autocast(device, precision):
+def autocast(device: Union[str, torch.device], precision: str) -> ContextManager[Any]:
     """The autocast context for a precision name; fp32 runs without autocast."""
     if precision not in AUTOCAST_DTYPES:
         raise ValueError(f'precision must be one of {", ".join(AUTOCAST_DTYPES)}; got {precision!r}')
@@ -167,7 +174,7 @@ def autocast(device, precision):
     return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def check_exact(info):
+def check_exact(info: 'ModelInfo') -> Optional[str]:
     """None if ``--exact-tiles`` applies to a model of ``info``, else the one-line reason it does not."""
     if info.tiles_exact:
         return (f'{info.arch} has no whole-image statistics: its plain tiles equal the whole image already once '
@@ -177,7 +184,9 @@ def check_exact(info):
     return None
 
 
-def forward(model, img, info=None, tile=0, tile_pad=DEFAULT_TILE_PAD, exact=False, adaptive=None):
+def forward(model: Callable[[torch.Tensor], torch.Tensor], img: torch.Tensor, info: Optional['ModelInfo'] = None,
+            tile: int = 0, tile_pad: int = DEFAULT_TILE_PAD, exact: bool = False,
+            adaptive: Optional[bool] = None) -> torch.Tensor:
     """The one forward path: ``model`` is any callable from NxCxHxW float to the SR tensor (a torch module, or
     a backend's runner); ``info`` (ModelInfo, None for a plain model) gives the input size multiple, the
     adaptive cropping of models that take a resized input (IMDN_AS) and how to make tiles exact.
@@ -201,8 +210,9 @@ def forward(model, img, info=None, tile=0, tile_pad=DEFAULT_TILE_PAD, exact=Fals
     return _window_forward(model, img, multiple, adaptive).float()
 
 
-def upscale(model, img, info=None, tile=0, tile_pad=DEFAULT_TILE_PAD, precision='fp32', channels_last=False,
-            exact=False, adaptive=None):
+def upscale(model: Callable[[torch.Tensor], torch.Tensor], img: torch.Tensor, info: Optional['ModelInfo'] = None,
+            tile: int = 0, tile_pad: int = DEFAULT_TILE_PAD, precision: str = 'fp32', channels_last: bool = False,
+            exact: bool = False, adaptive: Optional[bool] = None) -> torch.Tensor:
     """``forward`` of a torch model on an NxCxHxW float tensor in [0, 1] under inference mode; returns the
     float32 SR tensor (not clamped). ``precision``: 'fp32', or 'bf16'/'fp16' under autocast.
     ``channels_last``: NHWC activations, faster on CPU (oneDNN) and on tensor-core GPUs, equal to NCHW

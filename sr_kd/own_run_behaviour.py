@@ -12,6 +12,7 @@ pipeline that merely imports sr_kd keeps basicsr's behaviour).
 """
 import math
 import os
+from typing import List
 
 # What the first training epoch after a resume must restore (set by load_resume_state, used once by
 # the sampler): the RNG states and the position inside the epoch at the time of the checkpoint.
@@ -104,7 +105,7 @@ def _patch_exp_dirs():
         module.mkdir_and_rename = mkdir_and_rename
 
 
-def apply():
+def apply() -> None:
     global _applied
     if _applied:
         return
@@ -116,7 +117,7 @@ def apply():
 
 
 # ----- one run per experiment ----------------------------------------------------------------------
-def lock_experiment(root, folder, name):
+def lock_experiment(root: str, folder: str, name: str) -> str:
     """Hold ``ROOT/FOLDER/.NAME.lock`` while this process lives, or raise SRKDError naming the process that
     holds it. flock: the kernel frees the lock of a killed run, so a stale file never blocks; the file is
     removed at a normal exit (a lock taken on a file that was just removed is retaken on the new one)."""
@@ -178,7 +179,7 @@ def _last_checkpoint(exp):
     return iters[-1] if iters else None
 
 
-def tidy_after_failure(root):
+def tidy_after_failure(root: str) -> str:
     """After a failed run: remove only empty folders it made, keep everything it wrote (logs always);
     return one sentence saying what is left and where (relative to ``root``)."""
     said = []
@@ -200,7 +201,7 @@ def tidy_after_failure(root):
     return '; '.join(said)
 
 
-def resume_hint(root, name, argv):
+def resume_hint(root: str, name: str, argv: List[str]) -> str:
     """Where a training run can continue from: the last complete checkpoint and the command."""
     last = _last_checkpoint(os.path.join(root, 'experiments', name))
     if last is None:

@@ -9,6 +9,7 @@ recomputed from that checkpoint and the teacher the option file names, so a run 
 import glob
 import os
 import re
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -19,13 +20,13 @@ COLUMNS = ('bicubic', 'student', 'teacher', 'HR')
 COLORS = {'bicubic': '#888888', 'teacher': '#d62728', 'student': '#1f77b4'}
 
 
-def read_jsonl(path):
+def read_jsonl(path: str) -> List[dict]:
     """Rows of a JSON-lines log, one per iteration (a resumed run's repeats: the last one wins)."""
     rows = {(row['iter'], row.get('dataset')): row for row in read_rows(path)}
     return sorted(rows.values(), key=lambda r: r['iter'])
 
 
-def experiment_options(exp_dir):
+def experiment_options(exp_dir: str) -> dict:
     """The option file BasicSR copied into the experiment folder (the one whose name is the folder's)."""
     from sr_kd.options import load_yaml
     files = sorted(glob.glob(os.path.join(exp_dir, '*.yml')), key=os.path.getmtime, reverse=True)
@@ -35,7 +36,7 @@ def experiment_options(exp_dir):
     return next((o for o in opts if o.get('name') == os.path.basename(os.path.normpath(exp_dir))), opts[0])
 
 
-def resolve(path, exp_dir):
+def resolve(path: Optional[str], exp_dir: str) -> Optional[str]:
     """A path from the option file: as written (relative to where training ran), else relative to the
     root that holds experiments/, else to the repository."""
     from sr_kd.entry import ROOT
@@ -48,7 +49,7 @@ def resolve(path, exp_dir):
     return path
 
 
-def latest_student(exp_dir):
+def latest_student(exp_dir: str) -> Optional[str]:
     """models/net_g_latest.pth, else the highest net_g_<iter>.pth; None if there is none."""
     models = os.path.join(exp_dir, 'models')
     latest = os.path.join(models, 'net_g_latest.pth')
@@ -78,7 +79,7 @@ def _load_teacher(opt, t_path, device):
     return Teacher({**opt, 'path': {**opt['path'], 'pretrain_network_t': t_path}}, device).net
 
 
-def sr_images(opt, exp_dir, max_images=3, device='cpu'):
+def sr_images(opt: dict, exp_dir: str, max_images: int = 3, device: str = 'cpu') -> Tuple[List[dict], str]:
     """[{name, HR, bicubic, student, teacher}] (uint8 RGB, teacher None if its checkpoint is missing) for
     the first images of the first validation set; plus a note on what could not be shown."""
     import torch
@@ -125,7 +126,7 @@ def sr_images(opt, exp_dir, max_images=3, device='cpu'):
     return images, note
 
 
-def detail_box(hr, size):
+def detail_box(hr: np.ndarray, size: int) -> Tuple[Tuple[int, int], int]:
     """(top, left) of the size x size window with the most gradient energy: the crop that shows the most."""
     gray = hr.astype(np.float32).mean(axis=2)
     energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
@@ -142,7 +143,7 @@ def detail_box(hr, size):
     return box, size
 
 
-def psnr_y(img, ref, border):
+def psnr_y(img: np.ndarray, ref: np.ndarray, border: int) -> float:
     """PSNR on the Y channel, as BasicSR's validation computes it (inputs RGB uint8)."""
     from basicsr.metrics import calculate_psnr
     return calculate_psnr(img[..., ::-1], ref[..., ::-1], crop_border=border, test_y_channel=True)
@@ -203,7 +204,8 @@ def _label(net_opt, opt=None):
     return f'{net_opt["type"]} {width}nf' if width else net_opt['type']
 
 
-def make_report(exp_dir, out=None, max_images=3, crop=96, device='cpu'):
+def make_report(exp_dir: str, out: Optional[str] = None, max_images: int = 3, crop: int = 96,
+                device: str = 'cpu') -> str:
     """Write the report PNG (default EXPERIMENT_DIR/report.png) and return its path."""
     import matplotlib
     matplotlib.use('Agg')

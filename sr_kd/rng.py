@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 
-def rng_state():
+def rng_state() -> dict:
     """The current Python, numpy, torch (and CUDA) RNG states."""
     version, keys, gauss = random.getstate()
     kind, mt, pos, has_gauss, cached = np.random.get_state()
@@ -18,7 +18,7 @@ def rng_state():
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def set_rng_state(state):
+def set_rng_state(state: dict) -> None:
     """Restore states made by ``rng_state``."""
     version, keys, gauss = state['python']
     random.setstate((version, tuple(keys), gauss))

@@ -5,9 +5,12 @@ Teacher rules (network_t, its checkpoint, its scale) are owned by ``sr_kd.distil
 term rules (registered type, unique names) by ``sr_kd.distill.head.build_terms``.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from sr_kd.errors import SRKDError, close_matches
+
+if TYPE_CHECKING:
+    from basicsr.utils.registry import Registry
 
 NONFINITE_MODES = ('stop', 'skip')
 # nonfinite: skip stops the run once more than this share of the steps so far was skipped (the first
@@ -16,12 +19,12 @@ DEFAULT_MAX_SKIP_SHARE = 0.1
 FREE_SKIPS = 3
 
 
-def is_int(v) -> bool:
+def is_int(v: object) -> bool:
     """A whole number, and not YAML's true/false (bool is an int subclass in Python)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def is_number(v) -> bool:
+def is_number(v: object) -> bool:
     """An int or a float, and not YAML's true/false."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -34,7 +37,7 @@ def train_has_gt(opt: dict) -> bool:
     return getattr(DATASET_REGISTRY.get(kind), 'has_gt', True) if kind in DATASET_REGISTRY else True
 
 
-def check_registered(registry, name, what: str) -> None:
+def check_registered(registry: 'Registry', name: object, what: str) -> None:
     """SRKDError naming close matches unless ``name`` is registered in ``registry``."""
     if not isinstance(name, str) or name not in registry:
         raise SRKDError(f'unknown {what} {name!r}{close_matches(name, registry.keys())}')

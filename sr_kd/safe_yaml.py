@@ -13,6 +13,7 @@ Deliberately imports nothing from sr_kd (it is loaded before basicsr is patched)
 """
 import os
 from collections import OrderedDict
+from typing import IO, Any, Optional, Union
 
 import yaml
 
@@ -30,7 +31,7 @@ class Refused(yaml.YAMLError):
 class RefusedTag(yaml.constructor.ConstructorError):
     """A tag that would build a Python object (or any tag YAML does not define)."""
 
-    def __init__(self, node):
+    def __init__(self, node: yaml.Node):
         self.tag = node.tag.replace('tag:yaml.org,2002:', '!!')
         self.line = node.start_mark.line + 1
         super().__init__(None, None, f'line {self.line}: the tag {self.tag} is refused: an option file may hold '
@@ -45,13 +46,13 @@ class SafeOrderedLoader(_Base):
     """yaml.SafeLoader whose mappings are OrderedDicts (as basicsr's loader makes them), refusing large
     files and alias bombs before anything is built."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: Union[str, bytes, IO]):
         size = len(stream) if isinstance(stream, (str, bytes)) else _file_size(stream)
         if size is not None and size > MAX_BYTES:
             raise Refused(f'the file is {size / 2**20:.1f} MiB; an option file is a few KB (at most 1 MiB)')
         super().__init__(stream)
 
-    def get_single_node(self):
+    def get_single_node(self) -> Optional[yaml.Node]:
         node = super().get_single_node()
         if node is not None:
             _check_expansion(node)
@@ -111,6 +112,6 @@ SafeOrderedLoader.add_multi_constructor('tag:yaml.org,2002:python/', _refuse)
 SafeOrderedLoader.add_multi_constructor('!', _refuse)
 
 
-def load(stream):
+def load(stream: Union[str, bytes, IO]) -> Any:
     """The document in ``stream`` (text or file) with the safe, ordered loader."""
     return yaml.load(stream, Loader=SafeOrderedLoader)  # noqa: S506 - SafeOrderedLoader is a SafeLoader

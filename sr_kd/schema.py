@@ -12,7 +12,7 @@ and located errors do this job; msgspec validates faster, but an option file is 
 """
 import inspect
 import re
-from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Type, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
@@ -50,7 +50,7 @@ def _literal(values):
     return Literal[tuple(values)]
 
 
-def distill_section():
+def distill_section() -> Type[BaseModel]:
     from sr_kd.distill.teacher import TEACHER_MODES, TEACHER_PRECISIONS
 
     class Distill(Closed):
@@ -119,7 +119,7 @@ def _annotation(param):
     return Any
 
 
-def term_example(cls):
+def term_example(cls: type) -> Optional[Tuple[str, Any]]:
     """The YAML example of a loss's docstring (its 'Example' section: one ``- {type: ..., ...}`` item of
     train.distill_opts) as (text, dict), or None when it has none."""
     import yaml
@@ -130,7 +130,7 @@ def term_example(cls):
     return found.group(1), yaml.safe_load(found.group(1))
 
 
-def term_model(type_name, cls):
+def term_model(type_name: str, cls: type) -> Type[BaseModel]:
     """The pydantic model of one distillation loss's options."""
     docs = _arg_docs(cls)
     fields = {'type': (Literal[type_name], Field(description='the loss')),
@@ -150,7 +150,7 @@ def term_model(type_name, cls):
     return create_model(type_name, __base__=Closed, __doc__=summary, **fields)
 
 
-def distill_losses():
+def distill_losses() -> Dict[str, type]:
     """{type name: class} of every registered distillation loss (a DistillLoss), sorted by name."""
     from basicsr.utils.registry import LOSS_REGISTRY
 
@@ -161,7 +161,7 @@ def distill_losses():
             if inspect.isclass(cls) and issubclass(cls, DistillLoss)}
 
 
-def term_union():
+def term_union() -> Any:
     models = [term_model(name, cls) for name, cls in distill_losses().items()]
     return Annotated[Union[tuple(models)], Field(discriminator='type')]
 
@@ -241,7 +241,7 @@ class Val(Open):
                                                         'net_g_best.pth')
 
 
-def option_file_model():
+def option_file_model() -> Type[BaseModel]:
     """The model of a whole option file (sr_kd's keys; BasicSR's pass through)."""
     terms = term_union()
 

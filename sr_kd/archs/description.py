@@ -8,9 +8,12 @@ Loading a file gives a ``ModelInfo``: that spec's facts for one model (scale, ch
 an arch touches the arch's own file. spandrel's ``ImageModelDescriptor``/``SizeRequirements`` is the model.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from sr_kd.errors import SRKDError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,12 @@ class ModelInfo:
     tags: tuple = field(default=())
 
     @property
-    def label(self):
+    def label(self) -> str:
         """'IMDN 64x6 x4', 'SPAN 48nf x4': what was found, in one short phrase."""
         return ' '.join([self.arch, *self.tags, f'x{self.scale}'])
 
     @property
-    def tiles_exact(self):
+    def tiles_exact(self) -> bool:
         """Plain tiles equal the whole image once the pad covers the receptive field."""
         return not self.global_stats
 
@@ -60,7 +63,7 @@ class ArchSpec:
     info: Callable
     build: Optional[Callable] = None  # options -> nn.Module; default: BasicSR's ARCH_REGISTRY by name
 
-    def load(self, sd, path='checkpoint'):
+    def load(self, sd: Dict[str, 'torch.Tensor'], path: str = 'checkpoint') -> Tuple['torch.nn.Module', ModelInfo]:
         """(model with ``sd`` loaded strictly, eval mode; its ModelInfo)."""
         from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -80,7 +83,7 @@ class ArchSpec:
 ARCHS = {}
 
 
-def register_arch(spec):
+def register_arch(spec: ArchSpec) -> ArchSpec:
     """Add an architecture's description; detection tries them in registration order."""
     if spec.name in ARCHS:
         raise ValueError(f'architecture {spec.name!r} is described twice')
@@ -88,12 +91,12 @@ def register_arch(spec):
     return spec
 
 
-def find_arch(sd):
+def find_arch(sd: Dict[str, 'torch.Tensor']) -> Optional[ArchSpec]:
     """The registered spec whose ``detect`` accepts ``sd``, or None."""
     return next((spec for spec in ARCHS.values() if spec.detect(sd)), None)
 
 
-def spec_of(name):
+def spec_of(name: str) -> ArchSpec:
     if name not in ARCHS:
         raise SRKDError(f'no description for architecture {name!r}')
     return ARCHS[name]

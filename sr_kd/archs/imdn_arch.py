@@ -23,7 +23,7 @@ def _conv(in_ch, out_ch, kernel_size, stride=1):
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=(kernel_size - 1) // 2, bias=True)
 
 
-def channel_std(x):
+def channel_std(x: torch.Tensor) -> torch.Tensor:
     """Per-channel standard deviation over H, W (population, as the official ``stdv_channels``)."""
     mean = x.mean(dim=(2, 3), keepdim=True)
     return (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
@@ -32,20 +32,20 @@ def channel_std(x):
 class CCA(nn.Module):
     """Contrast-aware channel attention: (std + mean) per channel -> squeeze-excite -> sigmoid gate."""
 
-    def __init__(self, num_feat, reduction=16):
+    def __init__(self, num_feat: int, reduction: int = 16):
         super().__init__()
         self.conv_du = nn.Sequential(
             nn.Conv2d(num_feat, max(num_feat // reduction, 1), 1), nn.ReLU(inplace=True),
             nn.Conv2d(max(num_feat // reduction, 1), num_feat, 1), nn.Sigmoid())
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.conv_du(channel_std(x) + x.mean(dim=(2, 3), keepdim=True))
 
 
 class IMDB(nn.Module):
     """Information multi-distillation block: 4 refinement steps, each keeps ``distill_rate`` of the channels."""
 
-    def __init__(self, num_feat=64, distill_rate=0.25):
+    def __init__(self, num_feat: int = 64, distill_rate: float = 0.25):
         super().__init__()
         self.distilled = int(num_feat * distill_rate)
         self.remaining = num_feat - self.distilled
@@ -59,7 +59,7 @@ class IMDB(nn.Module):
         self.c5 = _conv(self.distilled * 4, num_feat, 1)
         self.cca = CCA(self.distilled * 4)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         split = (self.distilled, self.remaining)
         d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
         d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
@@ -98,7 +98,8 @@ class _IMDNBody(nn.Module):
 class IMDN(_IMDNBody):
     """IMDN for a fixed integer scale: input LR, output ``upscale`` times larger."""
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_modules=6, upscale=4, distill_rate=0.25):
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_modules: int = 6,
+                 upscale: int = 4, distill_rate: float = 0.25):
         super().__init__(_conv(num_in_ch, num_feat, 3), num_in_ch, num_out_ch, num_feat, num_modules, upscale,
                          distill_rate)
 
@@ -109,7 +110,8 @@ class IMDN_AS(_IMDNBody):
     convs shrink it by 4 and the x4 upsampler restores it. Sizes must be multiples of 4 (or use the
     adaptive cropping of ``sr_kd.inference``)."""
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_modules=6, upscale=4, distill_rate=0.25):
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_modules: int = 6,
+                 upscale: int = 4, distill_rate: float = 0.25):
         head = nn.Sequential(_conv(num_in_ch, num_feat, 3, stride=2), nn.LeakyReLU(_LRELU_SLOPE),
                              _conv(num_feat, num_feat, 3, stride=2))
         super().__init__(head, num_in_ch, num_out_ch, num_feat, num_modules, upscale, distill_rate)

@@ -7,13 +7,17 @@ sr_kd's own first (IMDN, IMDN_AS), then everything spandrel recognises. A wrong 
 naming what was found.
 """
 import os
+from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
 
-from sr_kd.archs.description import ARCHS, find_arch
+from sr_kd.archs.description import ARCHS, ModelInfo, find_arch
 from sr_kd.checkpoint import extract_state_dict, load_checkpoint
 from sr_kd.errors import SRKDError
 
+if TYPE_CHECKING:
+    import torch
 
-def read_state_dict(path, param_key=None):
+
+def read_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, 'torch.Tensor']:
     """The state dict of a weights file (.pth, .pt, .ckpt, .safetensors)."""
     if path.lower().endswith('.safetensors'):
         if not os.path.isfile(path):
@@ -57,7 +61,8 @@ def _unknown(path, sd):
                      f'{others}')
 
 
-def load_state_dict_model(sd, path='checkpoint'):
+def load_state_dict_model(sd: Dict[str, 'torch.Tensor'],
+                          path: str = 'checkpoint') -> Tuple['torch.nn.Module', ModelInfo]:
     """(model in eval mode, ModelInfo) for a state dict."""
     spec = find_arch(sd)
     if spec is None:
@@ -65,7 +70,8 @@ def load_state_dict_model(sd, path='checkpoint'):
     return spec.load(sd, path)
 
 
-def load_model(path, param_key=None, device='cpu', expect_scale=None):
+def load_model(path: str, param_key: Optional[str] = None, device: Union[str, 'torch.device'] = 'cpu',
+               expect_scale: Optional[int] = None) -> Tuple['torch.nn.Module', ModelInfo]:
     """Build the network a weights file holds, load it strictly: (model in eval mode on ``device``, ModelInfo).
     ``expect_scale``: refuse a model of another scale (models that take a resized input take any scale)."""
     model, info = load_state_dict_model(read_state_dict(path, param_key), path)
@@ -74,7 +80,7 @@ def load_model(path, param_key=None, device='cpu', expect_scale=None):
     return model.to(device), info
 
 
-def describe(net):
+def describe(net: 'torch.nn.Module') -> ModelInfo:
     """ModelInfo of a network in memory (a student being trained, a test's model), from its state dict."""
     sd = {k: v for k, v in net.state_dict().items()}
     spec = find_arch(sd)
@@ -89,12 +95,12 @@ def describe(net):
 AUTO = 'auto'
 
 
-def is_auto(net_opt):
+def is_auto(net_opt: object) -> bool:
     """True for ``network_t: {type: auto}``: the architecture and scale come from the weights file."""
     return isinstance(net_opt, dict) and net_opt.get('type') == AUTO
 
 
-def load_teacher(opt, device='cpu'):
+def load_teacher(opt: dict, device: Union[str, 'torch.device'] = 'cpu') -> Tuple['torch.nn.Module', ModelInfo]:
     """(frozen teacher in eval mode on ``device``, ModelInfo) for ``network_t: {type: auto}``: whatever
     ``path.pretrain_network_t`` holds that sr_kd or spandrel recognises (``param_key_t``: default the
     file's params_ema/params/plain dict). Its scale must be the student's."""
@@ -119,7 +125,7 @@ def load_teacher(opt, device='cpu'):
     return net, info
 
 
-def inference_parameters(model, info, size=16):
+def inference_parameters(model: 'torch.nn.Module', info: ModelInfo, size: int = 16) -> int:
     """Parameters of the modules an eval-mode forward calls: SPAN's training branches, folded into one conv
     per layer for inference, do not count (as the NTIRE efficient-SR tables count them)."""
     import torch

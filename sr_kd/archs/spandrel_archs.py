@@ -9,15 +9,22 @@ Two jobs:
 
 spandrel is optional at import: without it sr_kd's own archs work and these say how to install it.
 """
+from types import ModuleType
+from typing import TYPE_CHECKING, Dict, Sequence, Tuple
+
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from sr_kd.archs.description import ArchSpec, ModelInfo, register_arch
 from sr_kd.errors import SRKDError
 
+if TYPE_CHECKING:
+    import spandrel
+    import torch
+
 INSTALL_HINT = 'spandrel is not installed (bash scripts/install.sh installs it)'
 
 
-def spandrel_module():
+def spandrel_module() -> ModuleType:
     """``import spandrel``, or one line saying how to get it."""
     try:
         import spandrel
@@ -30,8 +37,9 @@ def spandrel_module():
 
 # ----- students (papers' small configurations as defaults; docs/students.md) --------------------------
 @ARCH_REGISTRY.register()
-def SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=4, bias=True, norm=True, img_range=255.0,
-         rgb_mean=(0.4488, 0.4371, 0.4040)):
+def SPAN(num_in_ch: int = 3, num_out_ch: int = 3, feature_channels: int = 48, upscale: int = 4, bias: bool = True,
+         norm: bool = True, img_range: float = 255.0,
+         rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)) -> 'torch.nn.Module':
     """SPAN (Wan et al., NTIRE 2024 efficient SR winner): 6 parameter-free-attention blocks of width 48
     (426,288 parameters once its training branches are folded; width 28: 150,688)."""
     spandrel_module()
@@ -41,7 +49,8 @@ def SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=4, bias=True, n
 
 
 @ARCH_REGISTRY.register()
-def Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_type='prelu'):
+def Compact(num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_conv: int = 16, upscale: int = 4,
+            act_type: str = 'prelu') -> 'torch.nn.Module':
     """Real-ESRGAN's SRVGGNetCompact: plain 3x3 convs + PReLU at LR, pixel shuffle, plus the nearest
     upsampled input. 64 x 16 is realesr-animevideov3, 64 x 32 realesr-general-x4v3."""
     spandrel_module()
@@ -51,8 +60,8 @@ def Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_
 
 
 @ARCH_REGISTRY.register()
-def PLKSR(dim=64, n_blocks=12, upscale=4, ccm_type='CCM', kernel_size=13, split_ratio=0.25, lk_type='PLK',
-          use_ea=False):
+def PLKSR(dim: int = 64, n_blocks: int = 12, upscale: int = 4, ccm_type: str = 'CCM', kernel_size: int = 13,
+          split_ratio: float = 0.25, lk_type: str = 'PLK', use_ea: bool = False) -> 'torch.nn.Module':
     """PLKSR (Lee et al. 2024, partial large kernels): defaults are the tiny configuration neosr ships as
     plksr_tiny (64 x 12, kernel 13, no element-wise attention); the full one is n_blocks 28, kernel_size 17,
     use_ea true. RGB only."""
@@ -94,7 +103,7 @@ def _fold_span(model):
 DEPLOY = {'SPAN': _fold_span}
 
 
-def info_from_descriptor(desc):
+def info_from_descriptor(desc: 'spandrel.ImageModelDescriptor') -> ModelInfo:
     """ModelInfo of a spandrel ``ImageModelDescriptor``: its own scale, channels, size requirement and tiling
     advice (DISCOURAGED/INTERNAL: whole-image information, plain tiles inexact, no exact tiles)."""
     from spandrel import ModelTiling
@@ -127,7 +136,7 @@ def _installed():
 class SpandrelSpec(ArchSpec):
     """Every architecture spandrel knows, detected and built by spandrel's own registry."""
 
-    def load(self, sd, path='checkpoint'):
+    def load(self, sd: Dict[str, 'torch.Tensor'], path: str = 'checkpoint') -> Tuple['torch.nn.Module', ModelInfo]:
         spandrel = spandrel_module()
         sd = spandrel.canonicalize_state_dict(dict(sd))  # spandrel's public names only
         try:
@@ -147,7 +156,7 @@ class SpandrelSpec(ArchSpec):
 register_arch(SpandrelSpec('spandrel', detect=_detect, options=None, info=None))
 
 
-def spandrel_loads(path):
+def spandrel_loads(path: str) -> 'spandrel.ModelDescriptor':
     """What spandrel's own loader makes of a file (``ModelLoader().load_from_file``): the check that a
     student drops into chaiNNer or ComfyUI unchanged."""
     spandrel = spandrel_module()

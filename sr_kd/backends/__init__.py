@@ -17,10 +17,15 @@ ONNX files and AOTInductor packages are built once and cached (``sr_kd.backends.
 """
 import importlib
 import pkgutil
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from sr_kd.backends.base import Backend, Options, Runner, installed  # noqa: F401 - the package's public names
 from sr_kd.errors import SRKDError
+
+if TYPE_CHECKING:
+    import torch
+
+    from sr_kd.archs.description import ModelInfo
 
 ALL_PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')  # auto: see resolve_precision
 
@@ -93,8 +98,8 @@ def check(backend: str, precision: str, device: str = 'cpu', exact_tiles: bool =
         raise SRKDError(f'--backend {backend}: {why}')
 
 
-def prepare(backend: str, model, info, precision: str = 'fp32', options: Optional[Options] = None,
-            exact_tiles: bool = False) -> Runner:
+def prepare(backend: str, model: 'torch.nn.Module', info: 'ModelInfo', precision: str = 'fp32',
+            options: Optional[Options] = None, exact_tiles: bool = False) -> Runner:
     """A ``Runner`` for ``model`` (an eval-mode nn.Module; ``info``: its ModelInfo) on ``backend``.
 
     Artefacts are taken from the cache or built there first (with a line on stderr); ``auto`` measures the

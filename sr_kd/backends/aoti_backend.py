@@ -5,11 +5,15 @@ as a ``.pt2`` file and cached: the compile is paid once per model, precision and
 bf16 is built by exporting the model under autocast, so the package computes what eager autocast does.
 """
 import copy
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
-from sr_kd.backends.base import Backend, Runner
+from sr_kd.backends.base import Backend, Options, Runner
 from sr_kd.backends.cache import Entry, model_digest
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 
 class _Export(torch.nn.Module):
@@ -30,7 +34,7 @@ def _versions():
     return {'torch': torch.__version__, 'cpu': torch.backends.cpu.get_cpu_capability()}
 
 
-def compile_package(model, info, precision, path):
+def compile_package(model: torch.nn.Module, info: 'ModelInfo', precision: str, path: str) -> None:
     """Export and AOT-compile ``model`` to ``path`` (.pt2)."""
     from sr_kd.export import _example_and_dims
 
@@ -42,7 +46,7 @@ def compile_package(model, info, precision, path):
     torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs={'freezing': True})
 
 
-def load_package(path):
+def load_package(path: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The package as a callable, through the C++ loader that ``torch._inductor.aoti_load_package`` wraps.
     Not through that function: importing torch._inductor and its Python-side loading cost 4-6 s in every new
     process (measured on 2 cores: import 1.9-2.5 s, load 2.7-3.3 s; the C++ loader alone, first call
@@ -54,7 +58,8 @@ def load_package(path):
     return run
 
 
-def prepare_aoti(model, info, precision, options, exact_tiles=False):
+def prepare_aoti(model: torch.nn.Module, info: 'ModelInfo', precision: str, options: Options,
+                 exact_tiles: bool = False) -> Runner:
     key = {'backend': 'aoti', 'model': model_digest(model), 'precision': precision,
            'shapes': f'dynamic batch/height/width, sides multiple of {info.size_multiple}'}
     entry = Entry(key, _versions(), '.pt2', options.cache_root)
@@ -64,7 +69,7 @@ def prepare_aoti(model, info, precision, options, exact_tiles=False):
                   note=f'built in {meta["build_seconds"]:.0f} s' if built else 'cached')
 
 
-def missing():
+def missing() -> Optional[str]:
     import os
     import shutil
     if not any(shutil.which(c) for c in (os.environ.get('CXX') or 'c++', 'g++', 'clang++')):

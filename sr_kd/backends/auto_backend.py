@@ -12,12 +12,16 @@ import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Dict
 
 import torch
 
 from sr_kd.atomic import atomic_write_text
-from sr_kd.backends.base import Backend, Runner
+from sr_kd.backends.base import Backend, Options, Runner
 from sr_kd.backends.cache import cache_root, model_digest
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 # Interleaved rounds, fastest round counts: at least MIN_ROUNDS, more (up to MAX_ROUNDS) until each backend
 # has run about BUDGET_S seconds. On a 2-core machine one round's noise is +-10%, as large as the margins
@@ -31,7 +35,7 @@ def _say(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def machine():
+def machine() -> Dict[str, Any]:
     """What the speed ranking depends on besides the model."""
     from sr_kd.hardware import cpu_name
     name = cpu_name()
@@ -44,7 +48,7 @@ def machine():
             'capability': torch.backends.cpu.get_cpu_capability(), 'torch': torch.__version__, 'onnxruntime': ort}
 
 
-def decision_path(model, precision, options):
+def decision_path(model: torch.nn.Module, precision: str, options: Options) -> str:
     key = json.dumps({'model': model_digest(model), 'precision': precision, 'machine': machine()}, sort_keys=True)
     root = options.cache_root or cache_root()
     return os.path.join(root, 'auto', hashlib.sha256(key.encode()).hexdigest()[:24] + '.json')
@@ -93,7 +97,8 @@ def _time(fns, x):
     return {k: min(v) for k, v in times.items()}
 
 
-def prepare_auto(model, info, precision, options, exact_tiles=False):
+def prepare_auto(model: torch.nn.Module, info: 'ModelInfo', precision: str, options: Options,
+                 exact_tiles: bool = False) -> Runner:
     from sr_kd.backends import prepare
 
     if exact_tiles:

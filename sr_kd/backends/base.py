@@ -1,7 +1,10 @@
 """What every backend shares: the ``Backend`` each ``*_backend.py`` module declares as ``BACKEND`` (the one
 place it is described), the ``Runner`` it returns and the ``Options`` it is given."""
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -15,10 +18,10 @@ class Runner:
     note: str = ''        # how it was got: 'cached', 'built in 41 s', the auto decision
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f'{self.backend} {self.precision}'
 
-    def standalone(self):
+    def standalone(self) -> Callable[['torch.Tensor'], 'torch.Tensor']:
         """``fn`` with its autocast inside, for callers that run it without ``upscale``'s precision argument
         (``evaluate``, ``auto``'s candidates); the module itself where nothing is to be added."""
         if self.autocast == 'fp32':

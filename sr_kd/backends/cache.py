@@ -14,19 +14,23 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Callable, Optional, Tuple, Union
 
 from sr_kd.atomic import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 ENTRY = 'entry.json'
 
 
-def cache_root():
+def cache_root() -> str:
     """The folder of all entries (``$SR_KD_CACHE/backends``)."""
     base = os.environ.get('SR_KD_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'sr_kd')
     return os.path.join(base, 'backends')
 
 
-def model_digest(model):
+def model_digest(model: 'torch.nn.Module') -> str:
     """sha256 of a model's weights (names, dtypes, shapes, bytes) and class: the checkpoint's content,
     whatever file or key it came from, so a renamed copy hits the same entry and a retrained one does not."""
     import torch
@@ -39,7 +43,7 @@ def model_digest(model):
     return h.hexdigest()
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -55,14 +59,14 @@ class Entry:
     """One cache entry: ``key`` (what was built) and ``versions`` (what it was built with) decide whether
     the entry on disk may be used."""
 
-    def __init__(self, key, versions, suffix, root=None):
+    def __init__(self, key: dict, versions: dict, suffix: str, root: Optional[str] = None):
         self.key = dict(key)
         self.versions = dict(versions)
         self.suffix = suffix
         name = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:24]
         self.folder = os.path.join(root or cache_root(), name)
 
-    def read(self):
+    def read(self) -> Tuple[Optional[str], Union[dict, str]]:
         """(artefact path, recorded entry) when the entry is valid, else (None, reason it is not)."""
         meta_path = os.path.join(self.folder, ENTRY)
         if not os.path.isfile(meta_path):
@@ -79,7 +83,7 @@ class Entry:
             return None, 'artefact missing or corrupt'
         return path, meta
 
-    def build(self, make, what):
+    def build(self, make: Callable[[str], Optional[dict]], what: str) -> Tuple[str, dict]:
         """Run ``make(tmp_path)`` to write the artefact (it may return a dict of facts to record, e.g. a
         measured quality cost), then record it; says on stderr what it builds and how long it took.
         Returns (artefact path, recorded entry)."""
@@ -106,7 +110,7 @@ class Entry:
         _say(f'built {what} in {seconds:.1f} s')
         return os.path.join(self.folder, name), meta
 
-    def get(self, make, what):
+    def get(self, make: Callable[[str], Optional[dict]], what: str) -> Tuple[str, dict, bool]:
         """The valid artefact, building it first when missing, stale or corrupt: (path, entry, built now)."""
         path, meta = self.read()
         if path is not None:

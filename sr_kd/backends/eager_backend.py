@@ -1,10 +1,16 @@
 """The eager backend: the PyTorch module itself, channels-last, reduced precision by autocast in ``upscale``."""
+from typing import TYPE_CHECKING
+
 import torch
 
-from sr_kd.backends.base import Backend, Runner
+from sr_kd.backends.base import Backend, Options, Runner
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 
-def prepare_eager(model, info, precision, options, exact_tiles=False):
+def prepare_eager(model: torch.nn.Module, info: 'ModelInfo', precision: str, options: Options,
+                  exact_tiles: bool = False) -> Runner:
     model = model.to(memory_format=torch.channels_last)  # oneDNN's preferred layout; equal to NCHW within rounding
     return Runner(fn=model, backend='eager', precision=precision, autocast=precision, eager=True)
 

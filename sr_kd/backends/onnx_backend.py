@@ -8,13 +8,19 @@ the cache entry, and int8 is refused when that cost exceeds ``INT8_MAX_COST_DB``
 """
 import copy
 import logging
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
 
-from sr_kd.backends.base import Backend, Runner, installed
+from sr_kd.backends.base import Backend, Options, Runner, installed
 from sr_kd.backends.cache import Entry, model_digest
 from sr_kd.errors import SRKDError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from sr_kd.archs.description import ModelInfo
 
 INT8_MAX_COST_DB = 0.05  # largest PSNR loss int8 may cost on the check images without --force-int8
 CALIBRATION = ('astronaut', 'rocket', 'motorcycle_left', 'coins')   # scikit-image photographs
@@ -51,7 +57,7 @@ def _lr_crops(names, scale, info):
     return out
 
 
-def session(path, threads=None):
+def session(path: str, threads: Optional[int] = None) -> 'onnxruntime.InferenceSession':
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or torch.get_num_threads()
@@ -76,7 +82,7 @@ def _y_psnr(sess, pairs, scale):
                           for lr, hr in pairs]))
 
 
-def quantize_int8(fp32_path, out_path, info):
+def quantize_int8(fp32_path: str, out_path: str, info: 'ModelInfo') -> float:
     """Write the int8 model; returns its measured PSNR cost on the check photographs (dB, fp32 - int8)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -106,7 +112,7 @@ def _int8_entry(model, info, options, fp32_path):
     return entry.get(make, f'the int8 quantisation of {info.label} (calibrated on {len(CALIBRATION)} photographs)')
 
 
-def as_callable(sess):
+def as_callable(sess: 'onnxruntime.InferenceSession') -> Callable[[torch.Tensor], torch.Tensor]:
     """tensor -> tensor through an onnxruntime session (NCHW float32 in and out)."""
     from sr_kd.export import INPUT, OUTPUT
 
@@ -116,7 +122,8 @@ def as_callable(sess):
     return run
 
 
-def prepare_onnxruntime(model, info, precision, options, exact_tiles=False):
+def prepare_onnxruntime(model: torch.nn.Module, info: 'ModelInfo', precision: str, options: Options,
+                        exact_tiles: bool = False) -> Runner:
     if info.resizes_input and precision == 'int8':
         raise SRKDError(f'int8 is offered for models that take the LR image itself, not {info.label}')
     path, meta, built = _fp32_entry(model, info, options)
@@ -132,7 +139,7 @@ def prepare_onnxruntime(model, info, precision, options, exact_tiles=False):
                   eager=False, note=note)
 
 
-def missing():
+def missing() -> Optional[str]:
     for module, what in (('onnxruntime', 'onnxruntime'), ('onnxscript', 'onnxscript (the ONNX exporter)')):
         if not installed(module):
             return f'{what} is not installed (pip install sr_kd[export])'

@@ -1,4 +1,5 @@
 """``sr-kd eval``: a checkpoint's PSNR/SSIM on an HR folder, with LR from a folder or made by MATLAB bicubic."""
+import argparse
 import json
 
 from sr_kd.backends import ALL_PRECISIONS
@@ -8,7 +9,7 @@ ORDER = 0  # its place in sr-kd --help
 HELP = 'PSNR/SSIM (Y channel, border = scale) of a checkpoint on a benchmark folder'
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', required=True,
                    help='weights file (.pth, .safetensors), sr_kd\'s or any model spandrel knows; the '
                         'architecture is read from it')
@@ -27,7 +28,7 @@ def add_arguments(p):
     p.add_argument('--force-int8', action='store_true', help='run int8 even where it costs more than 0.05 dB')
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import sys
 
     from sr_kd.archs.loading import load_model

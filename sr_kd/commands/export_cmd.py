@@ -1,4 +1,5 @@
 """``sr-kd export``: a checkpoint as ONNX (dynamic batch, height, width), TorchScript and/or safetensors."""
+import argparse
 
 ORDER = 2  # its place in sr-kd --help
 HELP = 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'
@@ -6,7 +7,7 @@ HELP = 'export a checkpoint to ONNX (dynamic height and width) or TorchScript'
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on the check image
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('model', metavar='CKPT',
                    help='weights file (.pth, .safetensors), sr_kd\'s or any model spandrel knows; the '
                         'architecture is read from it')
@@ -22,7 +23,7 @@ def add_arguments(p):
     p.add_argument('--overwrite', action='store_true', help='replace existing output files (default: refuse)')
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from sr_kd.archs.loading import load_model
     from sr_kd.errors import SRKDError
     from sr_kd.export import export_onnx, export_safetensors, export_torchscript, onnx_max_diff

@@ -4,12 +4,13 @@ Prints the detected architecture, scale, parameter count, size multiple, tiling 
 rebuild it; then the modules whose outputs are N x C x H x W on a probe input (the names ``distill.pairs``
 takes, as ``named_modules()`` gives them), with the body's blocks that ``pairs: auto`` picks from marked.
 """
+import argparse
 
 ORDER = 4  # its place in sr-kd --help
 HELP = 'what a weights file holds: architecture, scale, parameters and the module names distill.pairs can tap'
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('model', metavar='CKPT', help='weights file (.pth, .safetensors): sr_kd\'s or any spandrel knows')
     p.add_argument('--size', type=int, default=32, help='side of the random probe input in LR pixels')
     p.add_argument('--all', action='store_true', help='list every module with a 4-D output (default: the top '
@@ -17,7 +18,7 @@ def add_arguments(p):
     p.add_argument('--param-key', default=None, help='key inside the checkpoint (default: params_ema, params or none)')
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from sr_kd.archs.loading import load_model

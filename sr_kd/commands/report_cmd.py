@@ -1,10 +1,11 @@
 """``sr-kd report EXPERIMENT_DIR``: a one-page PNG of a run (losses, validation PSNR, crops); prints its path."""
+import argparse
 
 ORDER = 3  # its place in sr-kd --help
 HELP = 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('experiment', help='experiment folder, e.g. experiments/imdn_kd_x4')
     p.add_argument('-o', '--output', help='PNG to write (default: EXPERIMENT/report.png)')
     p.add_argument('--images', type=int, default=3, help='validation images in the crop sheet (default 3)')
@@ -12,7 +13,7 @@ def add_arguments(p):
     p.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N), for the crops\' forward passes')
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from sr_kd import cli_checks
     from sr_kd.report import make_report
     cli_checks.device(args.device)

@@ -3,18 +3,23 @@
 One bad file is reported in one line and the batch goes on; outputs are written through a temporary
 name, so an interrupted run leaves only whole images and a re-run skips them.
 """
+import argparse
 import collections
 import errno
 import glob
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Iterable, List, Tuple
 
 from sr_kd.image_io import FORMATS
 from sr_kd.backends import ALL_PRECISIONS
 from sr_kd.backends import NAMES as BACKENDS
 from sr_kd.backends import help_text as backends_help
 from sr_kd.inference import DEFAULT_TILE_PAD
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ORDER = 1  # its place in sr-kd --help
 HELP = 'upscale image files, folders and globs with a checkpoint'
@@ -23,7 +28,7 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.gif')
 DEFAULT_TILE = 512
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ('Upscale images with a checkpoint; the architecture and scale are read from it. '
                      'Exit status: 0, or the number of images that failed (at most 125); 2 also for usage errors.')
     p.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders and glob patterns')
@@ -91,7 +96,7 @@ def _expand(item, recursive, outdir=None):
     raise SRKDError(f'no such file or folder: {item}')
 
 
-def plan(inputs, outdir, suffix, ext, recursive):
+def plan(inputs: Iterable[str], outdir: str, suffix: str, ext: str, recursive: bool) -> List[Tuple[str, str]]:
     """[(input path, output path)] in input order; refuses clashing outputs and outputs that are inputs."""
     from sr_kd.errors import SRKDError
 
@@ -115,7 +120,7 @@ def plan(inputs, outdir, suffix, ext, recursive):
 class Upscaler:
     """Reads one file, runs the network with the chosen inference settings, returns the array to write."""
 
-    def __init__(self, args):
+    def __init__(self, args: argparse.Namespace):
         import torch
 
         from sr_kd.archs.loading import load_model
@@ -168,7 +173,7 @@ class Upscaler:
             print(f'precision auto: {args.precision} ({why}; --precision fp32 or bf16 to choose)', file=sys.stderr,
                   flush=True)
 
-    def __call__(self, path):
+    def __call__(self, path: str) -> Tuple['np.ndarray', float]:
         """(array ready for write_image, output megapixels)."""
         import torch
         import torch.nn.functional as F
@@ -218,7 +223,7 @@ def _failure(src, e):
     return f'failed: {msg}' if src in msg else f'failed: {src}: {msg}'
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     import torch

@@ -8,6 +8,7 @@ corrupt images are skipped with a warning or stop the run, as the options say.
 """
 import os
 import random
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 _MARGIN = 3  # LR pixels; the x4 antialiased bicubic reaches 2 LR pixels away
 
 
-def lr_crop(hr, scale, top, left, lq_size, margin=_MARGIN):
+def lr_crop(hr: np.ndarray, scale: int, top: int, left: int, lq_size: int,
+            margin: int = _MARGIN) -> Tuple[np.ndarray, np.ndarray]:
     """(LR patch, HR patch) at LR position (top, left), the LR equal to a crop of the whole image's LR."""
     lh, lw = hr.shape[0] // scale, hr.shape[1] // scale
     t0, l0 = max(top - margin, 0), max(left - margin, 0)
@@ -37,7 +39,7 @@ def lr_crop(hr, scale, top, left, lq_size, margin=_MARGIN):
     return lq, gt
 
 
-def probe_image(path):
+def probe_image(path: str) -> Tuple[int, int]:
     """(width, height) of a readable image. Reads the header and checks the file's structure (PNG chunk
     checksums, truncation) without decoding, so most broken files are found before the first iteration;
     the rest (e.g. a truncated JPEG) when decoded, under the same skip/error policy."""
@@ -50,7 +52,7 @@ def probe_image(path):
         raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
-def training_paths(opt):
+def training_paths(opt: dict) -> List[str]:
     """The images a dataset option block names: ``dataroot_gt`` (and ``images``) minus ``exclude`` (names
     held out, e.g. a validation split of the same folder). The offline teacher cache lists the same."""
     root = opt['dataroot_gt'] if 'dataroot_gt' in opt else opt['dataroot_lq']  # PlainImageDataset: the LR folder
@@ -62,7 +64,7 @@ def training_paths(opt):
     return kept
 
 
-def to_tensor(img):
+def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
@@ -76,12 +78,12 @@ class HROnlyDataset(data.Dataset):
     cache_tag = None  # what the offline teacher cache's key records of the input (None: bicubic LR, the first format)
 
     @staticmethod
-    def whole_input(img, scale):
+    def whole_input(img: np.ndarray, scale: int) -> np.ndarray:
         """The student's input for a whole image, as the crops make it: the MATLAB bicubic LR of the HR
         (cropped to a multiple of ``scale``). The offline teacher runs on it (distill/teacher_cache.py)."""
         return bicubic_lr(img[:img.shape[0] - img.shape[0] % scale, :img.shape[1] - img.shape[1] % scale], scale)
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
         self.scale = int(opt['scale'])

@@ -4,6 +4,7 @@ The reserved root ``skimage`` lets the embedded default train on photographs tha
 dependency, so a fresh clone needs no download; changing only the path switches to real data.
 """
 import os
+from typing import Iterable, List, Optional
 
 from sr_kd.errors import SRKDError
 
@@ -29,7 +30,7 @@ def _skimage_path(name):
     raise SRKDError(f'scikit-image has no bundled sample image {name!r}')
 
 
-def list_hr_images(root, names=None):
+def list_hr_images(root: str, names: Optional[Iterable[str]] = None) -> List[str]:
     """Paths of the HR images under ``root`` (sorted, recursive), or of scikit-image samples."""
     if root == SKIMAGE_ROOT:
         return [_skimage_path(n) for n in (names or SKIMAGE_TRAIN)]

@@ -10,6 +10,7 @@ As a validation set it gives whole images without ground truth: SRKDModel valida
 """
 import random
 
+import numpy as np
 import torch
 from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -27,11 +28,11 @@ class PlainImageDataset(HROnlyDataset):
     cache_tag = 'plain'  # the offline teacher ran on the image itself: another cache key than a bicubic LR
 
     @staticmethod
-    def whole_input(img, scale):
+    def whole_input(img: np.ndarray, scale: int) -> np.ndarray:
         """The student's input for a whole image: the image itself."""
         return img
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         if not opt.get('dataroot_lq'):
             raise SRKDError(f'dataset {opt.get("name")}: PlainImageDataset needs dataroot_lq (a folder of images)')
         scale = int(opt['scale'])

@@ -12,8 +12,10 @@ depth, as Gao et al. tap the end of each equal part of both networks: student bl
 import math
 import re
 from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from torch import nn
 
 from sr_kd.errors import SRKDError
 from sr_kd.rules import is_int
@@ -43,7 +45,7 @@ def _outputs(net, x):
     return seen
 
 
-def body_blocks(net, x):
+def body_blocks(net: nn.Module, x: torch.Tensor) -> List[str]:
     """Names of the body's blocks of ``net``, in the order they run, on input ``x``."""
     outputs = _outputs(net, x)
     modules = dict(net.named_modules())
@@ -70,7 +72,8 @@ def body_blocks(net, x):
     return best
 
 
-def pick_pairs(student_blocks, teacher_blocks, n=DEFAULT_PAIRS):
+def pick_pairs(student_blocks: Sequence[str], teacher_blocks: Sequence[str],
+               n: int = DEFAULT_PAIRS) -> List[List[str]]:
     """N (student, teacher) pairs at matching relative depth."""
     s_len, t_len = len(student_blocks), len(teacher_blocks)
     if n > s_len:
@@ -84,7 +87,8 @@ def pick_pairs(student_blocks, teacher_blocks, n=DEFAULT_PAIRS):
     return pairs
 
 
-def auto_pairs(student, teacher, in_channels=3, size=32, n=DEFAULT_PAIRS):
+def auto_pairs(student: nn.Module, teacher: nn.Module, in_channels: int = 3, size: int = 32,
+               n: int = DEFAULT_PAIRS) -> List[List[str]]:
     """``pairs: auto`` for two networks: a random ``size`` x ``size`` probe (own generator), the body's
     blocks of each, N pairs at matching relative depth. One line when a network has no such blocks."""
     if not is_int(n) or n < 1:
@@ -105,7 +109,7 @@ def auto_pairs(student, teacher, in_channels=3, size=32, n=DEFAULT_PAIRS):
     return pick_pairs(found['student'], found['teacher'], n)
 
 
-def write_pairs(opt_file, pairs):
+def write_pairs(opt_file: Optional[str], pairs: Sequence[Sequence[str]]) -> bool:
     """Replace ``pairs: auto`` in the experiment's copy of the option file by the chosen pairs."""
     import os
 
@@ -123,7 +127,7 @@ def write_pairs(opt_file, pairs):
     return True
 
 
-def resolve(opt, student, teacher):
+def resolve(opt: Dict[str, Any], student: nn.Module, teacher: nn.Module) -> Optional[List[List[str]]]:
     """Turn ``distill.pairs: auto`` into pairs in ``opt`` (in place), log them and write them into the
     experiment's copy of the option file; a no-op for listed pairs. ``distill.num_pairs``: N (default 3)."""
     import glob

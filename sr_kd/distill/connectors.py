@@ -3,7 +3,7 @@ features channel by channel. Built from shapes, trained with the student, saved 
 from torch import nn
 
 
-def conv1x1(in_ch, out_ch, bn=False):
+def conv1x1(in_ch: int, out_ch: int, bn: bool = False) -> nn.Module:
     """A 1x1 convolution (FitNet's regressor); with ``bn`` a BatchNorm after it (as OFD's connector)."""
     layers = [nn.Conv2d(in_ch, out_ch, 1, bias=not bn)]
     if bn:
@@ -11,6 +11,6 @@ def conv1x1(in_ch, out_ch, bn=False):
     return nn.Sequential(*layers) if bn else layers[0]
 
 
-def conv3x3(in_ch, out_ch):
+def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
     """A 3x3 convolution, for connectors that should see a neighbourhood."""
     return nn.Conv2d(in_ch, out_ch, 3, padding=1)

@@ -57,7 +57,8 @@ def _crop(img, size):
     return img[top:top + size, left:left + size]
 
 
-def picture(out, teacher, student, plan, scale, crops=3, size=192):
+def picture(out: str, teacher: torch.nn.Module, student: torch.nn.Module, plan: dict, scale: int, crops: int = 3,
+            size: int = 192) -> None:
     """report.png: a row per held-out image (teacher | student | |difference| x4) and the curve."""
     import matplotlib
     matplotlib.use('Agg')

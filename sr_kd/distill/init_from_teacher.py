@@ -6,14 +6,14 @@ layers) and evenly spaced body convolutions, first and last kept; the first conv
 last one's output (the pixel-shuffle channels) stay whole. The student then starts from a thinned copy
 of its teacher's mapping instead of noise (in the spirit of structured pruning as initialisation).
 """
-from typing import Dict
+from typing import Dict, List
 
 import torch
 
 from sr_kd.errors import SRKDError
 
 
-def compact_layers(sd, where):
+def compact_layers(sd: Dict[str, torch.Tensor], where: str) -> List[int]:
     """The body indices of the convolutions of a Compact state dict; one line if it is not one."""
     convs = sorted({int(k.split('.')[1]) for k in sd if k.startswith('body.') and k.endswith('.weight')
                     and sd[k].dim() == 4})

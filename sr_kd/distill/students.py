@@ -11,11 +11,14 @@ network never runs). The timer is a parameter so tests can give a fake one.
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from sr_kd.errors import SRKDError
+
+if TYPE_CHECKING:
+    from sr_kd.archs.description import ModelInfo
 
 
 def _compact(feat, conv):
@@ -46,7 +49,7 @@ def network_opt(preset: str, scale: int) -> dict:
     return {**PRESETS[preset], 'upscale': scale}
 
 
-def inference_form(net_opt: dict):
+def inference_form(net_opt: dict) -> Tuple[torch.nn.Module, 'ModelInfo']:
     """(model, ModelInfo) of a freshly initialised network as ``upscale`` would load its saved weights."""
     from basicsr.archs import build_network
 
@@ -64,7 +67,8 @@ class Timed:
     speedup: float        # teacher seconds / these seconds
 
 
-def forward_seconds(model, info, x: torch.Tensor, precision: str, repeats: int = 3) -> float:
+def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str,
+                    repeats: int = 3) -> float:
     """Median wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``)
     after one warm-up run."""
     from sr_kd.backends import prepare
@@ -83,13 +87,13 @@ def forward_seconds(model, info, x: torch.Tensor, precision: str, repeats: int =
     return statistics.median(times)
 
 
-def parameters(model, info) -> int:
+def parameters(model: torch.nn.Module, info: 'ModelInfo') -> int:
     """Parameters an inference forward uses (SPAN's folded training branches do not count)."""
     from sr_kd.archs.loading import inference_parameters
     return inference_parameters(model, info)
 
 
-def time_candidates(teacher, teacher_info, scale: int, x: torch.Tensor, precision: str,
+def time_candidates(teacher: torch.nn.Module, teacher_info: 'ModelInfo', scale: int, x: torch.Tensor, precision: str,
                     names: Optional[List[str]] = None, timer: Callable = forward_seconds) -> List[Timed]:
     """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``."""
     t_sec = timer(teacher, teacher_info, x, precision)

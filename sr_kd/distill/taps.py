@@ -3,10 +3,15 @@
 Works for any architecture: a tap is a module name as ``named_modules()`` gives it ("IMDB2",
 "body.3.conv"). Records are cleared every step, so no feature stays alive across steps.
 """
+from typing import TYPE_CHECKING, Iterable, List, Sequence
+
 from sr_kd.errors import SRKDError, close_matches
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def check_module_names(net, names, role):
+
+def check_module_names(net: 'nn.Module', names: Sequence[str], role: str) -> List['nn.Module']:
     """Raise one clear line for names ``net`` does not have, listing what exists."""
     have = dict(net.named_modules())
     for name in names:
@@ -20,7 +25,7 @@ def check_module_names(net, names, role):
 class FeatureTaps:
     """Hooks on ``names`` of ``net``: after a forward, ``outputs[i]`` (and ``inputs[i]``) hold the tensors."""
 
-    def __init__(self, net, names, record_inputs=False, role='student'):
+    def __init__(self, net: 'nn.Module', names: Iterable[str], record_inputs: bool = False, role: str = 'student'):
         self.names = list(names)
         self.record_inputs = record_inputs
         self.outputs = [None] * len(self.names)
@@ -35,11 +40,11 @@ class FeatureTaps:
                 self.inputs[i] = args[0] if args else None
         return hook
 
-    def clear(self):
+    def clear(self) -> None:
         self.outputs = [None] * len(self.names)
         self.inputs = [None] * len(self.names)
 
-    def remove(self):
+    def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []

@@ -6,7 +6,7 @@ truth), its validation against the teacher, ``sr-kd cache-teacher`` and ``sr-kd 
 the same teacher the same way.
 """
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import torch
 
@@ -17,6 +17,11 @@ from sr_kd.checkpoint import check_fits, extract_state_dict, load_checkpoint
 from sr_kd.errors import SRKDError
 from sr_kd.hardware import bf16_is_native
 from sr_kd.rules import check_teacher_scale, teacher_path
+
+if TYPE_CHECKING:
+    from sr_kd.distill.taps import FeatureTaps
+    from sr_kd.distill.teacher_cache import TeacherCache
+    from sr_kd.losses.base import DistillLoss
 
 TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')
 TEACHER_MODES = ('online', 'offline')
@@ -93,7 +98,7 @@ class Teacher:
     """A run's frozen teacher: ``net`` (any weights file, built by ``build_teacher``), ``dtype`` (its
     precision) and, with ``distill.teacher: offline``, ``cache`` (its stored targets, ``use_cache``)."""
 
-    def __init__(self, opt, device):
+    def __init__(self, opt: dict, device: torch.device):
         self.opt = opt
         self.mode = teacher_mode(opt)
         self.net = build_teacher(opt, device)
@@ -109,7 +114,8 @@ class Teacher:
         """The teacher's SR output (fp32) on a batch, online."""
         return run_teacher(self.net, lq, self.dtype)
 
-    def use_cache(self, taps, names, terms, experiments_dir: str) -> None:
+    def use_cache(self, taps: 'FeatureTaps', names: List[str], terms: List['DistillLoss'],
+                  experiments_dir: str) -> None:
         """Offline: the cache of this teacher on the training dataset's images (built now when missing);
         ``names``/``terms``: the run's distillation terms, which say what maps it must hold."""
         from sr_kd.distill import teacher_cache
@@ -126,7 +132,7 @@ class Teacher:
         return self._image_targets[path].to(lq.device).float().div_(255)
 
 
-def cache_for_options(opt: dict, device: torch.device, root_path: str):
+def cache_for_options(opt: dict, device: torch.device, root_path: str) -> 'TeacherCache':
     """The offline cache of an option file, built without a model (``sr-kd cache-teacher``): the same teacher,
     taps, terms and images as the training run of that file, so the run finds it under the same key."""
     from sr_kd.distill.head import build_terms

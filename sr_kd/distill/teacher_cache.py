@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,11 +26,15 @@ import torch
 from sr_kd.errors import SRKDError
 from sr_kd.losses.feature_stats import spec_key, stat_map
 
+if TYPE_CHECKING:
+    from sr_kd.distill.taps import FeatureTaps
+    from sr_kd.losses.base import DistillLoss
+
 FORMAT = 1
 MANIFEST = 'manifest.json'
 
 
-def offline_specs(names, terms):
+def offline_specs(names: Sequence[str], terms: Sequence['DistillLoss']) -> List[str]:
     """The statistic maps (as ``spec_key`` strings) the terms read from the cache; one line naming every
     term that needs the online teacher (its full features or its network)."""
     specs, online = [], []
@@ -46,7 +51,7 @@ def offline_specs(names, terms):
     return specs
 
 
-def relative_names(paths):
+def relative_names(paths: Sequence[str]) -> List[str]:
     """Each path relative to the folder that holds them all: the cache's names for the images, which
     survive moving the data folder and keep same-named files of different subfolders apart."""
     base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
@@ -59,7 +64,7 @@ def _file_digest(path, h):
             h.update(chunk)
 
 
-def dataset_source(train_ds):
+def dataset_source(train_ds: dict) -> Tuple[List[str], Callable[[np.ndarray, int], np.ndarray], Optional[str]]:
     """(image paths, whole-image input function, key tag) of a training dataset whose crops the cache can
     serve: one that says how it makes the student's input of a whole image (``whole_input``)."""
     from basicsr.utils.registry import DATASET_REGISTRY
@@ -73,7 +78,8 @@ def dataset_source(train_ds):
     return training_paths(train_ds), cls.whole_input, cls.cache_tag
 
 
-def cache_key(opt, paths, taps, specs, dtype, tag=None):
+def cache_key(opt: dict, paths: Sequence[str], taps: Iterable[str], specs: Iterable[str], dtype: Optional[torch.dtype],
+              tag: Optional[str] = None) -> str:
     """16 hex digits of SHA-256 over everything that changes the stored targets (``tag``: the dataset's
     kind of input, None for the bicubic LR of the first format)."""
     h = hashlib.sha256()
@@ -97,7 +103,7 @@ def _read_manifest(folder):
         return None
 
 
-def resolve(root, key):
+def resolve(root: str, key: str) -> str:
     """The folder of cache ``key`` under ``root``; ``root`` itself when it is one cache (it holds a manifest),
     which must then have this key (else one line: it was built for another teacher, data or taps)."""
     own = _read_manifest(root)
@@ -110,7 +116,7 @@ def resolve(root, key):
     return os.path.join(root, key)
 
 
-def is_complete(folder, key):
+def is_complete(folder: str, key: str) -> bool:
     m = _read_manifest(folder)
     return bool(m) and m.get('key') == key and m.get('format') == FORMAT and all(
         os.path.isfile(os.path.join(folder, f'{stem}_{part}.npy')) for stem in m['images'].values()
@@ -130,7 +136,9 @@ def _remove_stale_partials(folder):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
-def build(folder, key, teacher, taps, paths, scale, specs, whole_input, teacher_name='', progress=True):
+def build(folder: str, key: str, teacher: Any, taps: 'FeatureTaps', paths: Sequence[str], scale: int,
+          specs: Sequence[str], whole_input: Callable[[np.ndarray, int], np.ndarray], teacher_name: str = '',
+          progress: bool = True) -> str:
     """Run ``teacher`` (a ``sr_kd.distill.teacher.Teacher``: its network and precision) on
     ``whole_input(image, scale)`` of every image of ``paths`` and store SR + maps under ``folder``
     (atomically)."""
@@ -195,7 +203,7 @@ def _augment(t, hflip, vflip, rot90):
 class TeacherCache:
     """Reads the teacher's targets for a batch of crops from a complete cache folder."""
 
-    def __init__(self, folder, paths):
+    def __init__(self, folder: str, paths: Sequence[str]):
         self.folder = folder
         m = _read_manifest(folder)
         self.scale, self.specs, self.levels = m['scale'], m['specs'], m['levels']
@@ -213,7 +221,8 @@ class TeacherCache:
                                      for part in ('sr', 'maps'))
         return self._open[path]
 
-    def targets(self, paths, crops, lq_size, device, maps=True):
+    def targets(self, paths: Sequence[str], crops: torch.Tensor, lq_size: int, device: torch.device,
+                maps: bool = True) -> Tuple[torch.Tensor, Dict[str, List[torch.Tensor]]]:
         """(teacher SR (N, 3, H, W), {spec: [maps (N, h, w) per level]}) for crops (N, 5):
         LR top, LR left, hflip, vflip, rot90 of each sample of ``paths``; ``maps=False`` reads no maps
         (no active term compares them) and returns {}."""
@@ -237,7 +246,8 @@ class TeacherCache:
         return sr_t, by_spec
 
 
-def ensure(opt, teacher, taps, specs, train_ds, root, progress=True):
+def ensure(opt: dict, teacher: Any, taps: 'FeatureTaps', specs: Sequence[str], train_ds: dict, root: str,
+           progress: bool = True) -> TeacherCache:
     """The complete cache of ``teacher`` (a Teacher) on this run's training dataset (built when missing), as a
     TeacherCache."""
     from basicsr.utils import get_root_logger
@@ -256,6 +266,6 @@ def ensure(opt, teacher, taps, specs, train_ds, root, progress=True):
     return TeacherCache(folder, paths)
 
 
-def default_root(experiments_root):
+def default_root(experiments_root: str) -> str:
     """Where caches go unless ``distill.teacher_cache`` says: beside the experiments, shared by every run."""
     return os.path.join(experiments_root, 'teacher_cache')

@@ -4,7 +4,7 @@ and float32 math outside autocast (bf16 matmuls lose the small differences these
 Cross-level terms (FSP, IRG, KD-SVD, MHGD) weight the transition from level l-1 to level l by the
 weight of level l, so ``level_weights`` always has one entry per ``distill.pairs`` entry.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,18 +12,18 @@ from torch import nn
 
 from sr_kd.distill.connectors import conv1x1, conv3x3
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss, level_weights
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number, Shapes, level_weights
 
 CONNECTORS = ('auto', 'identity', 'conv1x1', 'conv1x1_bn', 'conv3x3')
 
 
-def check_connector(kind, owner):
+def check_connector(kind: str, owner: str) -> str:
     if kind not in CONNECTORS:
         raise SRKDError(f'{owner}: connector must be one of {", ".join(CONNECTORS)}, not {kind!r}')
     return kind
 
 
-def make_connector(kind, cs, ct, owner):
+def make_connector(kind: str, cs: int, ct: int, owner: str) -> nn.Module:
     """A student->teacher channel adapter; 'auto' is identity for equal widths, else a 1x1 conv."""
     if kind == 'auto':
         kind = 'identity' if cs == ct else 'conv1x1'
@@ -36,12 +36,12 @@ def make_connector(kind, cs, ct, owner):
     return conv1x1(cs, ct, bn=kind == 'conv1x1_bn')
 
 
-def rows(x):
+def rows(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C*H*W): one vector per training patch, for relations over the batch."""
     return x.flatten(1)
 
 
-def match_size(a, b):
+def match_size(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Average-pool the larger of two maps to the other's H x W (levels of one network may differ)."""
     if a.shape[-2:] == b.shape[-2:]:
         return a, b
@@ -50,7 +50,7 @@ def match_size(a, b):
     return a, F.adaptive_avg_pool2d(b, a.shape[-2:])
 
 
-def match_channels(a, b):
+def match_channels(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Average adjacent channels of the wider map down to the narrower width (IRG's transformation)."""
     ca, cb = a.shape[1], b.shape[1]
     if ca == cb:
@@ -73,19 +73,19 @@ class ZooLoss(DistillLoss):
             identity, conv1x1, conv1x1_bn or conv3x3.
     """
 
-    def __init__(self, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         self._level_weights = level_weights
         self.weights = None
 
     @property
-    def owner(self):
+    def owner(self) -> str:
         return type(self).__name__
 
-    def default_weights(self, n):
+    def default_weights(self, n: int) -> List[float]:
         return [1.0] * n
 
-    def setup(self, s_shapes, t_shapes):
+    def setup(self, s_shapes: Shapes, t_shapes: Shapes) -> None:
         if len(s_shapes) != len(t_shapes):
             raise SRKDError(f'{self.owner}: {len(s_shapes)} student taps but {len(t_shapes)} teacher taps')
         for (cs, hs, ws), (ct, ht, wt) in zip(s_shapes, t_shapes):
@@ -96,10 +96,10 @@ class ZooLoss(DistillLoss):
                         else level_weights(self._level_weights, n))
         self.build([tuple(s) for s in s_shapes], [tuple(t) for t in t_shapes])
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         """Create the term's trainable parts from the tapped shapes (nothing by default)."""
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         if self.weights is None:
             raise RuntimeError(f'{self.owner}.setup(s_shapes, t_shapes) must run before compute')
         n = d.feats_s[0].shape[0]
@@ -110,8 +110,8 @@ class ZooLoss(DistillLoss):
             ft = [f.detach().float() for f in d.feats_t]
             return self.distill(fs, ft, d)
 
-    def distill(self, fs, ft, d):
+    def distill(self, fs: List[torch.Tensor], ft: List[torch.Tensor], d: DistillInputs) -> torch.Tensor:
         return sum(w * self.level(i, s, t) for i, (w, s, t) in enumerate(zip(self.weights, fs, ft)))
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -8,10 +8,15 @@ their parameters are trained with the student and saved in the checkpoint.
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+
+# A numeric option of a term's constructor: sr_kd.schema builds each term's options from these signatures,
+# and a number there accepts an int or a float (as an unannotated numeric default does).
+Number = Union[int, float]
+Shapes = Sequence[Tuple[int, ...]]  # the tapped features' (C, H, W), one per distill.pairs entry
 
 
 @dataclass
@@ -59,30 +64,30 @@ class DistillLoss(nn.Module):
     uses_features = True
     offline_maps = None
 
-    def __init__(self, loss_weight=1.0):
+    def __init__(self, loss_weight: Number = 1.0):
         super().__init__()
         self.loss_weight = float(loss_weight)
 
-    def setup(self, s_shapes, t_shapes):
+    def setup(self, s_shapes: Shapes, t_shapes: Shapes) -> None:
         """Build connectors from the tapped shapes: lists of (C, H, W) per pair. Called once, before training."""
 
-    def compute(self, d: DistillInputs) -> torch.Tensor:
+    def compute(self, d: DistillInputs) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
     # A part trained by its own optimizer (HolisticLoss's critic) keeps requires_grad off outside
     # ``own_step``, so the student's optimizer never sees it; the model calls ``own_step`` after each
     # student step and saves ``own_state`` (e.g. that optimizer) in the training state.
-    def own_step(self, d: DistillInputs):
+    def own_step(self, d: DistillInputs) -> None:
         """Train the term's own part on this step's inputs, after the student's step (nothing by default)."""
 
-    def own_state(self):
+    def own_state(self) -> Optional[Dict[str, Any]]:
         """What resume needs beyond the term's state_dict (e.g. its own optimizer), or None."""
         return None
 
-    def load_own_state(self, state):
+    def load_own_state(self, state: Optional[Dict[str, Any]]) -> None:
         """Restore what ``own_state`` returned."""
 
-    def forward(self, d: DistillInputs, scale=1.0) -> torch.Tensor:
+    def forward(self, d: DistillInputs, scale: float = 1.0) -> torch.Tensor:
         """``scale``: the fade's factor this step (distill.fade), applied with ``loss_weight``."""
         out = self.compute(d)
         if isinstance(out, tuple):
@@ -98,15 +103,15 @@ class OwnOptimizer:
 
     _optimizer = None
 
-    def build_optimizer(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
         raise NotImplementedError
 
-    def optimizer(self):
+    def optimizer(self) -> torch.optim.Optimizer:
         if self._optimizer is None:
             self._optimizer = self.build_optimizer()
         return self._optimizer
 
-    def scheduled_optimizer(self, d: DistillInputs):
+    def scheduled_optimizer(self, d: DistillInputs) -> torch.optim.Optimizer:
         """The optimizer at ``own_lr`` x this step's ``lr_scale`` (the released holistic code and the MHGD
         seed decay these parts' rates with the student's)."""
         opt = self.optimizer()
@@ -115,7 +120,7 @@ class OwnOptimizer:
         return opt
 
     @contextlib.contextmanager
-    def own_training(self, part, d: DistillInputs):
+    def own_training(self, part: nn.Module, d: DistillInputs) -> Iterator[torch.optim.Optimizer]:
         """The scheduled optimizer, with ``part`` trainable (gradients on) only inside the block, so the
         student's optimizer never sees it and no gradient is left behind."""
         opt = self.scheduled_optimizer(d)
@@ -127,15 +132,15 @@ class OwnOptimizer:
             opt.zero_grad(set_to_none=True)
             part.requires_grad_(False)
 
-    def own_state(self):
+    def own_state(self) -> Dict[str, Any]:
         # a copy: Optimizer.load_state_dict keeps tensors that need no cast, so a shared state would step twice
         return {'optimizer': copy.deepcopy(self.optimizer().state_dict())}
 
-    def load_own_state(self, state):
+    def load_own_state(self, state: Dict[str, Any]) -> None:
         self.optimizer().load_state_dict(state['optimizer'])
 
 
-def level_weights(weights, n):
+def level_weights(weights: Union[None, Number, Sequence[Number]], n: int) -> List[float]:
     """Per-level weights as a list of n floats (one number or None means equal weights of 1)."""
     if weights is None:
         return [1.0] * n

@@ -4,6 +4,7 @@ LwM needs Grad-CAM of a class score and BSS adversarial samples across a decisio
 network has neither.
 """
 from copy import deepcopy
+from typing import Any, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,12 +14,12 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number
 
 _CRITERIA = {'l1': F.l1_loss, 'mse': F.mse_loss}
 
 
-def input_gradient(net, lq, projection, create_graph):
+def input_gradient(net: nn.Module, lq: torch.Tensor, projection: torch.Tensor, create_graph: bool) -> torch.Tensor:
     """d<projection, net(lq)>/d lq: one random row of the input-output Jacobian, without touching .grad."""
     x = lq.detach().float().requires_grad_(True)
     with torch.enable_grad():
@@ -43,13 +44,13 @@ class SobolevLoss(DistillLoss):
 
     uses_features = False
 
-    def __init__(self, num_projections=1, loss_weight=1.0):
+    def __init__(self, num_projections: Number = 1, loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         if int(num_projections) < 1:
             raise SRKDError(f'SobolevLoss: num_projections must be at least 1, got {num_projections}')
         self.num_projections = int(num_projections)
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         teacher = getattr(d, 'teacher', None)
         if d.student is None or teacher is None:
             raise SRKDError('SobolevLoss needs the student and teacher networks in DistillInputs')
@@ -84,7 +85,7 @@ class DMLLoss(DistillLoss):
 
     uses_features = False
 
-    def __init__(self, network_peer=None, criterion='l1', loss_weight=1.0):
+    def __init__(self, network_peer: Any = None, criterion: str = 'l1', loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         if not isinstance(network_peer, dict) or 'type' not in network_peer:
             raise SRKDError('DMLLoss needs network_peer: {type: ..., ...} (the second student, usually network_g)')
@@ -93,7 +94,7 @@ class DMLLoss(DistillLoss):
         self.fn = _CRITERIA[criterion]
         self.peer: nn.Module = build_network(deepcopy(network_peer))
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> Tuple[torch.Tensor, torch.Tensor]:
         sr_p = self.peer(d.lq)  # under the step's autocast, as the student
         with torch.autocast(device_type=d.lq.device.type, enabled=False):
             sr_s, sr_p = d.sr_s.float(), sr_p.float()

@@ -10,7 +10,7 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
-from sr_kd.losses.base import OwnOptimizer
+from sr_kd.losses.base import DistillInputs, Number, OwnOptimizer
 
 
 class _SymEig(torch.autograd.Function):
@@ -44,7 +44,7 @@ class _SymEig(torch.autograd.Function):
         return (g + g.mT) / 2
 
 
-def right_singular(x, k):
+def right_singular(x: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-k singular values (N, k) and right singular vectors (N, C, k) of x (N, C, H, W) seen as (HW x C).
 
     The values carry no gradient: only the teacher's are used, as weights."""
@@ -55,13 +55,13 @@ def right_singular(x, k):
     return lam.detach().clamp_min(0).sqrt().float(), vec.float()
 
 
-def fix_sign(v):
+def fix_sign(v: torch.Tensor) -> torch.Tensor:
     """Make each vector's largest-magnitude entry positive, so the target does not depend on the solver."""
     top = v.gather(1, v.abs().argmax(dim=1, keepdim=True))
     return v * torch.where(top < 0, -1.0, 1.0)
 
 
-def align(v_s, v_t):
+def align(v_s: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
     """For each teacher vector, the student vector of largest |cosine|, with the teacher's sign (Align_rsv)."""
     cos = v_s.mT @ v_t  # (N, Ks, Kt)
     idx = cos.abs().argmax(dim=1, keepdim=True)  # (N, 1, Kt)
@@ -98,22 +98,23 @@ class KDSVDLoss(_DecompositionLoss):
         - {type: KDSVDLoss, name: kd_svd, k: 4, loss_weight: 1.23}
     """
 
-    def __init__(self, k=4, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, k: Number = 4, connector: str = 'auto', level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.k = int(k)
 
     @staticmethod
-    def rbf(v, v_prev):
+    def rbf(v: torch.Tensor, v_prev: torch.Tensor) -> torch.Tensor:
         return torch.exp(-(v.unsqueeze(2) - v_prev.unsqueeze(1)).pow(2) / 8)
 
-    def vectors(self, fs, ft):
+    def vectors(self, fs: torch.Tensor, ft: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         s_t, v_t = right_singular(ft, self.k)
         v_t = fix_sign(v_t)
         v_s = align(right_singular(fs, self.k)[1], v_t)
         scale = F.normalize(s_t, dim=1).unsqueeze(1)
         return v_s * scale, v_t * scale
 
-    def distill(self, fs, ft, d):
+    def distill(self, fs: List[torch.Tensor], ft: List[torch.Tensor], d: DistillInputs) -> torch.Tensor:
         vs = [self.vectors(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
         n = fs[0].shape[0]
         return sum(self.weights[i] * (self.rbf(vs[i][0], vs[i - 1][0]) - self.rbf(vs[i][1], vs[i - 1][1])).pow(2).sum() / n
@@ -131,7 +132,7 @@ def _frozen(block, x):
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), False, 0.0, bn.eps)
 
 
-def drop_heads(g):
+def drop_heads(g: torch.Tensor) -> torch.Tensor:
     """The seed's drop-head on row-normalised graphs (heads, N, N): per patch, each head's row is kept
     where a normal draw exceeds that patch's mean draw over the heads, so about half the heads survive
     (always at least one), and the estimator cannot lean on one head."""
@@ -178,7 +179,7 @@ class _GraphHead(nn.Module):
         return (1 - (est * v).sum(dim=1)).mean()
 
 
-def graph_kl(g_s, g_t):
+def graph_kl(g_s: torch.Tensor, g_t: torch.Tensor) -> torch.Tensor:
     """KL(softmax(G_S) || softmax(G_T)) per row, summed over heads and averaged over patches (seed order)."""
     return (F.softmax(g_s, -1) * (F.log_softmax(g_s, -1) - F.log_softmax(g_t, -1))).sum() / g_s.shape[1]
 
@@ -212,8 +213,8 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
 
     min_batch = 2
 
-    def __init__(self, num_head=8, head_iters=100, head_lr=5e-4, connector='auto', level_weights: Optional[List[float]] = None,
-                 loss_weight=1.0):
+    def __init__(self, num_head: Number = 8, head_iters: Number = 100, head_lr: Number = 5e-4, connector: str = 'auto',
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.num_head, self.head_iters, self.own_lr = int(num_head), int(head_iters), float(head_lr)
         if self.num_head < 1 or self.head_iters < 0 or self.own_lr <= 0:
@@ -223,29 +224,29 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
         self._teacher_vectors = None  # this step's, for own_step
         self.head_loss = None  # the head's last loss (logged by nothing; for inspection and tests)
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         super().build(s_shapes, t_shapes)
         self.graphs = nn.ModuleList(_GraphHead(t_shapes[i - 1][0], t_shapes[i][0], self.num_head)
                                     for i in range(1, len(t_shapes))).requires_grad_(False)
 
     @property
-    def head_trained(self):
+    def head_trained(self) -> bool:
         return int(self.head_steps) >= self.head_iters
 
     @property
-    def warmup_iters(self):
+    def warmup_iters(self) -> int:
         return self.head_iters
 
-    def build_optimizer(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(list(self.graphs.parameters()), lr=self.own_lr)
 
     @staticmethod
-    def first_vector(fs, ft):
+    def first_vector(fs: torch.Tensor, ft: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         v_t = fix_sign(right_singular(ft, 1)[1])[..., 0]
         v_s = right_singular(fs, 1)[1][..., 0]
         return v_s * torch.where((v_s * v_t).sum(dim=1, keepdim=True) < 0, -1.0, 1.0), v_t
 
-    def distill(self, fs, ft, d):
+    def distill(self, fs: List[torch.Tensor], ft: List[torch.Tensor], d: DistillInputs) -> torch.Tensor:
         vs = [self.first_vector(c(s), t) for c, s, t in zip(self.connectors, fs, ft)]
         self._teacher_vectors = [v_t.detach() for _, v_t in vs]
         kl = 0
@@ -258,7 +259,7 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
         # gradient, as DistributedDataParallel requires of a module it runs
         return kl if self.head_trained else kl * 0.0
 
-    def own_step(self, d):
+    def own_step(self, d: DistillInputs) -> None:
         """During the head's stage: one step of the head on this step's teacher vectors."""
         vt, self._teacher_vectors = self._teacher_vectors, None
         if self.head_trained or vt is None:

@@ -21,13 +21,15 @@ Terms of one step share the upcycled inputs, the teacher's labels and the studen
 on that step's ``DistillInputs``), so listing two terms on the same inputs costs no second teacher forward.
 Where we had to choose, and the reference code's behaviour, is in docs/dukd.md.
 """
+from typing import Any, List, Optional, Sequence, Tuple
+
 import torch
 
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.distill.teacher import run_teacher
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number
 from sr_kd.losses.output_distill import _CRITERIA
 from sr_kd.ops.matlab_resize import resize_matrix
 from sr_kd.rules import is_int
@@ -39,7 +41,7 @@ SOURCES = ('zoom_in', 'zoom_out', 'lr')
 
 
 # ----- upcycled inputs -------------------------------------------------------------------------------------
-def zoom_in_inputs(gt, lr_shape, n_crops=1):
+def zoom_in_inputs(gt: torch.Tensor, lr_shape: Tuple[int, int], n_crops: int = 1) -> torch.Tensor:
     """``n_crops`` distinct LR-sized tiles per HR patch, drawn uniformly from the grid of LR-sized tiles that
     cover it (a scale x scale grid when HR = scale x LR); (N * n_crops, C, h, w), each image's tiles together."""
     n, c, gh, gw = gt.shape
@@ -54,7 +56,7 @@ def zoom_in_inputs(gt, lr_shape, n_crops=1):
     return tiles[torch.arange(n, device=gt.device)[:, None], pick].reshape(n * n_crops, c, h, w)
 
 
-def zoom_out_inputs(lq, scale):
+def zoom_out_inputs(lq: torch.Tensor, scale: int) -> torch.Tensor:
     """The LR batch downscaled by ``scale`` with MATLAB's bicubic (antialiased, symmetric edges): the float
     path of sr_kd/ops/matlab_resize.imresize (float64, height then width, no rounding), batched on the
     tensor's device. No gradient is needed through it (the LR patch is data)."""
@@ -67,7 +69,8 @@ def zoom_out_inputs(lq, scale):
 
 
 # ----- paired invertible augmentations ---------------------------------------------------------------------
-def draw_augmentations(n, prob, ops=OPS, device=None):
+def draw_augmentations(n: int, prob: float, ops: Sequence[str] = OPS,
+                       device: Optional[torch.device] = None) -> torch.Tensor:
     """(n, 4) bool: per sample, each op of ``ops`` on with probability ``prob``, independently (the reference
     code's draw, so a sample may get none, one or several); columns in the order of ``OPS``."""
     on = torch.rand(n, len(OPS), device=device) < prob
@@ -78,7 +81,7 @@ def _where(mask, a, b):
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
-def augment(x, draw):
+def augment(x: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
     """Apply each sample's drawn ops to ``x`` (N, C, H, W): invert, flip_h, flip_w, transpose, in that order."""
     x = _where(draw[:, 0], 1 - x, x)
     x = _where(draw[:, 1], x.flip(-2), x)
@@ -86,7 +89,7 @@ def augment(x, draw):
     return _transpose(x, draw[:, 3])
 
 
-def invert_augment(y, draw):
+def invert_augment(y: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
     """Undo ``augment`` on ``y`` (an input or its SR output): the same ops in the reverse order. (Each op is
     its own inverse, but transpose does not commute with a flip, so the order matters.)"""
     y = _transpose(y, draw[:, 3])
@@ -189,11 +192,11 @@ class DUKDZoomInLoss(_DUKDTerm):
         - {type: DUKDZoomInLoss, name: zoom_in, n_crops: 1, loss_weight: 0.2}
     """
 
-    def __init__(self, n_crops=1, criterion='l1', loss_weight=1.0):
+    def __init__(self, n_crops: Number = 1, criterion: str = 'l1', loss_weight: Number = 1.0):
         super().__init__(criterion, loss_weight)
         self.n_crops = _n_crops(n_crops)
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         self._check(d)
         target = _teacher_label(d, 'zoom_in', self.n_crops)
         _, x = _source(d, 'zoom_in', self.n_crops)
@@ -219,7 +222,7 @@ class DUKDZoomOutLoss(_DUKDTerm):
         - {type: DUKDZoomOutLoss, name: zoom_out, loss_weight: 0.2}
     """
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         self._check(d)
         target = _teacher_label(d, 'zoom_out', None)
         return self.fn(_student_zoom_out(d), target)
@@ -239,7 +242,7 @@ class DUKDZoomOutReconLoss(_DUKDTerm):
     needs_teacher = False
     offline_maps = ()  # reads no teacher output at all
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         self._check(d)
         return self.fn(_student_zoom_out(d), d.lq.detach().float())
 
@@ -263,7 +266,10 @@ class DUKDConsistencyLoss(_DUKDTerm):
         - {type: DUKDConsistencyLoss, name: consistency, source: zoom_in, prob: 0.3, loss_weight: 0.2}
     """
 
-    def __init__(self, source='zoom_in', ops=OPS, prob=0.3, n_crops=1, criterion='l1', loss_weight=1.0):
+    # ops: List[Any] as sr_kd.schema reads it (a list of any items, as the tuple default made it): the
+    # constructor checks the items, and takes a tuple or one name too
+    def __init__(self, source: str = 'zoom_in', ops: List[Any] = OPS, prob: Number = 0.3, n_crops: Number = 1,
+                 criterion: str = 'l1', loss_weight: Number = 1.0):
         super().__init__(criterion, loss_weight)
         if source not in SOURCES:
             raise SRKDError(f'DUKDConsistencyLoss: source must be one of {", ".join(SOURCES)}, not {source!r}')
@@ -277,7 +283,7 @@ class DUKDConsistencyLoss(_DUKDTerm):
         if source == 'lr':  # the teacher's label is its output on the batch: no second teacher forward
             self.needs_teacher, self.offline_maps = False, ()
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         self._check(d)
         target = _teacher_label(d, self.source, self.n_crops)
         _, x = _source(d, self.source, self.n_crops)

@@ -2,7 +2,7 @@
 ACCV 2018): each tapped feature is reduced along channels to one statistic map per sample, so student
 and teacher widths may differ without connectors; maps are compared at several levels with weights.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss, level_weights
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number, Shapes, level_weights
 
 STATS = ('mean_pow', 'pow_mean', 'max', 'min', 'std')
 
 
-def spec_key(stat, p):
+def spec_key(stat: str, p: Number) -> str:
     return f'{stat}_p{p:g}'
 
 
-def stat_map(x, stat, p=2):
+def stat_map(x: torch.Tensor, stat: str, p: Number = 2) -> torch.Tensor:
     """(N, C, H, W) -> (N, H, W) statistic along channels.
 
     mean_pow: (mean_c F)^p          (mean of the features, raised to p)
@@ -41,7 +41,7 @@ def stat_map(x, stat, p=2):
     raise SRKDError(f'unknown stat {stat!r}; choose one of {", ".join(STATS)}')
 
 
-def normalize_map(m, eps=1e-8):
+def normalize_map(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-sample L2 normalisation of a flattened map (as attention transfer); flat maps stay finite."""
     flat = m.flatten(1)
     return flat / flat.norm(dim=1, keepdim=True).clamp_min(eps)
@@ -65,7 +65,8 @@ class FeatureStatsLoss(DistillLoss):
         - {type: FeatureStatsLoss, name: fs, stat: pow_mean, p: 2, normalize: true, loss_weight: 0.1}
     """
 
-    def __init__(self, stat='pow_mean', p=2, normalize=True, criterion='mse', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, stat: str = 'pow_mean', p: Number = 2, normalize: bool = True, criterion: str = 'mse',
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         if stat not in STATS:
             raise SRKDError(f'FeatureStatsLoss: unknown stat {stat!r}; choose one of {", ".join(STATS)}')
@@ -74,18 +75,18 @@ class FeatureStatsLoss(DistillLoss):
         self.stat, self.p, self.normalize, self.criterion = stat, p, normalize, criterion
         self._weights = level_weights
 
-    def setup(self, s_shapes, t_shapes):
+    def setup(self, s_shapes: Shapes, t_shapes: Shapes) -> None:
         self.weights = level_weights(self._weights, len(s_shapes))
         for (cs, hs, ws), (ct, ht, wt) in zip(s_shapes, t_shapes):
             if (hs, ws) != (ht, wt):
                 raise SRKDError(f'FeatureStatsLoss needs equal spatial sizes, got {hs}x{ws} and {ht}x{wt}')
 
     @property
-    def offline_maps(self):
+    def offline_maps(self) -> Tuple[Tuple[str, Number]]:
         """One channel per position is all this term needs of the teacher: the offline cache stores it."""
         return ((self.stat, self.p),)
 
-    def level_loss(self, fs, mt):
+    def level_loss(self, fs: torch.Tensor, mt: torch.Tensor) -> torch.Tensor:
         """Loss of one level: student features ``fs`` against the teacher's statistic map ``mt`` (N, H, W)."""
         ms = stat_map(fs, self.stat, self.p)
         if self.normalize:
@@ -96,7 +97,7 @@ class FeatureStatsLoss(DistillLoss):
             return (ms - mt).pow(2).sum(dim=1).mean() if self.normalize else F.mse_loss(ms, mt)
         return (ms - mt).abs().sum(dim=1).mean() if self.normalize else F.l1_loss(ms, mt)
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         weights = getattr(self, 'weights', None) or [1.0] * len(d.feats_s)
         if d.maps_t is not None:
             maps_t = d.maps_t[spec_key(self.stat, self.p)]

@@ -5,7 +5,7 @@ Methods that compare channel by channel own a connector (student width -> teache
 reduce channels to one map (AT, FT) or compare sets of channels (NST) need none.
 """
 import math
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
+from sr_kd.losses.base import Number
 
 
 class _ConnectedLoss(ZooLoss):
@@ -39,14 +40,15 @@ class FitNetLoss(_ConnectedLoss):
         - {type: FitNetLoss, name: fitnet, connector: conv1x1, loss_weight: 0.427}
     """
 
-    def __init__(self, connector='conv1x1', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, connector: str = 'conv1x1', level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.connectors[i](fs), ft)
 
 
-def attention_map(x, p):
+def attention_map(x: torch.Tensor, p: Number) -> torch.Tensor:
     """Spatial attention of AT: mean over channels of |F|^p, L2-normalised per sample (flat maps stay finite)."""
     return F.normalize(x.abs().pow(p).mean(dim=1).flatten(1), dim=1)
 
@@ -65,11 +67,11 @@ class ATLoss(ZooLoss):
         - {type: ATLoss, name: at, p: 2, loss_weight: 116}
     """
 
-    def __init__(self, p=2, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, p: Number = 2, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.p = p
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return (attention_map(fs, self.p) - attention_map(ft, self.p)).pow(2).mean()
 
 
@@ -87,14 +89,15 @@ class FTLoss(ZooLoss):
         - {type: FTLoss, name: ft, p1: 2, p2: 1, loss_weight: 8.52}
     """
 
-    def __init__(self, p1=2, p2=1, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, p1: Number = 2, p2: Number = 1, level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.p1, self.p2 = p1, p2
 
-    def factor(self, x):
+    def factor(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x.pow(self.p1).mean(dim=1).flatten(1), dim=1)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return (self.factor(fs) - self.factor(ft)).abs().pow(self.p2).mean()
 
 
@@ -113,14 +116,15 @@ class NSTLoss(ZooLoss):
         - {type: NSTLoss, name: nst, degree: 2, c: 0.0, loss_weight: 0.0491}
     """
 
-    def __init__(self, degree=2, c=0.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, degree: Number = 2, c: Number = 0.0, level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.degree, self.c = degree, c
 
-    def kernel_mean(self, a, b):
+    def kernel_mean(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (torch.bmm(a, b.transpose(1, 2)) + self.c).pow(self.degree).mean()
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         s, t = F.normalize(fs.flatten(2), dim=2), F.normalize(ft.flatten(2), dim=2)
         return self.kernel_mean(t, t) + self.kernel_mean(s, s) - 2 * self.kernel_mean(s, t)
 
@@ -141,14 +145,15 @@ class ABLoss(_ConnectedLoss):
 
     zero_when_features_equal = False  # a margin beyond zero is the target, not equality
 
-    def __init__(self, margin=1.0, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, margin: Number = 1.0, connector: str = 'conv1x1_bn',
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.margin = margin
 
-    def default_weights(self, n):
+    def default_weights(self, n: int) -> List[float]:
         return [2.0 ** (i - n + 1) for i in range(n)]
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         s = self.connectors[i](fs)
         return torch.where(ft > 0, F.relu(self.margin - s), F.relu(self.margin + s)).pow(2).mean()
 
@@ -165,10 +170,11 @@ class OFDLoss(_ConnectedLoss):
         - {type: OFDLoss, name: ofd, loss_weight: 0.461}
     """
 
-    def __init__(self, connector='conv1x1_bn', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, connector: str = 'conv1x1_bn', level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         neg = (ft < 0).float()
         margin = (ft * neg).sum(dim=(0, 2, 3), keepdim=True) / neg.sum(dim=(0, 2, 3), keepdim=True).clamp_min(1)
         target = torch.maximum(ft, margin)
@@ -208,19 +214,20 @@ class AFDLoss(_ConnectedLoss):
         - {type: AFDLoss, name: afd, att_f: 1.0, loss_weight: 149}
     """
 
-    def __init__(self, att_f=1.0, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, att_f: Number = 1.0, connector: str = 'auto', level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.att_f = att_f
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         super().build(s_shapes, t_shapes)
         self.attention = nn.ModuleList(_ChannelAttention(t[0], self.att_f) for t in t_shapes)
 
     @staticmethod
-    def spatial_normalize(x, eps=1e-6):
+    def spatial_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         return x / (x.norm(dim=(2, 3), keepdim=True) + eps)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         rho = self.attention[i](ft)
         s, t = self.spatial_normalize(self.connectors[i](fs)), self.spatial_normalize(ft)
         return (rho * (s - t).pow(2).mean(dim=(2, 3))).sum(dim=1).mean()
@@ -260,15 +267,16 @@ class VIDLoss(ZooLoss):
 
     zero_when_features_equal = False  # its minimum depends on the learned variance
 
-    def __init__(self, init_var=5.0, eps=1e-5, mid_channels=None, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, init_var: Number = 5.0, eps: Number = 1e-5, mid_channels: Any = None,
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         if init_var <= eps:
             raise SRKDError(f'VIDLoss: init_var must exceed eps ({eps}), got {init_var}')
         self.init_var, self.eps, self.mid_channels = init_var, eps, mid_channels
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         self.heads = nn.ModuleList(_VIDHead(s[0], self.mid_channels or t[0], t[0], self.init_var, self.eps)
                                    for s, t in zip(s_shapes, t_shapes))
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return self.heads[i](fs, ft)

@@ -9,6 +9,8 @@ the student's optimizer: its parameters have ``requires_grad`` off outside ``own
 student's loss reaches the student through the critic but leaves the critic's gradients untouched.
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +18,7 @@ from torch import nn
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss, OwnOptimizer
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number, OwnOptimizer, Shapes
 
 _OPTIMIZERS = {'SGD': torch.optim.SGD, 'Adam': torch.optim.Adam}
 # the released code's step: lr 4e-4 and weight decay 5e-4 (its run_train_val.sh) on a loss scaled by 0.1
@@ -28,13 +30,13 @@ class SelfAttention(nn.Module):
     """The seed's self-attention block (SAGAN): 1x1 query/key to C/8, value to C, softmax over positions,
     ``gamma * attended + x`` with gamma starting at 0 (the block starts as the identity)."""
 
-    def __init__(self, dim):
+    def __init__(self, dim: int):
         super().__init__()
         self.query, self.key = nn.Conv2d(dim, max(dim // 8, 1), 1), nn.Conv2d(dim, max(dim // 8, 1), 1)
         self.value = nn.Conv2d(dim, dim, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # (n, hw, c/8)
         attention = torch.softmax(q @ self.key(x).flatten(2), dim=-1)  # (n, hw, hw), rows sum to 1
@@ -49,14 +51,14 @@ class Critic(nn.Module):
     [-1, 1]. No batch norm (the gradient penalty is per sample); no spectral norm (the penalty bounds the
     gradient, as in the paper)."""
 
-    def __init__(self, in_ch=3, dim=64):
+    def __init__(self, in_ch: int = 3, dim: int = 64):
         super().__init__()
         chans = [2 * in_ch, dim, 2 * dim, 4 * dim, 8 * dim]
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1) for a, b in zip(chans[:-1], chans[1:]))
         self.attn3, self.attn4 = SelfAttention(4 * dim), SelfAttention(8 * dim)
         self.last = nn.Conv2d(8 * dim, 1, 3, padding=1)
 
-    def forward(self, cond, sr):
+    def forward(self, cond: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
         x = torch.cat([cond, sr], dim=1) * 2 - 1
         for i, conv in enumerate(self.convs):
             x = F.leaky_relu(conv(x), 0.1)
@@ -67,7 +69,7 @@ class Critic(nn.Module):
         return self.last(x).mean(dim=(1, 2, 3))
 
 
-def gradient_penalty(critic, cond, real, fake):
+def gradient_penalty(critic: nn.Module, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """mean_i (||d critic(cond, x_i) / d x_i||_2 - 1)^2 at x_i = a_i real_i + (1 - a_i) fake_i, a_i ~ U(0, 1)."""
     alpha = torch.rand(len(real), 1, 1, 1, device=real.device, dtype=real.dtype)
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -103,7 +105,8 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
 
     uses_features = False
 
-    def __init__(self, dim=64, gp_weight=10.0, critic_steps=1, critic_optim=None, loss_weight=1.0):
+    def __init__(self, dim: Number = 64, gp_weight: Number = 10.0, critic_steps: Number = 1, critic_optim: Any = None,
+                 loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         optim = {'type': 'SGD', **(critic_optim or {})}
         if optim['type'] not in _OPTIMIZERS:
@@ -117,25 +120,25 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
         self.own_lr = self.optim_opt['lr']
         self.critic_loss = None  # the last critic step's loss (logged by nothing; for inspection and tests)
 
-    def setup(self, s_shapes, t_shapes):
+    def setup(self, s_shapes: Shapes, t_shapes: Shapes) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             raise SRKDError('HolisticLoss trains its critic in one process: distributed training is not supported')
 
-    def build_optimizer(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
         kwargs = {k: v for k, v in self.optim_opt.items() if k != 'type'}
         return _OPTIMIZERS[self.optim_opt['type']](list(self.critic.parameters()), **kwargs)
 
     @staticmethod
-    def condition(lq, sr):
+    def condition(lq: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
         if min(sr.shape[-2:]) < 16:
             raise SRKDError(f'HolisticLoss needs SR patches of at least 16 px, got {sr.shape[-2]}x{sr.shape[-1]}')
         return F.interpolate(lq.float(), size=sr.shape[-2:], mode='bicubic', align_corners=False)
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         with torch.autocast(device_type=d.lq.device.type, enabled=False):
             return -self.critic(self.condition(d.lq, d.sr_s), d.sr_s.float()).mean()
 
-    def own_step(self, d):
+    def own_step(self, d: DistillInputs) -> None:
         """Train the critic on this step's pair: teacher SR real, student SR (detached) fake."""
         with torch.autocast(device_type=d.lq.device.type, enabled=False), torch.enable_grad():
             real, fake = d.sr_t.detach().float(), d.sr_s.detach().float()

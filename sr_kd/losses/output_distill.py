@@ -1,11 +1,12 @@
 """Output distillation: the student's SR image follows the teacher's (the SR analog of Hinton's KD,
 where the teacher's output plays the soft target; no temperature, since SR outputs are not logits)."""
+import torch
 import torch.nn.functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillLoss
+from sr_kd.losses.base import DistillInputs, DistillLoss, Number
 
 _CRITERIA = {'l1': F.l1_loss, 'mse': F.mse_loss,
              'charbonnier': lambda a, b: ((a - b).pow(2) + 1e-6).sqrt().mean()}
@@ -40,7 +41,7 @@ class OutputDistillLoss(DistillLoss):
     offline_maps = ()  # the teacher's SR output only: runs from the offline cache
     GATES = ('none', 'teacher_closer')
 
-    def __init__(self, criterion='l1', loss_weight=1.0, gate='none', crop_border=0):
+    def __init__(self, criterion: str = 'l1', loss_weight: Number = 1.0, gate: str = 'none', crop_border: Number = 0):
         super().__init__(loss_weight)
         if not isinstance(crop_border, int) or crop_border < 0:
             raise SRKDError(f'OutputDistillLoss: crop_border must be a whole number >= 0, not {crop_border!r}')
@@ -51,7 +52,7 @@ class OutputDistillLoss(DistillLoss):
             raise SRKDError(f'OutputDistillLoss: gate must be one of {", ".join(self.GATES)}, not {gate!r}')
         self.fn, self.gate = _CRITERIA[criterion], gate
 
-    def compute(self, d):
+    def compute(self, d: DistillInputs) -> torch.Tensor:
         s, t = d.sr_s.float(), d.sr_t.float()
         b = self.crop_border
         if b:

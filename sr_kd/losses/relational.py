@@ -6,7 +6,7 @@ All but CRD need a batch of 2 or more (``min_batch = 2``): with one patch there 
 CRD compares each patch with a memory of earlier patches too, so it works from batch 1.
 """
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch import nn
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.losses._zoo import ZooLoss, match_channels, match_size, rows
+from sr_kd.losses.base import DistillInputs, Number
 
 
 @LOSS_REGISTRY.register()
@@ -30,11 +31,11 @@ class SPLoss(ZooLoss):
     min_batch = 2
 
     @staticmethod
-    def similarity(x):
+    def similarity(x: torch.Tensor) -> torch.Tensor:
         v = rows(x)
         return F.normalize(v @ v.t(), dim=1)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         n = fs.shape[0]
         return (self.similarity(fs) - self.similarity(ft)).pow(2).sum() / (n * n)
 
@@ -56,21 +57,22 @@ class CCLoss(ZooLoss):
 
     min_batch = 2
 
-    def __init__(self, gamma=0.4, p_order=2, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, gamma: Number = 0.4, p_order: Number = 2, level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.gamma, self.p_order = gamma, p_order
 
-    def correlation(self, x):
+    def correlation(self, x: torch.Tensor) -> torch.Tensor:
         e = F.normalize(rows(x), dim=1)
         sim = e @ e.t()
         g2 = 2 * self.gamma
         return sum(math.exp(-g2) * g2 ** p / math.factorial(p) * sim.pow(p) for p in range(self.p_order + 1))
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.correlation(fs), self.correlation(ft))
 
 
-def pair_distances(v, squared=False, eps=1e-12):
+def pair_distances(v: torch.Tensor, squared: bool = False, eps: float = 1e-12) -> torch.Tensor:
     """Euclidean distances between rows, zero diagonal; clamped before sqrt so equal rows stay finite."""
     sq = v.pow(2).sum(dim=1)
     d = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2 * v @ v.t()).clamp_min(eps)
@@ -96,22 +98,23 @@ class RKDLoss(ZooLoss):
 
     min_batch = 2
 
-    def __init__(self, w_dist=25.0, w_angle=50.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, w_dist: Number = 25.0, w_angle: Number = 50.0, level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.w_dist, self.w_angle = w_dist, w_angle
 
     @staticmethod
-    def distance(v):
+    def distance(v: torch.Tensor) -> torch.Tensor:
         d = pair_distances(v)
         mean = d.sum() / (d > 0).sum().clamp_min(1)
         return d / mean.clamp_min(1e-12)
 
     @staticmethod
-    def angle(v):
+    def angle(v: torch.Tensor) -> torch.Tensor:
         e = F.normalize(v.unsqueeze(0) - v.unsqueeze(1), dim=2)  # e[a, b] = unit(v_b - v_a)
         return torch.bmm(e, e.transpose(1, 2)).flatten()  # cos of the angle at a between b and c
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         s, t = rows(fs), rows(ft)
         loss = 0
         if self.w_dist:
@@ -136,22 +139,22 @@ class PKTLoss(ZooLoss):
 
     min_batch = 2
 
-    def __init__(self, eps=1e-7, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, eps: Number = 1e-7, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.eps = eps
 
-    def probabilities(self, x):
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         v = rows(x)
         v = v / (v.norm(dim=1, keepdim=True) + self.eps)
         sim = (v @ v.t() + 1) / 2
         return sim / sim.sum(dim=1, keepdim=True)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         ps, pt = self.probabilities(fs), self.probabilities(ft)
         return (pt * torch.log((pt + self.eps) / (ps + self.eps))).mean()
 
 
-def max_normalized(d):
+def max_normalized(d: torch.Tensor) -> torch.Tensor:
     return d / d.max().clamp_min(1e-12)
 
 
@@ -175,16 +178,17 @@ class IRGLoss(ZooLoss):
 
     min_batch = 2
 
-    def __init__(self, w_vert=0.1, w_edge=5.0, w_tran=5.0, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, w_vert: Number = 0.1, w_edge: Number = 5.0, w_tran: Number = 5.0,
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.w_vert, self.w_edge, self.w_tran = w_vert, w_edge, w_tran
 
     @staticmethod
-    def transformation(a, b):
+    def transformation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a, b = match_size(*match_channels(a, b))
         return max_normalized((rows(a) - rows(b)).pow(2).sum(dim=1))
 
-    def distill(self, fs, ft, d):
+    def distill(self, fs: List[torch.Tensor], ft: List[torch.Tensor], d: DistillInputs) -> torch.Tensor:
         vert = F.mse_loss(d.sr_s.float(), d.sr_t.detach().float())
         edge = sum(w * F.mse_loss(max_normalized(pair_distances(rows(s), squared=True)),
                                   max_normalized(pair_distances(rows(t), squared=True)))
@@ -226,7 +230,7 @@ class _CRDHead(nn.Module):
         self.memory_s, self.memory_t = _Memory(nce_k, feat_dim), _Memory(nce_k, feat_dim)
 
 
-def info_nce(anchor, positive, memory, tau):
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, memory: torch.Tensor, tau: float) -> torch.Tensor:
     """-log softmax of each anchor's positive among all positives of the batch (the other patches are
     negatives) and the memory's embeddings, averaged over anchors."""
     logits = torch.cat([anchor @ positive.t(), anchor @ memory.t()], dim=1) / tau
@@ -256,14 +260,15 @@ class CRDLoss(ZooLoss):
 
     zero_when_features_equal = False  # contrastive: equal features still leave the negatives' term
 
-    def __init__(self, feat_dim=128, nce_k=16384, nce_t=0.07, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, feat_dim: Number = 128, nce_k: Number = 16384, nce_t: Number = 0.07,
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.feat_dim, self.nce_k, self.nce_t = feat_dim, nce_k, nce_t
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         self.heads = nn.ModuleList(_CRDHead(s[0], t[0], self.feat_dim, self.nce_k) for s, t in zip(s_shapes, t_shapes))
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         h = self.heads[i]
         zs = F.normalize(h.embed_s(fs.mean(dim=(2, 3))), dim=1)
         zt = F.normalize(h.embed_t(ft.mean(dim=(2, 3))), dim=1)

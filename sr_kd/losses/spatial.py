@@ -1,7 +1,7 @@
 """Spatial structure: how positions relate inside one feature (pair-wise affinity graph) and how one
 level flows into the next (FSP). Both suit SR, where the structure of the image is the task.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector, match_size
+from sr_kd.losses.base import DistillInputs, Number
 
 
 @LOSS_REGISTRY.register()
@@ -36,7 +37,8 @@ class PairWiseLoss(ZooLoss):
         - {type: PairWiseLoss, name: pair_wise, node_size: 2, pool: avg, variant: paper, loss_weight: 0.152}
     """
 
-    def __init__(self, node_size=2, pool='avg', variant='paper', scale=0.5, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, node_size: Number = 2, pool: str = 'avg', variant: str = 'paper', scale: Number = 0.5,
+                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         if pool not in ('avg', 'max'):
             raise SRKDError(f"PairWiseLoss: pool must be 'avg' or 'max', not {pool!r}")
@@ -47,7 +49,7 @@ class PairWiseLoss(ZooLoss):
                             f'got {node_size} and {scale}')
         self.node_size, self.pool, self.variant, self.scale = int(node_size), pool, variant, float(scale)
 
-    def nodes(self, x):
+    def nodes(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, M) node features, unit length along C."""
         if self.variant == 'paper':
             pool = F.avg_pool2d if self.pool == 'avg' else F.max_pool2d
@@ -56,16 +58,16 @@ class PairWiseLoss(ZooLoss):
         pooled = F.max_pool2d(x, kernel, stride=kernel, ceil_mode=True).flatten(2)
         return pooled / (pooled.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-8).detach()
 
-    def affinity(self, x):
+    def affinity(self, x: torch.Tensor) -> torch.Tensor:
         nodes = self.nodes(x)
         return torch.bmm(nodes.transpose(1, 2), nodes)
 
-    def level(self, i, fs, ft):
+    def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         a_s, a_t = self.affinity(fs), self.affinity(ft)
         return (a_s - a_t).pow(2).mean()
 
 
-def flow(a, b):
+def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """FSP matrix between two levels: (N, Ca, Cb) inner products over positions, divided by H*W."""
     a, b = match_size(a, b)
     return torch.einsum('nchw,ndhw->ncd', a, b) / (a.shape[-2] * a.shape[-1])
@@ -83,17 +85,18 @@ class FSPLoss(ZooLoss):
         - {type: FSPLoss, name: fsp, loss_weight: 7.08}
     """
 
-    def __init__(self, connector='auto', level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, connector: str = 'auto', level_weights: Optional[List[float]] = None,
+                 loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
-    def build(self, s_shapes, t_shapes):
+    def build(self, s_shapes: List[Tuple[int, ...]], t_shapes: List[Tuple[int, ...]]) -> None:
         if len(s_shapes) < 2:
             raise SRKDError('FSPLoss needs at least two distill.pairs (it compares flows between levels)')
         self.connectors = nn.ModuleList(
             make_connector(self.connector_kind, s[0], t[0], self.owner) for s, t in zip(s_shapes, t_shapes))
 
-    def distill(self, fs, ft, d):
+    def distill(self, fs: List[torch.Tensor], ft: List[torch.Tensor], d: DistillInputs) -> torch.Tensor:
         fs = [c(f) for c, f in zip(self.connectors, fs)]
         return sum(self.weights[i] * (flow(fs[i - 1], fs[i]) - flow(ft[i - 1], ft[i])).pow(2).mean()
                    for i in range(1, len(fs)))

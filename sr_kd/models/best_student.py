@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+from typing import Callable
 
 from sr_kd.atomic import atomic_path, atomic_write_text
 from sr_kd.jsonl import read_rows
@@ -20,7 +21,7 @@ def best_row(val_log: str, dataset: str, metric: str) -> dict:
 
 
 def keep_if_best(experiment: str, val_log: str, dataset: str, metric: str, current_iter: int, value: float,
-                 save_best) -> None:
+                 save_best: Callable[[], None]) -> None:
     """After a validation of ``dataset`` at ``current_iter``: when it is the best row so far, ``save_best()``
     writes net_g_best.pth and best.json says so."""
     if best_row(val_log, dataset, metric)['iter'] != current_iter:

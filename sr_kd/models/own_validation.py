@@ -7,13 +7,18 @@
   iteration is clamped to total_iter, and a dataset already validated at it is not run again (keyed by
   the loader itself, so two loaders whose datasets share a name are both validated).
 """
+from typing import TYPE_CHECKING, Any, Union
+
 from sr_kd.rng import rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 
 class OwnValidation:
     """Mixin placed before a BasicSR model class: ``class M(OwnValidation, SRModel)``."""
 
-    def validation(self, dataloader, current_iter, *args, **kwargs):
+    def validation(self, dataloader: 'DataLoader', current_iter: Union[int, str], *args: Any, **kwargs: Any) -> None:
         if self.is_train and isinstance(current_iter, int):  # test.py passes the run's name instead
             total = self.opt.get('train', {}).get('total_iter')
             if isinstance(total, int):

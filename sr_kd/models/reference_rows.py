@@ -1,5 +1,7 @@
 """The fixed rows of a validation table beside the student's: bicubic (MATLAB) and the teacher, measured
 against the set's HR; on a set without ground truth, bicubic measured against the teacher's output."""
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -8,8 +10,12 @@ from basicsr.utils import tensor2img
 
 from sr_kd.ops.matlab_resize import imresize
 
+if TYPE_CHECKING:
+    from sr_kd.distill.teacher import Teacher
 
-def reference_metrics(dataloader, metric_opts: dict, teacher, device) -> dict:
+
+def reference_metrics(dataloader: torch.utils.data.DataLoader, metric_opts: dict, teacher: 'Teacher',
+                      device: torch.device) -> dict:
     """{'bicubic': {metric: mean}, 'teacher': {...}} over ``dataloader``; no 'teacher' row without ground truth
     (the teacher is then what is measured against). ``teacher``: the run's ``Teacher``."""
     sums, n = {}, 0

@@ -9,6 +9,7 @@ import math
 import os
 import time
 from collections import OrderedDict
+from typing import Any, List, Optional, Union
 
 import torch
 
@@ -44,7 +45,7 @@ class SRKDModel(OwnValidation, SRModel):
     ``strict_load_t``; ``distill.pairs``, ``distill.fade``; ``train.distill_opts`` (each term may have its own
     ``fade``); ``train.nonfinite`` ('stop' | 'skip')."""
 
-    def init_training_settings(self):
+    def init_training_settings(self) -> None:
         train_opt = self.opt['train']
         self.nonfinite, self.max_skip_share = nonfinite_policy(train_opt)
         self.skipped_steps = 0
@@ -86,13 +87,13 @@ class SRKDModel(OwnValidation, SRModel):
         self.teacher_cache = self.teacher.cache
 
     # ----- optimisation ------------------------------------------------------------------------------
-    def setup_optimizers(self):
+    def setup_optimizers(self) -> None:
         super().setup_optimizers()
         extra = [p for p in self.distill.parameters() if p.requires_grad]
         if extra:
             self.optimizer_g.add_param_group({'params': extra})
 
-    def feed_data(self, data):
+    def feed_data(self, data: dict) -> None:
         super().feed_data(data)
         self.crop = data.get('crop')
         self.crop_paths = data.get('gt_path', data.get('lq_path'))
@@ -111,7 +112,7 @@ class SRKDModel(OwnValidation, SRModel):
         sr_t = self.teacher(self.lq)
         return sr_t, [f.float() for f in self.taps_t.outputs], None
 
-    def optimize_parameters(self, current_iter):
+    def optimize_parameters(self, current_iter: int) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             self._step(current_iter)
@@ -181,7 +182,7 @@ class SRKDModel(OwnValidation, SRModel):
             active = [on or any(p.requires_grad for p in t.parameters()) for on, t in zip(active, terms)]
         return active
 
-    def distill_names(self):
+    def distill_names(self) -> List[str]:
         return self.get_bare_model(self.distill).names
 
     def _finite(self, loss_dict, current_iter):
@@ -212,7 +213,7 @@ class SRKDModel(OwnValidation, SRModel):
         append_row(self.loss_log, {'iter': current_iter, **{k: float(v) for k, v in self.log_dict.items()}})
 
     # ----- checkpoints -------------------------------------------------------------------------------
-    def save(self, epoch, current_iter):
+    def save(self, epoch: int, current_iter: int) -> None:
         """A checkpoint of an iteration that also validates is written after its validation (BasicSR saves
         first): a checkpoint then always has its validation rows and best student, so a run killed between
         the two resumes to the same logs and the same best checkpoint as an unbroken one."""
@@ -227,7 +228,8 @@ class SRKDModel(OwnValidation, SRModel):
         return (self.is_train and has_val and isinstance(current_iter, int) and current_iter > 0
                 and bool(val.get('val_freq')) and current_iter % val['val_freq'] == 0)
 
-    def validation(self, dataloader, current_iter, *args, **kwargs):
+    def validation(self, dataloader: torch.utils.data.DataLoader, current_iter: Union[int, str], *args: Any,
+                   **kwargs: Any) -> None:
         result = super().validation(dataloader, current_iter, *args, **kwargs)
         pending = getattr(self, '_pending_save', None)
         if pending and pending[1] == current_iter:
@@ -255,7 +257,7 @@ class SRKDModel(OwnValidation, SRModel):
                 export_safetensors(self.get_bare_model(net), os.path.join(self.opt['path']['models'],
                                                                           f'{label}_{it}.safetensors'))
 
-    def extra_training_state(self):
+    def extra_training_state(self) -> dict:
         """Saved inside the training state, so resume restores the connectors with the optimizer."""
         if not hasattr(self, 'distill'):
             return {}
@@ -264,7 +266,7 @@ class SRKDModel(OwnValidation, SRModel):
                 'skipped_steps': self.skipped_steps, 'train_seconds': getattr(self, 'train_seconds', 0.0),
                 'train_cpu_seconds': getattr(self, 'train_cpu_seconds', 0.0)}
 
-    def resume_training(self, resume_state):
+    def resume_training(self, resume_state: dict) -> None:
         if hasattr(self, 'distill') and 'distill' in resume_state:
             _check_same_terms(self.get_bare_model(self.distill), resume_state)
             self.get_bare_model(self.distill).load_state_dict(resume_state['distill'])
@@ -280,7 +282,8 @@ class SRKDModel(OwnValidation, SRModel):
         super().resume_training(resume_state)
 
     # ----- validation: bicubic vs teacher vs student -------------------------------------------------
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    def nondist_validation(self, dataloader: torch.utils.data.DataLoader, current_iter: Union[int, str],
+                           tb_logger: Optional[Any], save_img: bool) -> None:
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         if not self.opt['val'].get('metrics') or not hasattr(self, 'net_t'):
             return

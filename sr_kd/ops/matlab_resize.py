@@ -8,6 +8,7 @@ module does exactly that; float input is resized in float64 without rounding.
 """
 import math
 from functools import lru_cache
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def _cubic(x):
 
 
 @lru_cache(maxsize=256)
-def resize_matrix(in_len, out_len, scale, antialias=True):
+def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
     """The (out_len, in_len) float64 matrix of MATLAB's ``contributions`` with symmetric edges folded in."""
     kernel_width = 4.0
     if scale < 1 and antialias:
@@ -51,7 +52,8 @@ def _pass(img, mat, axis, as_uint8):
     return out
 
 
-def imresize(img, scale=None, output_shape=None, antialias=True):
+def imresize(img: np.ndarray, scale: Optional[float] = None, output_shape: Optional[Sequence[int]] = None,
+             antialias: bool = True) -> np.ndarray:
     """Resize an HxW or HxWxC image like MATLAB's ``imresize(img, scale, 'bicubic')``.
 
     ``scale`` is one factor for both sides (e.g. 1/4); ``output_shape`` (h, w) may be given instead,
@@ -79,12 +81,12 @@ def imresize(img, scale=None, output_shape=None, antialias=True):
     return out.astype(np.uint8) if as_uint8 else out
 
 
-def modcrop(img, scale):
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop an image's height and width down to multiples of ``scale`` (top-left kept)."""
     h, w = img.shape[:2]
     return img[:h - h % scale, :w - w % scale]
 
 
-def bicubic_lr(hr, scale):
+def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """The LR image SR papers use: ``imresize(modcrop(hr, scale), 1/scale)`` on uint8."""
     return imresize(modcrop(hr, scale), 1.0 / scale)
