@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import List, Tuple
 
 from scripts import study_core
 from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, newest_state
@@ -32,11 +33,11 @@ DOCS = os.path.join(REPO, 'docs', 'distill')
 SRKD = os.path.join(os.path.dirname(sys.executable), 'sr-kd')
 
 
-def run_name(recipe, minutes, student, seed):
+def run_name(recipe: str, minutes: float, student: str, seed: int) -> str:
     return f'{recipe}_{minutes:g}min_{student}_s{seed}'
 
 
-def parse_runs(text, student, seed):
+def parse_runs(text: str, student: str, seed: int) -> List[Tuple[str, str, float, str, int]]:
     """'recipe:minutes[:student],...' -> [(name, recipe, minutes, student, seed)]."""
     runs = []
     for item in filter(None, text.split(',')):
@@ -47,7 +48,7 @@ def parse_runs(text, student, seed):
     return runs
 
 
-def command(root, name, recipe, minutes, student, seed):
+def command(root: str, name: str, recipe: str, minutes: float, student: str, seed: int) -> List[str]:
     out = os.path.join(root, name)
     if os.path.isfile(os.path.join(out, 'options.yml')):
         return [SRKD, 'distill', TEACHER, '-o', out, '--resume', '--threads', '1', '--no-onnx']
@@ -59,7 +60,7 @@ def command(root, name, recipe, minutes, student, seed):
 PROGRESS = os.path.join(DOCS, 'progress')
 
 
-def save_progress(root):
+def save_progress(root: str) -> None:
     """Keep what each unfinished run under ``root`` needs to resume (newest state only) in PROGRESS; not
     init_from_teacher.pth: it is a cut of the teacher's own weights, which stay out of the repository."""
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
@@ -69,7 +70,7 @@ def save_progress(root):
                           extra=('options.yml', 'distill.json'))
 
 
-def restore_progress(root, name):
+def restore_progress(root: str, name: str) -> None:
     """A run whose folder is missing (another machine) continues from its kept progress; its start (the
     cut of the teacher, not kept) becomes its newest weights, which resume replaces anyway."""
     out = os.path.join(root, name)
@@ -84,7 +85,7 @@ def restore_progress(root, name):
     atomic_write_text(opt_file, text)
 
 
-def run_all(root, runs, jobs):
+def run_all(root: str, runs: List[Tuple[str, str, float, str, int]], jobs: int) -> None:
     todo = [r for r in runs if not os.path.isfile(os.path.join(root, r[0], 'summary.json'))]
     running = []
     while todo or running:
@@ -104,7 +105,7 @@ def run_all(root, runs, jobs):
                 print(f'{run[0]}: exit {proc.returncode}', flush=True)
 
 
-def report(root):
+def report(root: str) -> None:
     """Copy finished runs' results into docs/distill/runs/ and draw the curves of every run there."""
     import matplotlib
     matplotlib.use('Agg')
@@ -156,7 +157,7 @@ def _at(curve, minute):
     return None
 
 
-def main():
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default='', help='recipe:minutes[:student],... (see sr_kd/distill/recipes.py)')
     p.add_argument('--student', default='compact-32x8')

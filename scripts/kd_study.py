@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Dict, List, Optional, Set, Tuple
 
 from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, machine, restore_progress
 
@@ -82,7 +83,7 @@ ZOO_WEIGHTS = {'FitNet': 0.427, 'AT': 116, 'FT': 8.52, 'NST': 0.0491, 'AB': 0.28
                'MHGD': 0.00733, 'DML': 0.275}
 
 
-def zoo_recipe(method):
+def zoo_recipe(method: str) -> Tuple[str, tuple]:
     """(recipe name, recipe) of one zoo term: its name is the method's in lower case ('pair-wise
     (released)' -> 'pair_wise_released'), its one term is named the same."""
     from scripts.zoo_benchmark import METHODS
@@ -127,19 +128,19 @@ PLAN = ['student:0', 'default_offline:0', 'student:1', 'default_offline:1', 'stu
         'dukd:0']
 
 
-def split_names(root):
+def split_names(root: str) -> Tuple[List[str], List[str]]:
     """(training names, validation names): every 10th image (sorted) is held out for validation."""
     from sr_kd.data.image_source import list_hr_images
     names = [os.path.splitext(os.path.basename(p))[0] for p in list_hr_images(root)]
     return [n for i, n in enumerate(names) if i % 10], names[::10]
 
 
-def schedule(iters):
+def schedule(iters: int) -> dict:
     """The study's learning-rate schedule for a budget: halved at 1/2, 3/4 and 9/10 of the iterations."""
     return {'type': 'MultiStepLR', 'gamma': 0.5, 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
 
 
-def options(recipe, seed, iters, data_root, teacher):
+def options(recipe: str, seed: int, iters: int, data_root: str, teacher: str) -> dict:
     """The option dict of one run, built from options/imdn_kd.yml so the study measures what users run."""
     from sr_kd.options import load_yaml
     opt = json.loads(json.dumps(load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))))  # plain dicts
@@ -169,7 +170,7 @@ def options(recipe, seed, iters, data_root, teacher):
     return opt
 
 
-def exp_dir(opt, root):
+def exp_dir(opt: dict, root: str) -> str:
     return os.path.join(root, 'experiments', opt['name'])
 
 
@@ -178,15 +179,15 @@ def _rows():
     return read_rows(RESULTS)
 
 
-def finished():
+def finished() -> Set[str]:
     return {r['run'] for r in _rows()}
 
 
-def finished_names():
+def finished_names() -> Set[str]:
     return {r['name'] for r in _rows()}
 
 
-def iteration_seconds(folder):
+def iteration_seconds(folder: str) -> Optional[float]:
     """Median training seconds per iteration over every log of the run (BasicSR's 'time (data)')."""
     times = []
     for log in glob.glob(os.path.join(folder, 'train_*.log')):
@@ -195,7 +196,7 @@ def iteration_seconds(folder):
     return statistics.median(times) if times else None
 
 
-def benchmark_sets():
+def benchmark_sets() -> List[Tuple[str, str, Optional[str]]]:
     """(name, HR folder, LR folder or None) of the test sets present."""
     sets = []
     for name in ('Set5', 'Set14'):
@@ -210,7 +211,7 @@ def benchmark_sets():
     return sets
 
 
-def evaluate_run(opt, root):
+def evaluate_run(opt: dict, root: str) -> Dict[str, dict]:
     """Test-set PSNR/SSIM (Y, border 4) of the run's final student."""
     import torch
 
@@ -229,7 +230,7 @@ def evaluate_run(opt, root):
     return out
 
 
-def validation_curve(folder, model_type):
+def validation_curve(folder: str, model_type: str) -> List[Tuple[int, float, float]]:
     """[(iteration, PSNR, SSIM)] on the validation split, from the run's log(s)."""
     path = os.path.join(folder, 'val_metrics.jsonl')
     if model_type == 'SRKDModel' and os.path.isfile(path):
@@ -253,7 +254,7 @@ def validation_curve(folder, model_type):
     return sorted(curve.values())
 
 
-def save_progress(root):
+def save_progress(root: str) -> None:
     """Keep the newest state and the logs of every unfinished study run under ``root`` in PROGRESS."""
     done = finished_names()
     for folder in glob.glob(os.path.join(root, 'experiments', 'kd_study_*')):
@@ -262,7 +263,7 @@ def save_progress(root):
             keep_progress(folder, folder, os.path.join(PROGRESS, name))
 
 
-def start(run, args):
+def start(run: str, args: argparse.Namespace) -> Tuple[subprocess.Popen, dict]:
     recipe, seed = run.split(':')
     opt = options(recipe, int(seed), args.iters, args.data, args.teacher)
     from sr_kd.atomic import atomic_write_text
@@ -281,7 +282,7 @@ def start(run, args):
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), opt
 
 
-def record(run, opt, rc, root):
+def record(run: str, opt: dict, rc: int, root: str) -> None:
     folder = exp_dir(opt, root)
     if rc != 0 or not os.path.isfile(os.path.join(folder, 'models', 'net_g_latest.pth')):
         print(f'[{time.strftime("%H:%M:%S")}] {run} stopped with status {rc}: see {root}/logs/', flush=True)
@@ -299,7 +300,7 @@ def record(run, opt, rc, root):
           flush=True)
 
 
-def run_plan(runs, args):
+def run_plan(runs: List[str], args: argparse.Namespace) -> None:
     os.makedirs(os.path.join(args.root, 'logs'), exist_ok=True)
     done = finished()
     todo = [r for r in runs if r not in done and r.split(':')[0] in RECIPES]
@@ -330,7 +331,7 @@ def run_plan(runs, args):
                     print(f'{run}: evaluation failed ({type(e).__name__}: {e}); rerun the study to retry', flush=True)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--runs', help='comma-separated recipe:seed (default: the plan); recipes: ' + ', '.join(RECIPES))
     p.add_argument('--iters', type=int, default=20000)

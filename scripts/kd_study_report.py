@@ -7,6 +7,8 @@ import glob
 import os
 import statistics
 from collections import defaultdict
+from types import ModuleType
+from typing import Dict, List, Set, Tuple
 
 from scripts.study_core import REPO
 from sr_kd.atomic import atomic_path
@@ -17,7 +19,7 @@ def _load(results):
     return read_rows(results)
 
 
-def in_progress(done_names, study, root):
+def in_progress(done_names: Set[str], study: ModuleType, root: str) -> Dict[str, tuple]:
     """{run name: (curve [(iter, psnr, ssim)], sec_per_iter)} of study runs that have not finished."""
     out = {}
     folders = {os.path.basename(f): f for f in glob.glob(os.path.join(study.PROGRESS, 'kd_study_*'))}
@@ -53,7 +55,7 @@ STUDY_ITERS = 20000  # the study's budget; longer runs go to the budget section 
 DEFAULT_AT = {20000: 'fade_keep_output', 100000: 'imdn_kd'}
 
 
-def write_report(results, out, study, root):
+def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
     every = _load(results)
     rows = [r for r in every if r['iters'] == STUDY_ITERS]
     by_recipe = defaultdict(list)
@@ -117,7 +119,7 @@ def _seed_curves(every, progress, recipe, iters):
     return out
 
 
-def gain_curve(every, progress, iters):
+def gain_curve(every: List[dict], progress: Dict[str, tuple], iters: int) -> List[Tuple[int, float, int]]:
     """[(iteration, mean gain, seeds)]: the default minus the student alone at budget ``iters`` on the
     validation split, per iteration where both validated, averaged over the seeds both have."""
     alone = _seed_curves(every, progress, 'student', iters)
@@ -129,7 +131,7 @@ def gain_curve(every, progress, iters):
     return [(it, statistics.mean(g), len(g)) for it, g in sorted(by_iter.items())]
 
 
-def test_gains(every, iters, sets):
+def test_gains(every: List[dict], iters: int, sets: List[str]) -> Dict[str, Tuple[float, int]]:
     """{test set: (mean gain, seeds)} of the default over the student alone at budget ``iters``, finished
     runs of the same seeds."""
     alone = {r['seed']: r for r in every if r['recipe'] == 'student' and r['iters'] == iters}
@@ -144,7 +146,7 @@ def test_gains(every, iters, sets):
     return out
 
 
-def budget_section(every, progress, out, sets):
+def budget_section(every: List[dict], progress: Dict[str, tuple], out: str, sets: List[str]) -> List[str]:
     """Does the gain last? The default against the student alone at 20,000 and 100,000 iterations: the
     tables of the longer budget and the gain against iterations (docs/kd_study/gain.png)."""
     longer = sorted(({r['iters'] for r in every} | {int(n.rsplit('_', 1)[1][:-1]) * 1000 for n in progress})
@@ -207,14 +209,15 @@ def _gain_plot(curves, tests, path):
     plt.close(fig)
 
 
-def same_machine(base, runs):
+def same_machine(base: List[dict], runs: List[dict]) -> List[dict]:
     """The student-alone runs made on the machine of ``runs`` (seconds compare only on one machine;
     [] when ``runs`` span machines or the student never ran on theirs)."""
     machines = {r['machine'] for r in runs}
     return [b for b in base if b['machine'] in machines] if len(machines) == 1 else []
 
 
-def iteration_table(by_recipe, base, sets, recipes):
+def iteration_table(by_recipe: Dict[str, List[dict]], base: List[dict], sets: List[str],
+                    recipes: List[str]) -> List[str]:
     """The equal-iterations table of ``recipes``: seconds per step, validation split and test sets."""
     lines = ['PSNR in dB (Y, border 4); with several seeds, mean +- half the range. Seconds per iteration '
              'compare only with the student alone on the same machine (`other machine`: it has not run there).', '',
@@ -239,7 +242,8 @@ def iteration_table(by_recipe, base, sets, recipes):
     return lines + ['']
 
 
-def write_zoo_section(by_recipe, base, sets, study):
+def write_zoo_section(by_recipe: Dict[str, List[dict]], base: List[dict], sets: List[str],
+                      study: ModuleType) -> None:
     """docs/zoo.md's section at the study's budget: the zoo terms' finished runs beside the student alone."""
     from scripts.zoo_benchmark import write_section
     RECIPES, ZOO_RECIPES = study.RECIPES, study.ZOO_RECIPES
@@ -255,7 +259,7 @@ def write_zoo_section(by_recipe, base, sets, study):
     write_section('zoo-study', lines)
 
 
-def equal_time_table(by_recipe, base):
+def equal_time_table(by_recipe: Dict[str, List[dict]], base: List[dict]) -> List[str]:
     """Each recipe's final validation PSNR against the student alone after the same training seconds
     (each student seed's curve read at that time, averaged; seconds per iteration measured in this study)."""
     iters = base[0]['iters']

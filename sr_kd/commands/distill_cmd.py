@@ -5,6 +5,7 @@ Every input is checked first (one line, exit 2, nothing written). Then: a studen
 by ``sr_kd/train.py`` (validated against the teacher, best checkpoint kept), and at the end
 ``student.safetensors``, ``student.onnx``, ``report.png`` and ``summary.json`` (``sr_kd.distill.job``).
 """
+import argparse
 import json
 import os
 import shlex
@@ -19,7 +20,7 @@ HELP = 'make a fast student of a slow model from your images, without ground tru
 PLAN, OPTIONS, INIT = 'distill.json', 'options.yml', 'init_from_teacher.pth'  # in OUT
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from sr_kd.distill.recipes import DEFAULT, RECIPES
     from sr_kd.distill.students import PRESETS
     p.add_argument('teacher', help='the slow model: any weights file sr_kd or spandrel loads (.pth, .safetensors)')
@@ -235,7 +236,7 @@ def _train(args, resume):
         raise
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.threads:
         import torch

@@ -7,9 +7,12 @@ import math
 import os
 import random
 import time
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 import torch
+
+if TYPE_CHECKING:
+    from sr_kd.distill.students import Timed
 
 from sr_kd.errors import SRKDError
 
@@ -40,7 +43,7 @@ def read_input(path: str, scale: int, hr: bool) -> torch.Tensor:
     return to_tensor(dataset.whole_input(read_rgb_uint8(path), scale))[None]
 
 
-def step_seconds(student_opt: dict, teacher, lq_size: int, online: bool, device: str, steps: int = 12) -> float:
+def step_seconds(student_opt: dict, teacher: torch.nn.Module, lq_size: int, online: bool, device: str, steps: int = 12) -> float:
     """Seconds of one training step of this student (forward, L1, backward, Adam on a batch of ``BATCH``
     random ``lq_size`` crops), plus one teacher forward on the batch when it runs online; median of ``steps``
     after two warm-up steps. Turns a time budget into iterations."""
@@ -151,7 +154,7 @@ def best_rows(out: str) -> dict:
     return {r['dataset']: r for r in rows if r['iter'] == it}
 
 
-def summary(out: str, rows_timed, chosen: str, speed: dict, train_seconds: float) -> dict:
+def summary(out: str, rows_timed: List['Timed'], chosen: str, speed: dict, train_seconds: float) -> dict:
     """What ``summary.json`` holds and the final table prints."""
     best = best_rows(out)
     metrics = {name: {'student': row['student'], **{k: row[k] for k in ('bicubic', 'teacher') if k in row},
