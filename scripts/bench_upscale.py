@@ -40,7 +40,7 @@ from sr_kd.archs.loading import describe, load_model
 from sr_kd.backends import PRECISIONS, Options, missing, prepare
 from sr_kd.inference import upscale
 
-from scripts.study_core import REPO as ROOT, SHARED
+from scripts.study_core import SHARED
 TEACHER = os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth')
 SET5 = os.path.join(SHARED, 'benchmarks', 'Set5')
 ROWS = {'64x6': (180, 320), '32x4': (360, 640)}

@@ -25,7 +25,7 @@ from typing import List, Tuple
 
 from scripts import study_core
 from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, newest_state
-from sr_kd.atomic import atomic_path, atomic_write_text
+from sr_kd.atomic import atomic_savefig, atomic_write_text
 
 TEACHER = os.path.join(SHARED, 'pretrained', 'realesr-animevideov3.pth')
 IMAGES = os.path.join(SHARED, 'train')
@@ -134,10 +134,7 @@ def report(root: str) -> None:
     ax.set_ylabel('PSNR (dB, RGB) to the teacher, held-out images')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(os.path.join(DOCS, 'curves.png')) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    atomic_savefig(fig, os.path.join(DOCS, 'curves.png'), dpi=90)
     marks = (5, 10, 15, 20, 25, 50)
     print('| run | ' + ' | '.join(f'{m} min' for m in marks) + ' | best (CPU minutes) | speed-up |')
     print('| --- |' + ' --- |' * (len(marks) + 2))

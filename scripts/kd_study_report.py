@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Dict, List, Set, Tuple
 
 from scripts.study_core import REPO
-from sr_kd.atomic import atomic_path
+from sr_kd.atomic import atomic_savefig
 
 
 def _load(results):
@@ -203,10 +203,7 @@ def _gain_plot(curves, tests, path):
     ax.set_ylabel('default - student alone (dB)')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path, dpi=100)
 
 
 def same_machine(base: List[dict], runs: List[dict]) -> List[dict]:
@@ -331,7 +328,4 @@ def _plot(curves, path):
         ax.set_ylabel('PSNR (dB), validation split')
         ax.grid(alpha=0.3)
     a.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    atomic_savefig(fig, path, dpi=110)

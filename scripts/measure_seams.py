@@ -37,7 +37,7 @@ def plot(curves: Dict[str, List[Tuple[int, float]]], path: str, what: str) -> No
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from sr_kd.atomic import atomic_path
+    from sr_kd.atomic import atomic_savefig
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, pts in curves.items():
         pads, diffs = zip(*pts)
@@ -53,10 +53,7 @@ def plot(curves: Dict[str, List[Tuple[int, float]]], path: str, what: str) -> No
            title=f'Tiling seams, IMDN {what}')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path, dpi=100)
     print(f'\n# plot: {path}')
 
 

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from scripts.study_core import REPO, SHARED
+from scripts.study_core import SHARED
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

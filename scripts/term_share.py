@@ -15,8 +15,6 @@ import os
 import statistics
 from typing import List, Optional, Sequence, Tuple
 
-from scripts.study_core import REPO
-
 
 def gradient_norm(opt: dict, run_dir: str, it: int, batches: List[dict]) -> float:
     """Mean norm of the student's gradient over ``batches`` at iteration ``it`` of the run (lr 0: no step)."""

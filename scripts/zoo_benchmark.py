@@ -285,6 +285,8 @@ def write_chart(table: List[dict], path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from sr_kd.atomic import atomic_savefig
+
     rows = [r for r in table if 'd5' in r and r['method'] != 'student alone']
     rows.sort(key=lambda r: r['d5'] + r['d14'])
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
@@ -300,9 +302,7 @@ def write_chart(table: List[dict], path: str) -> None:
     ax.set_yticklabels([r['method'] for r in rows])
     ax.set_xlabel('PSNR difference to the student alone (dB, Y); dots: other seeds')
     ax.legend(loc='lower right')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_savefig(fig, path, dpi=120)
 
 
 def student_line(base: Optional[dict], step: dict) -> str:

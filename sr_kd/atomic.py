@@ -7,7 +7,10 @@ usual permissions (umask) instead of 0600.
 import os
 import secrets
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @contextmanager
@@ -42,3 +45,14 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write a text file through a temporary name and a rename."""
     with atomic_path(path, keep_ext=False) as tmp, open(tmp, 'x') as f:
         f.write(text)
+
+
+def atomic_savefig(fig: 'Figure', path: str, **kwargs: Any) -> str:
+    """Lay out a matplotlib figure, write it to ``path`` (a PNG unless ``format`` says) through a temporary
+    name and a rename, and close it: a reader never sees half an image."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kwargs)
+    plt.close(fig)
+    return path

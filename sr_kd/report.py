@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from sr_kd.atomic import atomic_savefig
 from sr_kd.errors import SRKDError
 from sr_kd.jsonl import read_rows
 
@@ -248,10 +249,4 @@ def make_report(exp_dir: str, out: Optional[str] = None, max_images: int = 3, cr
                  + f', x{scale}, {last} iterations' + (f'  ({note})' if note and images else '')
                  + (f'\ncrops: the most detailed {crop} px of each validation image; dB: PSNR of the whole image '
                     f'(Y channel, border {scale})' if images else ''), fontsize=11)
-    fig.tight_layout()
-    out = out or os.path.join(exp_dir, 'report.png')
-    tmp = out + '.tmp.png'  # written whole, then renamed: a reader never sees half a PNG
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return atomic_savefig(fig, out or os.path.join(exp_dir, 'report.png'))

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from sr_kd.atomic import atomic_path, atomic_write_text
+from sr_kd.atomic import atomic_savefig, atomic_write_text
 from sr_kd.distill import job
 
 SPEED_IMAGES = 5  # held-out images timed whole for the summary's speed-up (one image varied 3.8-4.8x under load)
@@ -92,7 +92,4 @@ def picture(out: str, teacher: torch.nn.Module, student: torch.nn.Module, plan: 
             a.imshow(_crop(img, size), interpolation='nearest')
             a.set_title(f'{os.path.basename(path)}: {label}' if j == 0 else label, fontsize=9)
             a.axis('off')
-    fig.tight_layout()
-    with atomic_path(os.path.join(out, 'report.png')) as tmp:
-        fig.savefig(tmp, dpi=80, format='png')
-    plt.close(fig)
+    atomic_savefig(fig, os.path.join(out, 'report.png'), dpi=80, format='png')

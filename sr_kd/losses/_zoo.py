@@ -4,7 +4,7 @@ and float32 math outside autocast (bf16 matmuls lose the small differences these
 Cross-level terms (FSP, IRG, KD-SVD, MHGD) weight the transition from level l-1 to level l by the
 weight of level l, so ``level_weights`` always has one entry per ``distill.pairs`` entry.
 """
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from torch import nn
 
 from sr_kd.distill.connectors import conv1x1, conv3x3
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillInputs, DistillLoss, Number, Shapes, level_weights
+from sr_kd.losses.base import DistillInputs, DistillLoss, Levels, Number, Shapes, level_weights
 
 CONNECTORS = ('auto', 'identity', 'conv1x1', 'conv1x1_bn', 'conv3x3')
 
@@ -73,7 +73,7 @@ class ZooLoss(DistillLoss):
             identity, conv1x1, conv1x1_bn or conv3x3.
     """
 
-    def __init__(self, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+    def __init__(self, level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         self._level_weights = level_weights
         self.weights = None

@@ -16,6 +16,7 @@ from torch import nn
 # A numeric option of a term's constructor: sr_kd.schema builds each term's options from these signatures,
 # and a number there accepts an int or a float (as an unannotated numeric default does).
 Number = Union[int, float]
+Levels = Optional[List[float]]  # a term's per-level weights (None: equal)
 Shapes = Sequence[Tuple[int, ...]]  # the tapped features' (C, H, W), one per distill.pairs entry
 
 
@@ -52,6 +53,10 @@ class DistillLoss(nn.Module):
       offline_maps  None when the term needs the teacher's full features or network (the online teacher),
                     else the (stat, p) statistic maps it reads from the offline teacher cache, which also
                     holds the teacher's SR output (distill/teacher_cache.py).
+
+    Each term's docstring documents its options in ``Args:`` (the option schema is made from them) and ends
+    with ``Example::``, one item of ``train.distill_opts`` at the weight docs/zoo.md calibrated where it has
+    one (a test validates and builds every example).
 
     Args:
         loss_weight: multiplies the term in the total loss.

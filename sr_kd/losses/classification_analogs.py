@@ -37,7 +37,7 @@ class SobolevLoss(DistillLoss):
     Args:
         num_projections: random output projections per step (rows of the Jacobian).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: SobolevLoss, name: sobolev, num_projections: 1, loss_weight: 1.0}
     """
@@ -78,7 +78,7 @@ class DMLLoss(DistillLoss):
         network_peer: the peer student, as a network section ({type: ..., ...}; usually network_g).
         criterion: the distance between the two students' outputs: l1 or mse.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: DMLLoss, name: dml, network_peer: {type: IMDN, num_feat: 32, num_modules: 4, upscale: 4}, loss_weight: 0.275}
     """

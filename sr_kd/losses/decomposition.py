@@ -10,7 +10,7 @@ zeroing non-finite gradients. Student widths go to the teacher's through connect
 EKI (the seeds' third method) is not here: the seed omits its building blocks (Plane_mapping,
 PCA_Graph, MPNN, Attention_knowledge), so writing it would be guesswork.
 """
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
-from sr_kd.losses.base import DistillInputs, Number, OwnOptimizer
+from sr_kd.losses.base import DistillInputs, Levels, Number, OwnOptimizer
 
 
 class _SymEig(torch.autograd.Function):
@@ -72,7 +72,7 @@ def align(v_s: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
 class _DecompositionLoss(ZooLoss):
     """Cross-level terms on singular vectors: connectors to the teacher's widths, two pairs or more."""
 
-    def __init__(self, connector, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, connector, level_weights: Levels = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
@@ -93,13 +93,12 @@ class KDSVDLoss(_DecompositionLoss):
     Args:
         k: how many singular vectors are kept.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: KDSVDLoss, name: kd_svd, k: 4, loss_weight: 1.23}
     """
 
-    def __init__(self, k: Number = 4, connector: str = 'auto', level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, k: Number = 4, connector: str = 'auto', level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.k = int(k)
 
@@ -206,7 +205,7 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
         head_iters: iterations the graph head trains before the student follows it.
         head_lr: the graph head's learning rate.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: MHGDLoss, name: mhgd, num_head: 8, head_iters: 100, loss_weight: 0.00733}
     """
@@ -214,7 +213,7 @@ class MHGDLoss(OwnOptimizer, _DecompositionLoss):
     min_batch = 2
 
     def __init__(self, num_head: Number = 8, head_iters: Number = 100, head_lr: Number = 5e-4, connector: str = 'auto',
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.num_head, self.head_iters, self.own_lr = int(num_head), int(head_iters), float(head_lr)
         if self.num_head < 1 or self.head_iters < 0 or self.own_lr <= 0:

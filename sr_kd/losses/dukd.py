@@ -187,7 +187,7 @@ class DUKDZoomInLoss(_DUKDTerm):
     Args:
         n_crops: LR-sized tiles taken from each HR patch.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: DUKDZoomInLoss, name: zoom_in, n_crops: 1, loss_weight: 0.2}
     """
@@ -217,7 +217,7 @@ class DUKDZoomOutLoss(_DUKDTerm):
     """Upcycled zoom-out: the LR patch downscaled by the scale (MATLAB bicubic) is fed to both networks; the
     student's SR output (LR-patch sized) follows the teacher's.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: DUKDZoomOutLoss, name: zoom_out, loss_weight: 0.2}
     """
@@ -234,7 +234,7 @@ class DUKDZoomOutReconLoss(_DUKDTerm):
     reference code weights it as the pixel loss, 5x the distillation terms). Shares the student's forward
     with DUKDZoomOutLoss; needs no teacher.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: DUKDZoomOutReconLoss, name: zoom_out_recon, loss_weight: 1.0}
     """
@@ -261,7 +261,7 @@ class DUKDConsistencyLoss(_DUKDTerm):
         prob: the chance of each op.
         n_crops: zoom-in tiles per HR patch.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: DUKDConsistencyLoss, name: consistency, source: zoom_in, prob: 0.3, loss_weight: 0.2}
     """

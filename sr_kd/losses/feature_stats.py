@@ -2,7 +2,7 @@
 ACCV 2018): each tapped feature is reduced along channels to one statistic map per sample, so student
 and teacher widths may differ without connectors; maps are compared at several levels with weights.
 """
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
-from sr_kd.losses.base import DistillInputs, DistillLoss, Number, Shapes, level_weights
+from sr_kd.losses.base import DistillInputs, DistillLoss, Levels, Number, Shapes, level_weights
 
 STATS = ('mean_pow', 'pow_mean', 'max', 'min', 'std')
 
@@ -60,13 +60,13 @@ class FeatureStatsLoss(DistillLoss):
             batch; with normalised maps it lies in [0, 4]) or 'l1'.
         level_weights: one weight per pair (default equal).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: FeatureStatsLoss, name: fs, stat: pow_mean, p: 2, normalize: true, loss_weight: 0.1}
     """
 
     def __init__(self, stat: str = 'pow_mean', p: Number = 2, normalize: bool = True, criterion: str = 'mse',
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(loss_weight)
         if stat not in STATS:
             raise SRKDError(f'FeatureStatsLoss: unknown stat {stat!r}; choose one of {", ".join(STATS)}')

@@ -5,7 +5,7 @@ Methods that compare channel by channel own a connector (student width -> teache
 reduce channels to one map (AT, FT) or compare sets of channels (NST) need none.
 """
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +15,13 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector
-from sr_kd.losses.base import Number
+from sr_kd.losses.base import Levels, Number
 
 
 class _ConnectedLoss(ZooLoss):
     """A per-level term whose student feature first goes through a connector."""
 
-    def __init__(self, connector, level_weights: Optional[List[float]] = None, loss_weight=1.0):
+    def __init__(self, connector, level_weights: Levels = None, loss_weight=1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
@@ -35,13 +35,12 @@ class FitNetLoss(_ConnectedLoss):
     """FitNet hint (Romero et al., ICLR 2015): a regressor maps the student feature to the teacher's
     width and is trained with it to match the teacher feature (MSE).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: FitNetLoss, name: fitnet, connector: conv1x1, loss_weight: 0.427}
     """
 
-    def __init__(self, connector: str = 'conv1x1', level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, connector: str = 'conv1x1', level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
 
     def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
@@ -62,12 +61,12 @@ class ATLoss(ZooLoss):
     Args:
         p: the exponent of the attention map mean_c |F|^p.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: ATLoss, name: at, p: 2, loss_weight: 116}
     """
 
-    def __init__(self, p: Number = 2, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+    def __init__(self, p: Number = 2, level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.p = p
 
@@ -84,13 +83,12 @@ class FTLoss(ZooLoss):
         p1: the exponent of the factor mean_c F^p1.
         p2: the exponent of the difference (1: L1).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: FTLoss, name: ft, p1: 2, p2: 1, loss_weight: 8.52}
     """
 
-    def __init__(self, p1: Number = 2, p2: Number = 1, level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, p1: Number = 2, p2: Number = 1, level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.p1, self.p2 = p1, p2
 
@@ -111,13 +109,12 @@ class NSTLoss(ZooLoss):
         degree: the degree d of the polynomial kernel (x.y + c)^d.
         c: its constant c.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: NSTLoss, name: nst, degree: 2, c: 0.0, loss_weight: 0.0491}
     """
 
-    def __init__(self, degree: Number = 2, c: Number = 0.0, level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, degree: Number = 2, c: Number = 0.0, level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.degree, self.c = degree, c
 
@@ -138,7 +135,7 @@ class ABLoss(_ConnectedLoss):
     Args:
         margin: how far beyond zero the connected student response must be on the teacher's side.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: ABLoss, name: ab, margin: 1.0, connector: conv1x1_bn, loss_weight: 0.288}
     """
@@ -146,7 +143,7 @@ class ABLoss(_ConnectedLoss):
     zero_when_features_equal = False  # a margin beyond zero is the target, not equality
 
     def __init__(self, margin: Number = 1.0, connector: str = 'conv1x1_bn',
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.margin = margin
 
@@ -165,13 +162,12 @@ class OFDLoss(_ConnectedLoss):
     derive it from), the student goes through conv1x1+BN, and the partial L2 ignores positions where the
     student is already below a non-positive target.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: OFDLoss, name: ofd, loss_weight: 0.461}
     """
 
-    def __init__(self, connector: str = 'conv1x1_bn', level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, connector: str = 'conv1x1_bn', level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
 
     def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
@@ -209,12 +205,12 @@ class AFDLoss(_ConnectedLoss):
     Args:
         att_f: the squeeze-excite reduction of the channel attention (hidden width = att_f x channels).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: AFDLoss, name: afd, att_f: 1.0, loss_weight: 149}
     """
 
-    def __init__(self, att_f: Number = 1.0, connector: str = 'auto', level_weights: Optional[List[float]] = None,
+    def __init__(self, att_f: Number = 1.0, connector: str = 'auto', level_weights: Levels = None,
                  loss_weight: Number = 1.0):
         super().__init__(connector, level_weights, loss_weight)
         self.att_f = att_f
@@ -260,7 +256,7 @@ class VIDLoss(ZooLoss):
         eps: the smallest variance.
         mid_channels: the regressor's hidden width (default: the teacher's).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: VIDLoss, name: vid, init_var: 5.0, loss_weight: 137}
     """
@@ -268,7 +264,7 @@ class VIDLoss(ZooLoss):
     zero_when_features_equal = False  # its minimum depends on the learned variance
 
     def __init__(self, init_var: Number = 5.0, eps: Number = 1e-5, mid_channels: Any = None,
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         if init_var <= eps:
             raise SRKDError(f'VIDLoss: init_var must exceed eps ({eps}), got {init_var}')

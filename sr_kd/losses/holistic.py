@@ -98,7 +98,7 @@ class HolisticLoss(OwnOptimizer, DistillLoss):
         critic_steps: critic steps after each student step.
         critic_optim: the critic's optimizer ({type: SGD or Adam, lr: ...}).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: HolisticLoss, name: holistic, dim: 16, gp_weight: 10.0, critic_steps: 1, loss_weight: 0.0177}
     """

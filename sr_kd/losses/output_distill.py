@@ -32,7 +32,7 @@ class OutputDistillLoss(DistillLoss):
         gate: none, or teacher_closer: only where the teacher is closer to the HR than the student.
         crop_border: output pixels of each edge of the crop not compared (0: all).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: OutputDistillLoss, name: out, criterion: l1, loss_weight: 0.5}
     """

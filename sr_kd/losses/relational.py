@@ -2,11 +2,11 @@
 vector; the student reproduces how the teacher relates the patches of a batch (similarities,
 correlations, distances and angles, probabilities, graphs), so widths may differ without connectors.
 
-All but CRD need a batch of 2 or more (``min_batch = 2``): with one patch there is no relation.
+All but CRD compare relations among the patches of a batch (``BatchRelationLoss``): they need 2 or more.
 CRD compares each patch with a memory of earlier patches too, so it works from batch 1.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,20 +15,24 @@ from torch import nn
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.losses._zoo import ZooLoss, match_channels, match_size, rows
-from sr_kd.losses.base import DistillInputs, Number
+from sr_kd.losses.base import DistillInputs, Levels, Number
+
+
+class BatchRelationLoss(ZooLoss):
+    """A term on the relations among the patches of a batch: with one patch there is none."""
+
+    min_batch = 2
 
 
 @LOSS_REGISTRY.register()
-class SPLoss(ZooLoss):
+class SPLoss(BatchRelationLoss):
     """Similarity-preserving distillation (Tung & Mori, ICCV 2019): row-normalised Gram matrices of the
     batch (N x N) must agree; squared Frobenius distance over N^2.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: SPLoss, name: sp, loss_weight: 1.31}
     """
-
-    min_batch = 2
 
     @staticmethod
     def similarity(x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +45,7 @@ class SPLoss(ZooLoss):
 
 
 @LOSS_REGISTRY.register()
-class CCLoss(ZooLoss):
+class CCLoss(BatchRelationLoss):
     """Correlation congruence (Peng et al., ICCV 2019): correlations between patches through a Gaussian
     RBF kernel on L2-normalised embeddings, approximated by its Taylor expansion of order P (2),
     gamma 0.4; MSE between the student's and teacher's correlation matrices.
@@ -50,14 +54,12 @@ class CCLoss(ZooLoss):
         gamma: the RBF kernel width.
         p_order: the order of its Taylor expansion.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: CCLoss, name: cc, gamma: 0.4, p_order: 2, loss_weight: 0.306}
     """
 
-    min_batch = 2
-
-    def __init__(self, gamma: Number = 0.4, p_order: Number = 2, level_weights: Optional[List[float]] = None,
+    def __init__(self, gamma: Number = 0.4, p_order: Number = 2, level_weights: Levels = None,
                  loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.gamma, self.p_order = gamma, p_order
@@ -82,7 +84,7 @@ def pair_distances(v: torch.Tensor, squared: bool = False, eps: float = 1e-12) -
 
 
 @LOSS_REGISTRY.register()
-class RKDLoss(ZooLoss):
+class RKDLoss(BatchRelationLoss):
     """Relational knowledge distillation (Park et al., CVPR 2019): pairwise distances (normalised by
     their mean) and triplet angles among the patches of a batch, matched with the Huber loss;
     weights 25 (distance) and 50 (angle).
@@ -91,14 +93,12 @@ class RKDLoss(ZooLoss):
         w_dist: the weight of the distance term.
         w_angle: the weight of the angle term.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: RKDLoss, name: rkd, w_dist: 25.0, w_angle: 50.0, loss_weight: 0.0138}
     """
 
-    min_batch = 2
-
-    def __init__(self, w_dist: Number = 25.0, w_angle: Number = 50.0, level_weights: Optional[List[float]] = None,
+    def __init__(self, w_dist: Number = 25.0, w_angle: Number = 50.0, level_weights: Levels = None,
                  loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.w_dist, self.w_angle = w_dist, w_angle
@@ -125,21 +125,19 @@ class RKDLoss(ZooLoss):
 
 
 @LOSS_REGISTRY.register()
-class PKTLoss(ZooLoss):
+class PKTLoss(BatchRelationLoss):
     """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018): cosine similarities among the
     patches, mapped to [0, 1] and normalised per row into conditional probabilities; KL(teacher||student).
 
     Args:
         eps: keeps the probabilities and the KL finite.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: PKTLoss, name: pkt, loss_weight: 23.7}
     """
 
-    min_batch = 2
-
-    def __init__(self, eps: Number = 1e-7, level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+    def __init__(self, eps: Number = 1e-7, level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.eps = eps
 
@@ -159,7 +157,7 @@ def max_normalized(d: torch.Tensor) -> torch.Tensor:
 
 
 @LOSS_REGISTRY.register()
-class IRGLoss(ZooLoss):
+class IRGLoss(BatchRelationLoss):
     """Instance relationship graph (Liu et al., CVPR 2019): vertices (the instances' outputs: here the SR
     images), edges (squared distances between patches at each level, max-normalised) and the
     transformation between consecutive levels (each patch's squared distance from one level to the
@@ -171,15 +169,13 @@ class IRGLoss(ZooLoss):
         w_edge: the weight of the edge term.
         w_tran: the weight of the transformation term.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: IRGLoss, name: irg, w_vert: 0.1, w_edge: 5.0, w_tran: 5.0, loss_weight: 0.045}
     """
 
-    min_batch = 2
-
     def __init__(self, w_vert: Number = 0.1, w_edge: Number = 5.0, w_tran: Number = 5.0,
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.w_vert, self.w_edge, self.w_tran = w_vert, w_edge, w_tran
 
@@ -253,7 +249,7 @@ class CRDLoss(ZooLoss):
         nce_k: how many earlier patches the memory bank keeps as negatives.
         nce_t: the softmax temperature of the contrastive loss.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: CRDLoss, name: crd, feat_dim: 128, nce_k: 16384, nce_t: 0.07, loss_weight: 0.0176}
     """
@@ -261,7 +257,7 @@ class CRDLoss(ZooLoss):
     zero_when_features_equal = False  # contrastive: equal features still leave the negatives' term
 
     def __init__(self, feat_dim: Number = 128, nce_k: Number = 16384, nce_t: Number = 0.07,
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.feat_dim, self.nce_k, self.nce_t = feat_dim, nce_k, nce_t
 

@@ -1,7 +1,7 @@
 """Spatial structure: how positions relate inside one feature (pair-wise affinity graph) and how one
 level flows into the next (FSP). Both suit SR, where the structure of the image is the task.
 """
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from sr_kd.errors import SRKDError
 from sr_kd.losses._zoo import ZooLoss, check_connector, make_connector, match_size
-from sr_kd.losses.base import DistillInputs, Number
+from sr_kd.losses.base import DistillInputs, Levels, Number
 
 
 @LOSS_REGISTRY.register()
@@ -32,13 +32,13 @@ class PairWiseLoss(ZooLoss):
         variant: paper or released (the authors' code).
         scale: the pooled size as a share of the map (released).
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: PairWiseLoss, name: pair_wise, node_size: 2, pool: avg, variant: paper, loss_weight: 0.152}
     """
 
     def __init__(self, node_size: Number = 2, pool: str = 'avg', variant: str = 'paper', scale: Number = 0.5,
-                 level_weights: Optional[List[float]] = None, loss_weight: Number = 1.0):
+                 level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         if pool not in ('avg', 'max'):
             raise SRKDError(f"PairWiseLoss: pool must be 'avg' or 'max', not {pool!r}")
@@ -80,13 +80,12 @@ class FSPLoss(ZooLoss):
     teacher's (mean squared difference). Connectors bring student widths to the teacher's where they
     differ. Needs two pairs or more.
 
-    Example (an item of train.distill_opts; the weight as calibrated in docs/zoo.md where it has one)::
+    Example::
 
         - {type: FSPLoss, name: fsp, loss_weight: 7.08}
     """
 
-    def __init__(self, connector: str = 'auto', level_weights: Optional[List[float]] = None,
-                 loss_weight: Number = 1.0):
+    def __init__(self, connector: str = 'auto', level_weights: Levels = None, loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
         self.connector_kind = check_connector(connector, self.owner)
 
