@@ -204,3 +204,37 @@ def test_an_unreadable_training_image_is_left_out_of_the_cache(tmp_path):
     model = _model(tmp_path, opt, steps=1)  # corrupt_images: skip (the default) for the dataset and the cache
     assert len([p for p, stem in model.teacher_cache.stems.items() if stem]) == 3
     assert np.isfinite(model.log_dict['l_out'])
+
+
+def test_flip_psnr_measures_how_far_the_teacher_is_from_equivariant():
+    """Nearest upsampling commutes with every flip and turn (inf dB); a conv with a one-sided kernel does not."""
+    from torch import nn
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert teacher_cache.flip_psnr(nn.Upsample(scale_factor=2, mode='nearest'), x) == float('inf')
+    shift = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        shift.weight.zero_()
+        for c in range(3):
+            shift.weight[c, c, 1, 2] = 1.0  # each pixel takes its right-hand neighbour
+    db = teacher_cache.flip_psnr(lambda t: shift(t).detach(), x)
+    assert 5 < db < 20
+
+
+@pytest.mark.parametrize('turns', [True, False])
+def test_a_teacher_that_is_not_equivariant_is_said_when_crops_are_turned(tmp_path, caplog, turns):
+    """The cache turns the teacher's output with the crop: with flips on, a random teacher (far from
+    equivariant) gets one warning line naming its figure and the fix; without flips, none."""
+    import logging
+    opt = _offline_opt(tmp_path)
+    opt['datasets']['train'].update(use_hflip=turns, use_rot=turns)
+    log = logging.getLogger('basicsr')  # basicsr's logger does not propagate to caplog's root
+    log.addHandler(caplog.handler)
+    try:
+        model = _model(tmp_path, opt)
+    finally:
+        log.removeHandler(caplog.handler)
+    assert model.teacher_cache.flip_psnr < teacher_cache.FLIP_WARN_DB
+    said = [r.getMessage() for r in caplog.records if 'not equivariant' in r.getMessage()]
+    assert len(said) == (1 if turns else 0)
+    if turns:
+        assert f'{model.teacher_cache.flip_psnr:.1f} dB' in said[0] and 'use_hflip: false' in said[0]

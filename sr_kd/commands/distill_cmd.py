@@ -177,7 +177,8 @@ def _plan(args):
                           images=folder, train_names=train_names,
                           val_names=[os.path.splitext(os.path.basename(p))[0] for p in held],
                           recipe_sections=recipes.sections(args.recipe, total, cache, info.scale), lq_size=lq_size,
-                          total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device)
+                          total_iter=total, seed=args.seed, hr=bool(args.hr), device=args.device,
+                          augment=recipes.augments(args.recipe))
     tmp = f'{os.path.abspath(args.out)}.partial-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

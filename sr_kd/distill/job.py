@@ -87,13 +87,13 @@ def iterations_for(minutes: float, seconds_per_step: float) -> int:
 
 def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str, train_names: List[str],
                 val_names: List[str], recipe_sections: dict, lq_size: int, total_iter: int, seed: int,
-                hr: bool, device: str) -> dict:
+                hr: bool, device: str, augment: bool = True) -> dict:
     """The complete BasicSR option file of a distillation run."""
     kind = 'HROnlyDataset' if hr else 'PlainImageDataset'
     root_key = 'dataroot_gt' if hr else 'dataroot_lq'
     every = max(1, total_iter // VALIDATIONS)
     train_ds = {'name': 'images', 'type': kind, root_key: images, 'exclude': list(val_names),
-                'gt_size': lq_size * scale, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                'gt_size': lq_size * scale, 'use_hflip': augment, 'use_rot': augment, 'num_worker_per_gpu': 0,
                 'batch_size_per_gpu': BATCH, 'prefetch_mode': None,
                 # epochs of about 100 iterations: never fewer samples than a batch, little per-epoch overhead
                 'dataset_enlarge_ratio': max(1, math.ceil(100 * BATCH / max(len(train_names), 1)))}

@@ -40,9 +40,13 @@ RECIPES: Dict[str, tuple] = {
     # there the cached whole-image target depends on pixels the student does not see
     'output-offline-border4': ('offline', 32, [OUT_L1], {'border': 4}),
     'init-offline-border4': ('offline', 32, [OUT_L1], {'init': 'teacher', 'border': 4}),
-    'output-online-border4': ('online', 32, [OUT_L1], {'border': 4}),
+    # no flips or rotations: the cache holds the teacher's output on the image as it is, and a teacher that
+    # is not equivariant (realesr-animevideov3: 35-41 dB between its output on a flipped crop and the
+    # flipped output) gives a flipped crop a target it never produces (docs/distill.md)
+    'output-offline-noaug': ('offline', 32, [OUT_L1], {'augment': False}),
+    'init-offline-noaug': ('offline', 32, [OUT_L1], {'init': 'teacher', 'augment': False}),
 }
-NOT_DISTILL = ('init', 'border')  # recipe extras that are not keys of the distill section
+NOT_DISTILL = ('init', 'border', 'augment')  # recipe extras that are not keys of the distill section
 DEFAULT = 'auto'  # init-offline for a Compact teacher and student, else output-offline: resolve()
 
 
@@ -79,6 +83,11 @@ def sections(name: str, total_iter: int, cache_root: str, scale: int) -> dict:
             if t['type'] == 'OutputDistillLoss':
                 t['crop_border'] = extra['border'] * scale
     return {'distill': distill, 'train': _train(total_iter, terms)}
+
+
+def augments(name: str) -> bool:
+    """Whether the recipe's crops are flipped and turned (the dataset's use_hflip and use_rot)."""
+    return recipe(name)[3].get('augment', True)
 
 
 def starts_from_teacher(name: str) -> bool:

@@ -16,6 +16,7 @@ when complete, so a killed build is never read (it is removed by the next build)
 """
 import hashlib
 import json
+import math
 import os
 import shutil
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -136,6 +137,35 @@ def _remove_stale_partials(folder):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
+FLIP_WARN_DB = 40.0  # below this, flipped crops' cached targets are further from the teacher than students get
+
+
+def _turn(t: torch.Tensor, hflip: bool, vflip: bool, rot90: bool, inverse: bool = False) -> torch.Tensor:
+    if not inverse:
+        return _augment(t, hflip, vflip, rot90)
+    if rot90:
+        t = t.transpose(-1, -2)
+    if vflip:
+        t = t.flip(-2)
+    return t.flip(-1) if hflip else t
+
+
+def flip_psnr(teacher: Any, x: torch.Tensor) -> float:
+    """How far the teacher is from equivariant on the input ``x`` (1, 3, H, W): the lowest PSNR (dB, RGB,
+    on 8-bit values) between its output on a flipped or turned input turned back and its output on ``x``,
+    over the 7 flips and rotations the training crops get. The offline cache turns the teacher's output
+    with the crop, so this is how far a turned crop's cached target is from what the teacher would give."""
+    def to8(t):
+        return t.clamp(0, 1).mul(255).round()
+    ref = to8(teacher(x))
+    worst = float('inf')
+    for hf, vf, rot in [(h, v, r) for h in (0, 1) for v in (0, 1) for r in (0, 1)][1:]:
+        out = to8(_turn(teacher(_turn(x, hf, vf, rot)), hf, vf, rot, inverse=True))
+        mse = float(((out - ref) ** 2).mean())
+        worst = min(worst, 10 * math.log10(255 ** 2 / mse) if mse else float('inf'))
+    return worst
+
+
 def build(folder: str, key: str, teacher: Any, taps: 'FeatureTaps', paths: Sequence[str], scale: int,
           specs: Sequence[str], whole_input: Callable[[np.ndarray, int], np.ndarray], teacher_name: str = '',
           progress: bool = True) -> str:
@@ -152,7 +182,7 @@ def build(folder: str, key: str, teacher: Any, taps: 'FeatureTaps', paths: Seque
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     device = next(teacher.net.parameters()).device
-    images, levels = {}, []
+    images, levels, flip_db = {}, [], None
     names = relative_names(paths)
     for i, path in enumerate(tqdm(paths, desc='teacher cache', unit='img', disable=None if progress else True)):  # None: bar on terminals only
         try:
@@ -176,8 +206,15 @@ def build(folder: str, key: str, teacher: Any, taps: 'FeatureTaps', paths: Seque
         np.save(os.path.join(tmp, f'{stem}_maps.npy'),
                 torch.stack(maps).cpu().numpy() if maps else np.zeros((0, 1, 1), np.float32))
         images[names[i]] = stem
+        if flip_db is None:  # a central window of the first image: a few small forwards
+            h, w = x.shape[-2:]
+            side = min(64, h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            flip_db = flip_psnr(teacher, x[..., top:top + side, left:left + side])
+            taps.clear()
     manifest = {'format': FORMAT, 'key': key, 'teacher': teacher_name, 'scale': scale, 'specs': list(specs),
-                'levels': len(taps.names), 'map_factors': levels, 'images': images}
+                'levels': len(taps.names), 'map_factors': levels, 'images': images,
+                'flip_psnr': None if flip_db is None else round(flip_db, 2)}
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=1)
     try:
@@ -208,6 +245,7 @@ class TeacherCache:
         m = _read_manifest(folder)
         self.scale, self.specs, self.levels = m['scale'], m['specs'], m['levels']
         self.factors = m['map_factors']
+        self.flip_psnr = m.get('flip_psnr')  # None: a cache built before it was measured
         self.stems = {os.path.abspath(p): m['images'].get(n) for p, n in zip(paths, relative_names(paths))}
         self._open = {}
 
@@ -263,7 +301,16 @@ def ensure(opt: dict, teacher: Any, taps: 'FeatureTaps', specs: Sequence[str], t
         build(folder, key, teacher, taps, paths, int(opt['scale']), specs, whole_input,
               teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
     get_root_logger().info(f'Offline teacher: targets read from {folder}')
-    return TeacherCache(folder, paths)
+    cache = TeacherCache(folder, paths)
+    turns = bool(train_ds.get('use_hflip', True) or train_ds.get('use_rot', True))
+    if turns and cache.flip_psnr is not None and cache.flip_psnr < FLIP_WARN_DB:
+        get_root_logger().warning(
+            f'The teacher is not equivariant: its output on a flipped or turned crop, turned back, is '
+            f'{cache.flip_psnr:.1f} dB PSNR from its output on the crop. The offline cache turns the teacher\'s '
+            'output with the crop, so with use_hflip/use_rot the targets of 7 crops in 8 are not what the teacher '
+            'gives there; set use_hflip: false and use_rot: false in datasets.train, or use the online teacher '
+            '(docs/distill.md, "Which recipe")')
+    return cache
 
 
 def default_root(experiments_root: str) -> str:
