@@ -9,7 +9,7 @@ grayscale, palette images become RGB(A), alpha is kept apart so the network neve
 images (32-bit TIFF) are read as values in [0, 1] (Pillow's own conversion clips them to a black image).
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -141,13 +141,18 @@ def read_rgb_uint8(path: str) -> np.ndarray:
     return np.round(color.astype(np.float64) * (255.0 / d.peak)).astype(np.uint8)
 
 
-def image_size(path: str) -> tuple:
-    """(width, height) as the image is shown (EXIF orientation applied), from the header alone."""
+def image_size(path: str, verify: bool = False) -> Tuple[int, int]:
+    """(width, height) as the image is shown (EXIF orientation applied), from the header alone; ``verify``
+    also checks the file's structure without decoding (PNG chunk checksums, truncation), so most broken
+    files are found before any work (the rest, e.g. a truncated JPEG, when decoded)."""
     try:
+        if verify:  # verify() must come straight after open, and the image is unusable after it
+            with Image.open(path) as im:
+                im.verify()
         with Image.open(path) as im:
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             return (im.height, im.width) if turned else im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ...) for bad files
         raise SRKDError(f'cannot read image {path}: {e}') from e
 
 

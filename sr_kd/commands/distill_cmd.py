@@ -107,7 +107,7 @@ def _check(args):
 def _images(folder, seed, min_side):
     """(training names, held-out paths) of the folder: every image readable, at least ``min_side`` on its
     shorter side (the crop, and enough for a validation PSNR), names unique; else one line."""
-    from sr_kd.data.hr_dataset import probe_image
+    from sr_kd.image_io import image_size
     from sr_kd.data.image_source import list_hr_images
     from sr_kd.distill.job import split
     paths = list_hr_images(folder)
@@ -117,7 +117,7 @@ def _images(folder, seed, min_side):
         if name in by_name:
             raise SRKDError(f'two images are named {name}: {by_name[name]} and {p}; names must be unique')
         by_name[name] = p
-        w, h = probe_image(p)
+        w, h = image_size(p, verify=True)
         if min(w, h) < min_side:
             raise SRKDError(f'{p} is {w}x{h}: every image must be at least {min_side} px on its shorter side '
                             '(the training crop); leave smaller ones out')

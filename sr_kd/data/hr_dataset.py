@@ -12,7 +12,6 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils import data
 
 from basicsr.data.transforms import augment
@@ -20,7 +19,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from sr_kd.data.image_source import list_hr_images
-from sr_kd.image_io import read_rgb_uint8
+from sr_kd.image_io import image_size, read_rgb_uint8
 from sr_kd.errors import SRKDError
 from sr_kd.ops.matlab_resize import bicubic_lr, imresize
 
@@ -37,19 +36,6 @@ def lr_crop(hr: np.ndarray, scale: int, top: int, left: int, lq_size: int,
     lq = window[top - t0:top - t0 + lq_size, left - l0:left - l0 + lq_size]
     gt = hr[top * scale:(top + lq_size) * scale, left * scale:(left + lq_size) * scale]
     return lq, gt
-
-
-def probe_image(path: str) -> Tuple[int, int]:
-    """(width, height) of a readable image. Reads the header and checks the file's structure (PNG chunk
-    checksums, truncation) without decoding, so most broken files are found before the first iteration;
-    the rest (e.g. a truncated JPEG) when decoded, under the same skip/error policy."""
-    try:
-        with Image.open(path) as im:
-            size = im.size
-            im.verify()
-        return size
-    except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ...) for bad files
-        raise SRKDError(f'cannot read image {path}: {e}') from e
 
 
 def training_paths(opt: dict) -> List[str]:
@@ -100,7 +86,7 @@ class HROnlyDataset(data.Dataset):
         paths, small, corrupt = [], [], []
         for p in training_paths(opt):
             try:
-                w, h = probe_image(p)
+                w, h = image_size(p, verify=True)
             except SRKDError as e:
                 if self.on_corrupt == 'error':
                     raise SRKDError(f'{e} (set corrupt_images: skip to leave unreadable files out)') from e
