@@ -371,10 +371,10 @@ def test_cache_teacher_refuses_auto_pairs_in_one_line(tmp_path):
 def test_recipe_auto_cuts_the_student_from_a_compact_teacher_only():
     from sr_kd.distill.recipes import resolve
     compact, span = _family('Compact').state_dict(), _family('SPAN').state_dict()
-    assert resolve('auto', compact, 'auto') == 'init-offline'
-    assert resolve('auto', compact, 'compact-16x4') == 'init-offline'
-    assert resolve('auto', compact, 'span-16') == 'output-offline'
-    assert resolve('auto', span, 'auto') == 'output-offline'
+    assert resolve('auto', compact, 'auto') == 'init-offline-noaug'
+    assert resolve('auto', compact, 'compact-16x4') == 'init-offline-noaug'
+    assert resolve('auto', compact, 'span-16') == 'output-offline-noaug'
+    assert resolve('auto', span, 'auto') == 'output-offline-noaug'
     assert resolve('output-online', compact, 'auto') == 'output-online'
 
 

@@ -3,7 +3,8 @@
 on every batch: what the teacher modes of other tools do) at equal wall time; docs/distill.md has the
 figures. ``DEFAULT`` (``auto``) is the measured winner: a student cut from its teacher (Compact teachers)
 trained on the cached target, else the cached target alone (about twice the steps of the online teacher in
-the same time on a CPU with bf16).
+the same time on a CPU with bf16), both on crops that are not flipped or turned (the cache holds the
+teacher's output on the image as it is; teachers are not equivariant).
 
 The schedule is written in fractions of ``total_iter`` (``sr-kd distill`` sets it from the time budget),
 so a recipe means the same at any budget.
@@ -47,7 +48,7 @@ RECIPES: Dict[str, tuple] = {
     'init-offline-noaug': ('offline', 32, [OUT_L1], {'init': 'teacher', 'augment': False}),
 }
 NOT_DISTILL = ('init', 'border', 'augment')  # recipe extras that are not keys of the distill section
-DEFAULT = 'auto'  # init-offline for a Compact teacher and student, else output-offline: resolve()
+DEFAULT = 'auto'  # init-offline-noaug for a Compact teacher and student, else output-offline-noaug: resolve()
 
 
 def resolve(name: str, teacher_sd: dict, student: str) -> str:
@@ -60,8 +61,9 @@ def resolve(name: str, teacher_sd: dict, student: str) -> str:
     try:
         compact_layers(teacher_sd, 'the teacher')
     except SRKDError:
-        return 'output-offline'
-    return 'init-offline' if student == 'auto' or PRESETS[student]['type'] == 'Compact' else 'output-offline'
+        return 'output-offline-noaug'
+    return 'init-offline-noaug' if student == 'auto' or PRESETS[student]['type'] == 'Compact' \
+        else 'output-offline-noaug'
 
 
 def recipe(name: str) -> tuple:
