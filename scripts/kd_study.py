@@ -140,13 +140,18 @@ def schedule(iters: int) -> dict:
     return {'type': 'MultiStepLR', 'gamma': 0.5, 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
 
 
+def run_name(recipe: str, seed: int, iters: int) -> str:
+    """The experiment name of a run: recipe, seed and budget (a 100k run of a seed is not its 20k run)."""
+    return f'kd_study_{recipe}_s{seed}_{iters // 1000}k'
+
+
 def options(recipe: str, seed: int, iters: int, data_root: str, teacher: str) -> dict:
     """The option dict of one run, built from options/imdn_kd.yml so the study measures what users run."""
     from sr_kd.options import load_yaml
     opt = json.loads(json.dumps(load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))))  # plain dicts
     _, terms, distill = RECIPES[recipe]
     _, val_names = split_names(data_root)
-    opt['name'] = f'kd_study_{recipe}_s{seed}_{iters // 1000}k'
+    opt['name'] = run_name(recipe, seed, iters)
     opt['manual_seed'] = seed
     opt['datasets']['train'].update(name='train291_minus_val', dataroot_gt=data_root, exclude=val_names,
                                     dataset_enlarge_ratio=100, num_worker_per_gpu=0)
@@ -177,10 +182,6 @@ def exp_dir(opt: dict, root: str) -> str:
 def _rows():
     from sr_kd.jsonl import read_rows
     return read_rows(RESULTS)
-
-
-def finished() -> Set[str]:
-    return {r['run'] for r in _rows()}
 
 
 def finished_names() -> Set[str]:
@@ -302,8 +303,9 @@ def record(run: str, opt: dict, rc: int, root: str) -> None:
 
 def run_plan(runs: List[str], args: argparse.Namespace) -> None:
     os.makedirs(os.path.join(args.root, 'logs'), exist_ok=True)
-    done = finished()
-    todo = [r for r in runs if r not in done and r.split(':')[0] in RECIPES]
+    done = finished_names()
+    todo = [r for r in runs if r.split(':')[0] in RECIPES
+            and run_name(r.split(':')[0], int(r.split(':')[1]), args.iters) not in done]
     active, kept = [], time.time()
     while todo or active:
         if time.time() - kept > 300:  # the session may stop at any moment: keep what the runs have reached

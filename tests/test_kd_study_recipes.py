@@ -32,3 +32,25 @@ def test_zoo_recipes_take_the_zoo_terms_at_their_calibrated_weights():
     assert terms == [{**METHODS['pair-wise (released)'][0], 'name': 'pair_wise_released', 'loss_weight': 0.365}]
     assert kd_study.RECIPES['at'][1]() == [{'type': 'ATLoss', 'name': 'at', 'loss_weight': 116}]
     assert 'sobolev' not in kd_study.RECIPES  # equal wall time only: not a study recipe
+
+
+def test_a_run_of_another_budget_is_not_taken_for_finished(tmp_path, monkeypatch):
+    """The 100k run of a seed is its own run: a finished 20k run of that recipe and seed does not skip it."""
+    import argparse
+    started = []
+    monkeypatch.setattr(kd_study, 'finished_names', lambda: {'kd_study_student_s0_20k'})
+    monkeypatch.setattr(kd_study, 'start', lambda run, args: started.append(run) or (_Done(), {}))
+    monkeypatch.setattr(kd_study, 'record', lambda *a: None)
+    args = argparse.Namespace(iters=100000, jobs=2, root=str(tmp_path))
+    kd_study.run_plan(['student:0', 'imdn_kd:0'], args)
+    assert started == ['student:0', 'imdn_kd:0']
+    started.clear()
+    kd_study.run_plan(['student:0'], argparse.Namespace(iters=20000, jobs=2, root=str(tmp_path)))
+    assert started == []
+
+
+class _Done:
+    returncode = 0
+
+    def poll(self):
+        return 0
