@@ -228,11 +228,14 @@ def test_a_teacher_that_is_not_equivariant_is_said_when_crops_are_turned(tmp_pat
     opt = _offline_opt(tmp_path)
     opt['datasets']['train'].update(use_hflip=turns, use_rot=turns)
     log = logging.getLogger('basicsr')  # basicsr's logger does not propagate to caplog's root
+    level = log.level  # and other tests may leave it (or the root it defers to) above WARNING
+    log.setLevel(logging.INFO)
     log.addHandler(caplog.handler)
     try:
         model = _model(tmp_path, opt)
     finally:
         log.removeHandler(caplog.handler)
+        log.setLevel(level)
     assert model.teacher_cache.flip_psnr < teacher_cache.FLIP_WARN_DB
     said = [r.getMessage() for r in caplog.records if 'not equivariant' in r.getMessage()]
     assert len(said) == (1 if turns else 0)
