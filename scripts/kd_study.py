@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
+from scripts.kd_names import run_name
 from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, machine, restore_progress
 
 OUT = os.path.join(REPO, 'docs', 'kd_study')
@@ -138,11 +139,6 @@ def split_names(root: str) -> Tuple[List[str], List[str]]:
 def schedule(iters: int) -> dict:
     """The study's learning-rate schedule for a budget: halved at 1/2, 3/4 and 9/10 of the iterations."""
     return {'type': 'MultiStepLR', 'gamma': 0.5, 'milestones': [iters // 2, iters * 3 // 4, iters * 9 // 10]}
-
-
-def run_name(recipe: str, seed: int, iters: int) -> str:
-    """The experiment name of a run: recipe, seed and budget (a 100k run of a seed is not its 20k run)."""
-    return f'kd_study_{recipe}_s{seed}_{iters // 1000}k'
 
 
 def options(recipe: str, seed: int, iters: int, data_root: str, teacher: str) -> dict:

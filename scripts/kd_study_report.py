@@ -10,6 +10,7 @@ from collections import defaultdict
 from types import ModuleType
 from typing import Dict, List, Set, Tuple
 
+from scripts.kd_names import parse_run_name
 from scripts.study_core import REPO
 from sr_kd.atomic import atomic_savefig
 
@@ -27,7 +28,8 @@ def in_progress(done_names: Set[str], study: ModuleType, root: str) -> Dict[str,
     for name, folder in sorted(folders.items()):
         if name in done_names or '_archived_' in name or name.endswith('.partial'):
             continue
-        kind = 'SRModel' if '_student_' in name else 'SRKDModel'
+        parsed = parse_run_name(name)
+        kind = 'SRModel' if parsed and parsed.recipe == 'student' else 'SRKDModel'
         curve = study.validation_curve(folder, kind)
         if curve:
             out[name] = (curve, study.iteration_seconds(folder))
@@ -100,7 +102,7 @@ def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
             lines[-1] += ' | '.join(f'{vals[i]:.3f}' if i in vals else '' for i in its) + ' |'
         lines.append('')
     curves = {r['name']: (r['curve'], r['sec_per_iter']) for r in rows}
-    curves.update({k: v for k, v in progress.items() if k.endswith(f'_{STUDY_ITERS // 1000}k')})
+    curves.update({k: v for k, v in progress.items() if getattr(parse_run_name(k), 'iters', None) == STUDY_ITERS})
     if curves:
         _plot(curves, os.path.join(out, 'psnr_curves.png'))
         lines += ['![validation PSNR vs iterations and vs training seconds](kd_study/psnr_curves.png)', '']
@@ -113,9 +115,9 @@ def _seed_curves(every, progress, recipe, iters):
     out = {r['seed']: {c[0]: c[1] for c in r['curve']} for r in every
            if r['recipe'] == recipe and r['iters'] == iters}
     for name, (curve, _) in progress.items():
-        prefix, suffix = f'kd_study_{recipe}_s', f'_{iters // 1000}k'
-        if name.startswith(prefix) and name.endswith(suffix) and name[len(prefix):-len(suffix)].isdigit():
-            out.setdefault(int(name[len(prefix):-len(suffix)]), {c[0]: c[1] for c in curve})
+        run = parse_run_name(name)
+        if run and run.recipe == recipe and run.iters == iters:
+            out.setdefault(run.seed, {c[0]: c[1] for c in curve})
     return out
 
 
@@ -300,21 +302,18 @@ def equal_time_table(by_recipe: Dict[str, List[dict]], base: List[dict]) -> List
 def _plot(curves, path):
     """PSNR vs iterations and vs minutes: one colour per recipe (the student alone black), one line style
     per seed, so a dozen runs stay readable."""
-    import re
-
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
-    parsed = {name: re.match(r'kd_study_(.+)_s(\d+)_\d+k$', name) for name in curves}
-    recipes = sorted({m.group(1) for m in parsed.values() if m} - {'student'})
+    parsed = {name: parse_run_name(name) or (name, 0, 0) for name in curves}
+    recipes = sorted({p[0] for p in parsed.values()} - {'student'})
     palette = plt.cm.tab10 if len(recipes) <= 10 else plt.cm.tab20  # one colour per recipe up to 20
     colours = {r: palette(i % palette.N) for i, r in enumerate(recipes)}
     colours['student'] = 'black'
     styles = ['-', '--', ':', '-.']
     for name, (curve, t) in sorted(curves.items()):
-        m = parsed[name]
-        recipe, seed = (m.group(1), int(m.group(2))) if m else (name, 0)
+        recipe, seed, _ = parsed[name]
         kw = dict(color=colours.get(recipe), ls=styles[seed % len(styles)], marker='o', ms=2.5, lw=1.3,
                   label=f'{recipe} s{seed}')
         its = [c[0] for c in curve]

@@ -31,3 +31,11 @@ def test_gain_is_the_default_minus_the_student_per_seed_and_budget(tmp_path):
 def test_no_budget_section_before_a_longer_run_has_a_point(tmp_path):
     every = [_row('student', 0, 20000, [(20000, 27.5)], 30.0), _row('fade_keep_output', 0, 20000, [(20000, 27.6)], 30.3)]
     assert report.budget_section(every, {}, str(tmp_path), ['Set5']) == []
+
+
+def test_run_names_are_read_back_as_written():
+    from scripts.kd_names import parse_run_name, run_name
+    assert parse_run_name(run_name('output_offline', 2, 100000)) == ('output_offline', 2, 100000)
+    assert parse_run_name(run_name('student', 0, 20000)).recipe == 'student'
+    assert parse_run_name('kd_study_student_s0_20k_archived_20261201') is None
+    assert parse_run_name('teacher_cache') is None

@@ -47,12 +47,8 @@ class SPLoss(BatchRelationLoss):
 @LOSS_REGISTRY.register()
 class CCLoss(BatchRelationLoss):
     """Correlation congruence (Peng et al., ICCV 2019): correlations between patches through a Gaussian
-    RBF kernel on L2-normalised embeddings, approximated by its Taylor expansion of order P (2),
-    gamma 0.4; MSE between the student's and teacher's correlation matrices.
-
-    Args:
-        gamma: the RBF kernel width.
-        p_order: the order of its Taylor expansion.
+    RBF kernel (width ``gamma``, 0.4) on L2-normalised embeddings, approximated by its Taylor expansion of
+    order ``p_order`` (2); MSE between the student's and teacher's correlation matrices.
 
     Example::
 
@@ -62,13 +58,13 @@ class CCLoss(BatchRelationLoss):
     def __init__(self, gamma: Number = 0.4, p_order: Number = 2, level_weights: Levels = None,
                  loss_weight: Number = 1.0):
         super().__init__(level_weights, loss_weight)
-        self.gamma, self.p_order = gamma, p_order
+        g2 = 2 * gamma  # exp(-2 gamma (1 - sim)) = sum over p of exp(-2 gamma) (2 gamma)^p / p! * sim^p
+        self.taylor = [math.exp(-g2) * g2 ** p / math.factorial(p) for p in range(int(p_order) + 1)]
 
     def correlation(self, x: torch.Tensor) -> torch.Tensor:
         e = F.normalize(rows(x), dim=1)
         sim = e @ e.t()
-        g2 = 2 * self.gamma
-        return sum(math.exp(-g2) * g2 ** p / math.factorial(p) * sim.pow(p) for p in range(self.p_order + 1))
+        return sum(c * sim.pow(p) for p, c in enumerate(self.taylor))
 
     def level(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.correlation(fs), self.correlation(ft))
