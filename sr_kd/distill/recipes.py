@@ -46,6 +46,11 @@ RECIPES: Dict[str, tuple] = {
     # flipped output) gives a flipped crop a target it never produces (docs/distill.md)
     'output-offline-noaug': ('offline', 32, [OUT_L1], {'augment': False}),
     'init-offline-noaug': ('offline', 32, [OUT_L1], {'init': 'teacher', 'augment': False}),
+    # the default with another loss: Charbonnier instead of L1, or the feature-statistics term added at
+    # matched depths (pairs: auto; the cut student's channels are a subset of the teacher's), faded out by 30%
+    'init-charbonnier-noaug': ('offline', 32, [OUT_CHARB], {'init': 'teacher', 'augment': False}),
+    'init-fs-noaug': ('offline', 32, [OUT_L1, FS], {'init': 'teacher', 'augment': False, 'pairs': 'auto',
+                                                    'fade': [0.1, 0.3]}),
 }
 NOT_DISTILL = ('init', 'border', 'augment')  # recipe extras that are not keys of the distill section
 DEFAULT = 'auto'  # init-offline-noaug for a Compact teacher and student, else output-offline-noaug: resolve()
