@@ -378,6 +378,17 @@ def test_recipe_auto_cuts_the_student_from_a_compact_teacher_only():
     assert resolve('output-online', compact, 'auto') == 'output-online'
 
 
+def test_help_names_what_recipe_auto_resolves_to(capsys):
+    from sr_kd.cli import main
+    from sr_kd.distill.recipes import resolve
+    with pytest.raises(SystemExit):
+        main(['distill', '--help'])
+    help_text = ' '.join(capsys.readouterr().out.split())
+    compact, span = _family('Compact').state_dict(), _family('SPAN').state_dict()
+    assert f"auto: {resolve('auto', compact, 'auto')} for a Compact teacher and student, else " \
+        f"{resolve('auto', span, 'auto')})" in help_text
+
+
 @pytest.mark.parametrize('name', sorted(__import__('sr_kd.distill.recipes', fromlist=['RECIPES']).RECIPES))
 def test_every_recipe_writes_an_option_file_the_schema_accepts_and_whose_terms_build(name):
     from sr_kd import schema

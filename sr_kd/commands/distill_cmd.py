@@ -21,7 +21,7 @@ PLAN, OPTIONS, INIT = 'distill.json', 'options.yml', 'init_from_teacher.pth'  # 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sr_kd.distill.recipes import DEFAULT, RECIPES
+    from sr_kd.distill.recipes import AUTO_CUT, AUTO_OTHER, DEFAULT, RECIPES
     from sr_kd.distill.students import PRESETS
     p.add_argument('teacher', help='the slow model: any weights file sr_kd or spandrel loads (.pth, .safetensors)')
     p.add_argument('--images', help='a folder of your images (no ground truth): each one a student input; '
@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                       'once beforehand and not counted)')
     budget.add_argument('--iters', type=int, help='training iterations instead of minutes')
     p.add_argument('--recipe', default=DEFAULT, choices=['auto', *RECIPES], help='how the student imitates '
-                   '(docs/distill.md measures each; auto: init-offline for a Compact teacher, else output-offline)')
+                   f'(docs/distill.md measures each; auto: {AUTO_CUT} for a Compact teacher and student, else '
+                   f'{AUTO_OTHER})')
     p.add_argument('--device', default='cpu', help="cpu or cuda")
     p.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch\'s default)')
     p.add_argument('--seed', type=int, default=0, help='seed of the split and of training')

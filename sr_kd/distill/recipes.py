@@ -53,7 +53,8 @@ RECIPES: Dict[str, tuple] = {
                                                     'fade': [0.1, 0.3]}),
 }
 NOT_DISTILL = ('init', 'border', 'augment')  # recipe extras that are not keys of the distill section
-DEFAULT = 'auto'  # init-offline-noaug for a Compact teacher and student, else output-offline-noaug: resolve()
+DEFAULT = 'auto'  # what it resolves to:
+AUTO_CUT, AUTO_OTHER = 'init-offline-noaug', 'output-offline-noaug'  # Compact teacher and student; the rest
 
 
 def resolve(name: str, teacher_sd: dict, student: str) -> str:
@@ -66,9 +67,8 @@ def resolve(name: str, teacher_sd: dict, student: str) -> str:
     try:
         compact_layers(teacher_sd, 'the teacher')
     except SRKDError:
-        return 'output-offline-noaug'
-    return 'init-offline-noaug' if student == 'auto' or PRESETS[student]['type'] == 'Compact' \
-        else 'output-offline-noaug'
+        return AUTO_OTHER
+    return AUTO_CUT if student == 'auto' or PRESETS[student]['type'] == 'Compact' else AUTO_OTHER
 
 
 def recipe(name: str) -> tuple:
