@@ -3,6 +3,7 @@
 Deployment targets (onnxruntime, TensorRT, ncnn, chaiNNer) take ONNX; the check runs the exported file
 with onnxruntime so a broken export is caught where it is made, not on a user's machine.
 """
+import warnings
 from typing import TYPE_CHECKING, Tuple
 
 import torch
@@ -33,7 +34,9 @@ def export_onnx(model: torch.nn.Module, info: 'ModelInfo', path: str, opset: int
     x, dims = _example_and_dims(info)
     model = model.float().eval().to(memory_format=torch.contiguous_format).cpu()
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # torch.export's own deprecation notice (LeafSpec, torch 2.13): nothing a user can act on
+        warnings.filterwarnings('ignore', message='.*LeafSpec.*', category=FutureWarning)
         torch.onnx.export(model, (x,), tmp, input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
                           dynamic_shapes={'x': dims}, dynamo=True, external_data=False, verbose=False)
 

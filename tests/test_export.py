@@ -59,3 +59,16 @@ def test_nothing_to_export_is_a_user_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         main(['export', ckpt])
     assert e.value.code == 2
+
+
+def test_export_says_nothing_of_torch_internals(tmp_path):
+    """torch.export's own deprecation notices (FutureWarning on LeafSpec) reached the user of `sr-kd distill`
+    and `sr-kd export` as noise they cannot act on."""
+    import warnings
+    from sr_kd.archs.loading import describe
+    from sr_kd.export import export_onnx
+    net, _ = save(tmp_path, IMDN, upscale=4)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        export_onnx(net, describe(net), tmp_path / 'imdn.onnx')
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
