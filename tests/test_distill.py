@@ -86,6 +86,11 @@ def test_distill_writes_student_files_summary_and_report(finished):
     assert held['against'] == 'teacher' and 'teacher' not in held  # no row of the teacher against itself
     assert np.isfinite(held['student']['psnr']) and np.isfinite(held['bicubic']['psnr'])
     assert 'student to the teacher' in proc.stdout and 'faster than the teacher' in proc.stdout
+    # the training time both ways: wall clock (what the user waited) and CPU time (what a busy machine hides)
+    last = json.loads((out / 'experiments' / 'student' / 'val_metrics.jsonl').read_text().splitlines()[-1])
+    assert last['train_cpu_seconds'] > 0 and summary['train_cpu_minutes'] == round(last['train_cpu_seconds'] / 60, 2)
+    assert f'{summary["train_minutes"]:.1f} minutes of training steps ({summary["train_cpu_minutes"]:.1f} CPU ' \
+        f'minutes)' in proc.stdout
     from sr_kd.report import make_report  # sr-kd report on the run: the teacher is the crops' reference
     assert make_report(str(out / 'experiments' / 'student'), out=str(tmp / 'r.png')) == str(tmp / 'r.png')
 

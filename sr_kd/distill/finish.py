@@ -40,9 +40,8 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
              'student_params': parameters(student, s_info), 'teacher_params': parameters(teacher, t_info)}
     last = job.val_rows(out)[-1]  # the last validation: the training time of the whole run
     rows = [Timed(**r) for r in plan['candidates']]
-    summary = job.summary(out, rows, plan['student'], speed, last.get('train_seconds', 0.0))
+    summary = job.summary(out, rows, plan['student'], speed, last)
     summary['recipe'] = plan['recipe']
-    summary['train_cpu_minutes'] = round(last.get('train_cpu_seconds', 0.0) / 60, 2)
     atomic_write_text(os.path.join(out, 'summary.json'), json.dumps(summary, indent=1) + '\n')
     picture(out, teacher.cpu(), student.cpu(), plan, t_info.scale)
     print(job.table(summary))

@@ -154,13 +154,15 @@ def best_rows(out: str) -> dict:
     return {r['dataset']: r for r in rows if r['iter'] == it}
 
 
-def summary(out: str, rows_timed: List['Timed'], chosen: str, speed: dict, train_seconds: float) -> dict:
-    """What ``summary.json`` holds and the final table prints."""
+def summary(out: str, rows_timed: List['Timed'], chosen: str, speed: dict, last: dict) -> dict:
+    """What ``summary.json`` holds and the final table prints; ``last`` is the run's last validation row (its
+    training time: wall clock and CPU time of the training steps)."""
     best = best_rows(out)
     metrics = {name: {'student': row['student'], **{k: row[k] for k in ('bicubic', 'teacher') if k in row},
                       'against': row.get('against')} for name, row in best.items()}
     it = next(iter(best.values()))['iter']
-    return {'student': chosen, 'best_iter': it, 'train_minutes': round(train_seconds / 60, 2),
+    return {'student': chosen, 'best_iter': it, 'train_minutes': round(last.get('train_seconds', 0.0) / 60, 2),
+            'train_cpu_minutes': round(last.get('train_cpu_seconds', 0.0) / 60, 2),
             'parameters': speed['student_params'], 'teacher_parameters': speed['teacher_params'],
             'speed': speed, 'metrics': metrics,
             'candidates': [{'name': r.name, 'parameters': r.params, 'ms': round(r.seconds * 1000, 2),
@@ -171,7 +173,8 @@ def table(s: dict) -> str:
     lines = [f'student {s["student"]}: {s["parameters"]:,} parameters (teacher {s["teacher_parameters"]:,}), '
              f'{s["speed"]["speedup"]:.2f}x faster than the teacher ({s["speed"]["student_ms"]:.0f} vs '
              f'{s["speed"]["teacher_ms"]:.0f} ms an image, over {s["speed"]["image"]}, {s["speed"]["precision"]})',
-             f'best at iteration {s["best_iter"]}; {s["train_minutes"]:.1f} minutes of training steps',
+             f'best at iteration {s["best_iter"]}; {s["train_minutes"]:.1f} minutes of training steps '
+             f'({s["train_cpu_minutes"]:.1f} CPU minutes)',
              f'{"held-out images":<28} {"PSNR":>8} {"SSIM":>8}']
     for name, m in s['metrics'].items():
         against = 'HR' if m['against'] == 'HR' else 'the teacher'
