@@ -47,12 +47,16 @@ class SPLoss(BatchRelationLoss):
 @LOSS_REGISTRY.register()
 class CCLoss(BatchRelationLoss):
     """Correlation congruence (Peng et al., ICCV 2019): correlations between patches through a Gaussian
-    RBF kernel (width ``gamma``, 0.4) on L2-normalised embeddings, approximated by its Taylor expansion of
-    order ``p_order`` (2); MSE between the student's and teacher's correlation matrices.
+    RBF kernel on L2-normalised embeddings, approximated by its Taylor expansion of order P (2),
+    gamma 0.4; MSE between the student's and teacher's correlation matrices.
 
     Example::
 
         - {type: CCLoss, name: cc, gamma: 0.4, p_order: 2, loss_weight: 0.306}
+
+    Args:
+        gamma: the RBF kernel width.
+        p_order: the order of its Taylor expansion.
     """
 
     def __init__(self, gamma: Number = 0.4, p_order: Number = 2, level_weights: Levels = None,
