@@ -187,6 +187,24 @@ def test_auto_student_is_the_slowest_that_is_fast_enough():
         students.choose(rows, 20)
 
 
+def test_presets_are_compared_with_the_teacher_timed_before_and_after_them():
+    """A load that comes while timing: the teacher takes 1.0 s before the presets and 1.5 s after; each
+    preset is compared with 1.25 s, and the busy machine is said in one line."""
+    from sr_kd.archs.loading import load_state_dict_model
+    from sr_kd.distill import students
+    teacher, info = load_state_dict_model(_family('Compact').state_dict())
+    teacher_times = iter([1.0, 1.5])
+
+    def timer(model, info, x, precision):
+        return next(teacher_times) if model is teacher else 0.25
+
+    rows = students.time_candidates(teacher, info, 4, torch.rand(1, 3, 8, 8), 'fp32', ['compact-16x4'], timer)
+    assert [(r.name, r.seconds, r.speedup) for r in rows] == [('teacher', 1.25, 1.0), ('compact-16x4', 0.25, 5.0)]
+    assert rows[0].drift == 0.5 and 'moved by 50%' in students.busy_note(rows)
+    rows[0].drift = 0.1  # a quiet machine: nothing said
+    assert students.busy_note(rows) is None
+
+
 def _refused(capsys, argv, *fragments):
     with pytest.raises(SystemExit) as e:
         main(['distill', *map(str, argv)])

@@ -162,6 +162,9 @@ def _plan(args):
     rows = students.time_candidates(teacher, info, info.scale, x, precision, names)
     chosen = students.choose(rows, args.speedup) if args.student == 'auto' else rows[1]
     print(students.speed_table(rows, chosen.name), flush=True)
+    note = students.busy_note(rows)
+    if note:
+        print(note, flush=True)
     student_opt = students.network_opt(chosen.name, info.scale)
     init = _init_from_teacher(teacher_sd, args.teacher, student_opt) if recipes.starts_from_teacher(args.recipe) \
         else None

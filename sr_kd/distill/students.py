@@ -65,6 +65,7 @@ class Timed:
     params: int
     seconds: float
     speedup: float        # teacher seconds / these seconds
+    drift: float = 0.0    # the teacher's row: how far its second timing moved from its first (0.3: 30%)
 
 
 def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str,
@@ -95,15 +96,29 @@ def parameters(model: torch.nn.Module, info: 'ModelInfo') -> int:
 
 def time_candidates(teacher: torch.nn.Module, teacher_info: 'ModelInfo', scale: int, x: torch.Tensor, precision: str,
                     names: Optional[List[str]] = None, timer: Callable = forward_seconds) -> List[Timed]:
-    """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``."""
-    t_sec = timer(teacher, teacher_info, x, precision)
-    rows = [Timed('teacher', parameters(teacher, teacher_info), t_sec, 1.0)]
+    """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``. The
+    teacher is timed before and after the presets and its mean is what they are compared with, so a load
+    that comes or goes while timing tilts no preset's ratio far; how far it moved is its row's ``drift``."""
+    first = timer(teacher, teacher_info, x, precision)
+    timed = []
     for name in names or list(PRESETS):
         model, info = inference_form(network_opt(name, scale))
-        model = model.to(x.device)
-        sec = timer(model, info, x, precision)
-        rows.append(Timed(name, parameters(model, info), sec, t_sec / sec))
-    return rows
+        timed.append((name, parameters(model, info), timer(model.to(x.device), info, x, precision)))
+    last = timer(teacher, teacher_info, x, precision)
+    t_sec = (first + last) / 2
+    return [Timed('teacher', parameters(teacher, teacher_info), t_sec, 1.0, abs(last - first) / min(first, last)),
+            *(Timed(name, n, sec, t_sec / sec) for name, n, sec in timed)]
+
+
+def busy_note(rows: List[Timed], limit: float = 0.2) -> Optional[str]:
+    """One line when the teacher's two timings differ by more than ``limit``: the machine was busy, so the
+    speed-ups (and ``auto``'s choice) are less sure than on a quiet one."""
+    t = rows[0]
+    if t.drift <= limit:
+        return None
+    return (f"note: the teacher's time moved by {t.drift:.0%} while timing: the machine is busy, so the "
+            f'speed-ups above may be off and auto may pick a neighbour of the quiet-machine choice '
+            f'(--student NAME fixes it; docs/distill.md has the quiet-machine table)')
 
 
 def choose(rows: List[Timed], speedup: float) -> Timed:
