@@ -53,8 +53,8 @@ RECIPES: Dict[str, tuple] = {
                                                     'fade': [0.1, 0.3]}),
 }
 NOT_DISTILL = ('init', 'border', 'augment')  # recipe extras that are not keys of the distill section
-DEFAULT = 'auto'  # what it resolves to:
-AUTO_CUT, AUTO_OTHER = 'init-offline-noaug', 'output-offline-noaug'  # Compact teacher and student; the rest
+DEFAULT = 'auto'  # resolve(): AUTO_CUT for a Compact teacher and student, AUTO_OTHER for the rest
+AUTO_CUT, AUTO_OTHER = 'init-offline-noaug', 'output-offline-noaug'
 
 
 def resolve(name: str, teacher_sd: dict, student: str) -> str:
