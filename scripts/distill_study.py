@@ -58,6 +58,7 @@ def command(root: str, name: str, recipe: str, minutes: float, student: str, see
 
 
 PROGRESS = os.path.join(DOCS, 'progress')
+STUDENT = 'compact-32x8'  # the study's student unless a run names another
 
 
 def save_progress(root: str) -> None:
@@ -119,21 +120,32 @@ def report(root: str) -> None:
                        (os.path.join('experiments', 'student', 'val_metrics.jsonl'), f'{name}.val.jsonl')):
             if os.path.isfile(os.path.join(src, f)):
                 shutil.copyfile(os.path.join(src, f), os.path.join(runs_dir, dst))
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     rows = []
     for f in sorted(os.listdir(runs_dir)):
         if not f.endswith('.val.jsonl'):
             continue
         name = f[:-len('.val.jsonl')]
         curve = [(r['train_cpu_seconds'] / 60, r['student']['psnr']) for r in read_jsonl(os.path.join(runs_dir, f))]
-        ax.plot([c[0] for c in curve], [c[1] for c in curve], 'o-', ms=3, label=name)
         summary = os.path.join(runs_dir, f'{name}.summary.json')
         done = json.load(open(summary)) if os.path.isfile(summary) else None
         rows.append((name, curve, done))
+    # one colour per recipe (the online baseline black), one line style per budget, so 15 runs stay apart
+    recipe_of = {name: (done or {}).get('recipe') or name.split('_')[0] for name, _, done in rows}
+    recipes = sorted(set(recipe_of.values()) - {'output-online'})
+    colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(recipes)}
+    colours['output-online'] = 'black'
+    for name, curve, _ in rows:
+        minutes = re.search(r'_(\d+)min_', name)
+        style = {'30': '-', '60': '--', '120': ':'}.get(minutes.group(1) if minutes else '60', '-')
+        student = re.search(r'min_(.+)_s\d+$', name)
+        marker = 's' if student and student.group(1) != STUDENT else 'o'  # another student: squares
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=marker, ms=3, ls=style,
+                color=colours[recipe_of[name]], label=name)
     ax.set_xlabel('training minutes (CPU time of one thread)')
     ax.set_ylabel('PSNR (dB, RGB) to the teacher, held-out images')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title=f'solid 30 min, dashed 60, dotted 120; squares: not {STUDENT}', title_fontsize=7)
     atomic_savefig(fig, os.path.join(DOCS, 'curves.png'), dpi=90)
     marks = (5, 10, 15, 20, 25, 50)
     print('| run | ' + ' | '.join(f'{m} min' for m in marks) + ' | best (CPU minutes) | speed-up |')
@@ -157,7 +169,7 @@ def _at(curve, minute):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default='', help='recipe:minutes[:student],... (see sr_kd/distill/recipes.py)')
-    p.add_argument('--student', default='compact-32x8')
+    p.add_argument('--student', default=STUDENT)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--root', default=os.path.join(STUDY_ROOT, 'distill'))
