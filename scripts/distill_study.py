@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from scripts import study_core
 from scripts.study_core import REPO, SHARED, STUDY_ROOT, keep_progress, newest_state
@@ -35,6 +35,12 @@ SRKD = os.path.join(os.path.dirname(sys.executable), 'sr-kd')
 
 def run_name(recipe: str, minutes: float, student: str, seed: int) -> str:
     return f'{recipe}_{minutes:g}min_{student}_s{seed}'
+
+
+def parse_name(name: str) -> Optional[Tuple[str, float, str, int]]:
+    """(recipe, minutes, student, seed) of a name ``run_name`` wrote; None for any other run's name."""
+    m = re.match(r'(.+)_([\d.]+)min_(.+)_s(\d+)$', name)
+    return (m[1], float(m[2]), m[3], int(m[4])) if m else None
 
 
 def parse_runs(text: str, student: str, seed: int) -> List[Tuple[str, str, float, str, int]]:
@@ -131,15 +137,15 @@ def report(root: str) -> None:
         done = json.load(open(summary)) if os.path.isfile(summary) else None
         rows.append((name, curve, done))
     # one colour per recipe (the online baseline black), one line style per budget, so 15 runs stay apart
-    recipe_of = {name: (done or {}).get('recipe') or name.split('_')[0] for name, _, done in rows}
+    parsed = {name: parse_name(name) for name, _, _ in rows}
+    recipe_of = {name: (done or {}).get('recipe') or (parsed[name] or (name,))[0] for name, _, done in rows}
     recipes = sorted(set(recipe_of.values()) - {'output-online'})
     colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(recipes)}
     colours['output-online'] = 'black'
     for name, curve, _ in rows:
-        minutes = re.search(r'_(\d+)min_', name)
-        style = {'30': '-', '60': '--', '120': ':'}.get(minutes.group(1) if minutes else '60', '-')
-        student = re.search(r'min_(.+)_s\d+$', name)
-        marker = 's' if student and student.group(1) != STUDENT else 'o'  # another student: squares
+        minutes = parsed[name][1] if parsed[name] else 60  # a run named by hand: the target run's 60
+        style = {30: '-', 60: '--', 120: ':'}.get(minutes, '-')
+        marker = 's' if parsed[name] and parsed[name][2] != STUDENT else 'o'  # another student: squares
         ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=marker, ms=3, ls=style,
                 color=colours[recipe_of[name]], label=name)
     ax.set_xlabel('training minutes (CPU time of one thread)')
