@@ -2,7 +2,7 @@
 them (whole images, eager backend, ``--precision auto``): every held-out image of an ``sr-kd distill``
 output folder, teacher and student alternating, best of ``--repeats`` per image.
 
-    python -m scripts.bench_distilled OUT [--threads N] [--repeats 3]
+    python -m scripts.bench_distilled OUT [--threads N] [--repeats 3] [--precision auto|fp32|bf16]
 
 Run it on a quiet machine: it prints the total time of each and their ratio (docs/distill.md).
 """
@@ -25,12 +25,13 @@ def main() -> None:
     p.add_argument('out')
     p.add_argument('--threads', type=int, default=0)
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--precision', default='auto', help="upscale's --precision, for both (default auto)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with open(os.path.join(args.out, 'distill.json')) as f:
         plan = json.load(f)
-    precision = resolve_precision('auto', 'cpu', 'eager')
+    precision = resolve_precision(args.precision, 'cpu', 'eager')
     runners = {}
     for who, path in (('teacher', plan['teacher']), ('student', os.path.join(args.out, 'student.safetensors'))):
         model, info = load_model(path)

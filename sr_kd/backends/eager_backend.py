@@ -1,4 +1,5 @@
-"""The eager backend: the PyTorch module itself, channels-last, reduced precision by autocast in ``upscale``."""
+"""The eager backend: the PyTorch module itself (a Compact with its tail fused, ``sr_kd.archs.compact_fused``),
+channels-last, reduced precision by autocast in ``upscale``."""
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,7 +12,9 @@ if TYPE_CHECKING:
 
 def prepare_eager(model: torch.nn.Module, info: 'ModelInfo', precision: str, options: Options,
                   exact_tiles: bool = False) -> Runner:
-    model = model.to(memory_format=torch.channels_last)  # oneDNN's preferred layout; equal to NCHW within rounding
+    from sr_kd.archs.compact_fused import fused
+    # channels-last: oneDNN's preferred layout; equal to NCHW within rounding
+    model = fused(model).to(memory_format=torch.channels_last)
     return Runner(fn=model, backend='eager', precision=precision, autocast=precision, eager=True)
 
 
