@@ -6,13 +6,12 @@ image, ``upscale`` at the given precision, channels-last, best of ``--repeats`` 
 
 Run it on a quiet machine (docs/distill.md).
 """
-import argparse
 import os
 import time
 
 import torch
 
-from scripts.study_core import SHARED
+from scripts.bench_students import bench_inputs, bench_parser
 
 
 def _ms(fn) -> float:
@@ -22,36 +21,24 @@ def _ms(fn) -> float:
 
 
 def main() -> None:
-    import sr_kd
-    sr_kd.load()
-    from sr_kd.archs.compact_fused import fused
-    from sr_kd.archs.loading import load_model
-    from sr_kd.backends import resolve_precision
-    from sr_kd.distill import students
-    from sr_kd.image_io import read_rgb_uint8
-    from sr_kd.inference import upscale
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('teacher', nargs='?', default=os.path.join(SHARED, 'pretrained', 'realesr-animevideov3.pth'))
-    p.add_argument('--image', default=os.path.join(SHARED, 'train', 'bsd200_100075.png'))
-    p.add_argument('--threads', type=int, default=0)
-    p.add_argument('--precision', default='auto')
+    p = bench_parser(__doc__)
     p.add_argument('--repeats', type=int, default=5)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    precision = resolve_precision(args.precision, 'cpu', 'eager')
-    x = torch.from_numpy(read_rgb_uint8(args.image).copy()).permute(2, 0, 1)[None].float().div_(255)
-    models = {'teacher': load_model(args.teacher)}
+    teacher, info, x, precision = bench_inputs(args)
+    from sr_kd.archs.compact_fused import fused
+    from sr_kd.distill import students
+    from sr_kd.inference import upscale
+    models = {'teacher': (teacher, info)}
     for name, net_opt in students.PRESETS.items():
         if net_opt['type'] == 'Compact':
-            models[name] = students.inference_form(students.network_opt(name, models['teacher'][1].scale))
+            models[name] = students.inference_form(students.network_opt(name, info.scale))
     print(f'{os.path.basename(args.image)} ({x.shape[3]}x{x.shape[2]}), eager {precision}, '
           f'{torch.get_num_threads()} threads: ms per image, best of {args.repeats} in alternating rounds')
     print(f'{"network":<14} {"spandrel":>9} {"fused":>9} {"gain":>7}')
-    for name, (model, info) in models.items():
+    for name, (model, model_info) in models.items():
         model = model.eval().to(memory_format=torch.channels_last)
         forms = {'spandrel': model, 'fused': fused(model)}
-        runs = {k: (lambda f=form: upscale(f, x, info, precision=precision, channels_last=True))
+        runs = {k: (lambda f=form: upscale(f, x, model_info, precision=precision, channels_last=True))
                 for k, form in forms.items()}
         for run in runs.values():  # warm-up
             run()
