@@ -6,7 +6,7 @@ import torch
 
 import sr_kd  # noqa: F401
 from basicsr.archs import build_network
-from sr_kd.archs.compact_fused import FusedCompact, fused, shuffle_add
+from sr_kd.archs.compact_fused import FusedCompact, _prelu, fused, shuffle_add
 from sr_kd.archs.loading import describe
 from sr_kd.backends import prepare
 from sr_kd.inference import upscale
@@ -39,6 +39,26 @@ def test_shuffle_add_is_shuffle_plus_nearest():
     want = torch.nn.functional.pixel_shuffle(y, 2) + torch.nn.functional.interpolate(x, scale_factor=2)
     assert torch.equal(shuffle_add(y, x, 2), want)
     assert shuffle_add(y.bfloat16(), x, 2).dtype == torch.float32  # the sum is not rounded to bf16
+
+
+@pytest.mark.parametrize('channels', [3, 16, 24, 32])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_prelu_gives_the_kernels_numbers(channels, dtype):
+    layer = torch.nn.PReLU(channels)
+    layer.weight.data.uniform_(-0.5, 0.5)
+    x = torch.randn(2, channels, 7, 9).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float('nan')])
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        got, want = _prelu(layer, x), layer(x)  # the kernel, as upscale's autocast runs it
+    assert got.dtype == want.dtype and torch.equal(got.nan_to_num(7), want.nan_to_num(7))
+
+
+def test_bf16_output_is_spandrels_within_bf16_rounding():
+    net = compact(4, feat=16).to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 21, 19).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        got, want = FusedCompact(net)(x), net(x)
+    assert got.dtype == torch.float32 and (got - want.float()).abs().max() <= 2 ** -7 * want.abs().max()
 
 
 def test_the_eager_backend_runs_the_fused_form_with_the_same_output():

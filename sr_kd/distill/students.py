@@ -8,7 +8,6 @@ those at least ``speedup`` times faster than the teacher, the slowest: the most 
 allows (parameter counts mislead across families: SPAN loads with its training branches, which the folded
 network never runs). The timer is a parameter so tests can give a fake one.
 """
-import statistics
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
@@ -70,8 +69,9 @@ class Timed:
 
 def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str,
                     repeats: int = 3) -> float:
-    """Median wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``)
-    after one warm-up run."""
+    """Fastest wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``) in
+    ``repeats`` runs after one warm-up: a busy machine only adds time (one-image medians moved by up to 2x
+    between two runs on a quiet 2-core machine; docs/distill.md)."""
     from sr_kd.backends import prepare
     from sr_kd.inference import upscale
     model = model.to(memory_format=torch.channels_last)
@@ -85,7 +85,7 @@ def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, 
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def parameters(model: torch.nn.Module, info: 'ModelInfo') -> int:
