@@ -1,6 +1,8 @@
 """The eager backend's Compact with its tail fused (sr_kd.archs.compact_fused): the same output as
 spandrel's module, bit for bit in fp32, on every scale and layout; gradients where asked; other models
 untouched."""
+import shutil
+
 import pytest
 import torch
 
@@ -87,3 +89,13 @@ def test_other_models_are_left_as_they_are():
     assert fused(other) is other
     gray_to_rgb = compact(2, in_ch=1, out_ch=3)
     assert fused(gray_to_rgb) is gray_to_rgb
+
+
+@pytest.mark.skipif(not (shutil.which('g++') or shutil.which('c++')), reason='torch.compile on CPU needs a C++ compiler')
+def test_upscale_compile_runs_the_fused_form():
+    """``upscale --compile`` compiles the eager runner: inductor lays out ``out=`` its own way, so the
+    compiled graph takes the plain tail (it fuses that itself)."""
+    net = compact(4, feat=16)
+    x = torch.rand(1, 3, 20, 24)
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.compile(fused(net))(x), net(x), rtol=1e-4, atol=1e-4)

@@ -46,7 +46,8 @@ class FusedCompact(torch.nn.Module):
         out = x
         for layer in self.body:
             out = _prelu(layer, out) if isinstance(layer, torch.nn.PReLU) else layer(out)
-        if torch.is_grad_enabled() and out.requires_grad:  # out= records no gradient: the plain tail
+        if (torch.is_grad_enabled() and out.requires_grad) or torch.compiler.is_compiling():
+            # out= records no gradient, and torch.compile fuses the plain tail itself (it lays out= differently)
             return torch.nn.functional.pixel_shuffle(out, self.upscale) + torch.nn.functional.interpolate(
                 x, scale_factor=self.upscale, mode='nearest')
         return shuffle_add(out, x, self.upscale)
