@@ -72,11 +72,9 @@ def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, 
     """Fastest wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``) in
     ``repeats`` runs after one warm-up: a busy machine only adds time (one-image medians moved by up to 2x
     between two runs on a quiet 2-core machine; docs/distill.md)."""
-    from sr_kd.backends import prepare
+    from sr_kd.backends import Options, prepare
     from sr_kd.inference import upscale
-    model = model.to(memory_format=torch.channels_last)
-    from sr_kd.backends import Options
-    runner = prepare('eager', model, info, precision, Options(device=str(x.device)))
+    runner = prepare('eager', model, info, precision, Options(device=str(x.device)))  # channels-last, fused
     times = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
