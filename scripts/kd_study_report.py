@@ -8,7 +8,7 @@ import os
 import statistics
 from collections import defaultdict
 from types import ModuleType
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from scripts.kd_names import parse_run_name
 from scripts.study_core import REPO
@@ -121,60 +121,78 @@ def _seed_curves(every, progress, recipe, iters):
     return out
 
 
-def gain_curve(every: List[dict], progress: Dict[str, tuple], iters: int) -> List[Tuple[int, float, int]]:
-    """[(iteration, mean gain, seeds)]: the default minus the student alone at budget ``iters`` on the
-    validation split, per iteration where both validated, averaged over the seeds both have."""
+def gain_curve(every: List[dict], progress: Dict[str, tuple], iters: int,
+               recipe: Optional[str] = None) -> List[Tuple[int, float, int]]:
+    """[(iteration, mean gain, seeds)]: ``recipe`` (the default at that budget when None) minus the student
+    alone at budget ``iters`` on the validation split, per iteration where both validated, averaged over the
+    seeds both have."""
     alone = _seed_curves(every, progress, 'student', iters)
-    default = _seed_curves(every, progress, DEFAULT_AT[iters], iters)
+    taught = _seed_curves(every, progress, recipe or DEFAULT_AT[iters], iters)
     by_iter = defaultdict(list)
-    for seed in set(alone) & set(default):
-        for it in set(alone[seed]) & set(default[seed]):
-            by_iter[it].append(default[seed][it] - alone[seed][it])
+    for seed in set(alone) & set(taught):
+        for it in set(alone[seed]) & set(taught[seed]):
+            by_iter[it].append(taught[seed][it] - alone[seed][it])
     return [(it, statistics.mean(g), len(g)) for it, g in sorted(by_iter.items())]
 
 
-def test_gains(every: List[dict], iters: int, sets: List[str]) -> Dict[str, Tuple[float, int]]:
-    """{test set: (mean gain, seeds)} of the default over the student alone at budget ``iters``, finished
-    runs of the same seeds."""
+def test_gains(every: List[dict], iters: int, sets: List[str],
+               recipe: Optional[str] = None) -> Dict[str, Tuple[float, int]]:
+    """{test set: (mean gain, seeds)} of ``recipe`` (the default when None) over the student alone at budget
+    ``iters``, finished runs of the same seeds."""
     alone = {r['seed']: r for r in every if r['recipe'] == 'student' and r['iters'] == iters}
-    default = {r['seed']: r for r in every if r['recipe'] == DEFAULT_AT[iters] and r['iters'] == iters}
-    seeds = sorted(set(alone) & set(default))
+    taught = {r['seed']: r for r in every if r['recipe'] == (recipe or DEFAULT_AT[iters]) and r['iters'] == iters}
+    seeds = sorted(set(alone) & set(taught))
     out = {}
     for s in sets:
-        g = [default[k]['test'][s]['psnr'] - alone[k]['test'][s]['psnr'] for k in seeds
-             if s in default[k]['test'] and s in alone[k]['test']]
+        g = [taught[k]['test'][s]['psnr'] - alone[k]['test'][s]['psnr'] for k in seeds
+             if s in taught[k]['test'] and s in alone[k]['test']]
         if g:
             out[s] = (statistics.mean(g), len(g))
     return out
 
 
+def _longer_recipes(every, progress, iters):
+    """The recipes other than the student alone run at budget ``iters``, the default first."""
+    found = {r['recipe'] for r in every if r['iters'] == iters}
+    found |= {run.recipe for run in map(parse_run_name, progress) if run and run.iters == iters}
+    found.discard('student')
+    return sorted(found, key=lambda r: (r != DEFAULT_AT[iters], r))
+
+
 def budget_section(every: List[dict], progress: Dict[str, tuple], out: str, sets: List[str]) -> List[str]:
-    """Does the gain last? The default against the student alone at 20,000 and 100,000 iterations: the
-    tables of the longer budget and the gain against iterations (docs/kd_study/gain.png)."""
-    longer = sorted(({r['iters'] for r in every} | {int(n.rsplit('_', 1)[1][:-1]) * 1000 for n in progress})
+    """Does the gain last? The default (and any other recipe run at a longer budget) against the student
+    alone at 20,000 and 100,000 iterations: the gains, the tables of the longer budget and the gain against
+    iterations (docs/kd_study/gain.png)."""
+    longer = sorted(({r['iters'] for r in every} | {run.iters for run in map(parse_run_name, progress) if run})
                     - {STUDY_ITERS})
     budgets = [b for b in [STUDY_ITERS, *longer] if b in DEFAULT_AT]
-    curves = {b: gain_curve(every, progress, b) for b in budgets}
-    if not any(curves[b] for b in longer):
+    recipes = {b: [DEFAULT_AT[b]] if b == STUDY_ITERS else _longer_recipes(every, progress, b) for b in budgets}
+    curves = {(b, r): gain_curve(every, progress, b, r) for b in budgets for r in recipes[b]}
+    if not any(c for (b, _), c in curves.items() if b != STUDY_ITERS):
         return []
     lines = ['## Budget: does the gain last?', '',
-             'The default (`options/imdn_kd.yml`: its fade as fractions of the budget; at 20,000 iterations that is '
-             '`fade_keep_output`) minus the student alone, same seeds, on the validation split at every validation, '
-             'and on the test sets at the end of each finished budget. The schedule is the same fractions of each '
-             'budget, so a point at 20,000 iterations of the 100,000 run is mid-schedule, not a finished 20k run.', '',
-             '| budget | seeds | validation gain at the end | ' + ' | '.join(f'{s} gain' for s in sets) + ' |',
-             '| --- | --- | --- | ' + ' | '.join('---' for _ in sets) + ' |']
-    for b in budgets:
-        c = curves[b]
+             'Each recipe minus the student alone, same seeds, on the validation split at every validation, and on '
+             'the test sets at the end of each finished budget. The default (`options/imdn_kd.yml`) fades its '
+             'feature term as fractions of the budget (10%-30%; at 20,000 iterations that is `fade_keep_output`\'s '
+             '2,000-6,000); `fade_keep_output` at a longer budget keeps that fade at 2,000-6,000 iterations. The '
+             'learning-rate schedule is the same fractions of each budget, so a point at 20,000 iterations of a '
+             '100,000-iteration run is mid-schedule, not a finished 20k run.', '',
+             '| budget | recipe | seeds | validation gain at the end | ' + ' | '.join(f'{s} gain' for s in sets) + ' |',
+             '| --- | --- | --- | --- | ' + ' | '.join('---' for _ in sets) + ' |']
+    tests = {}
+    for (b, recipe), c in curves.items():
         if not c:
             continue
         last = c[-1]
-        ended = last[0] == b
-        tests = test_gains(every, b, sets)
-        lines.append(f'| {b:,} | {last[2]} | {last[1]:+.3f} dB' + ('' if ended else f' (at {last[0]:,}, running)')
-                     + ' | ' + ' | '.join(f'{tests[s][0]:+.3f}' if s in tests else '-' for s in sets) + ' |')
+        tests[b, recipe] = test_gains(every, b, sets, recipe)
+        name = f'{recipe} (the default)' if recipe == DEFAULT_AT[b] else recipe
+        lines.append(f'| {b:,} | {name} | {last[2]} | {last[1]:+.3f} dB'
+                     + ('' if last[0] == b else f' (at {last[0]:,}, running)') + ' | '
+                     + ' | '.join(f'{tests[b, recipe][s][0]:+.3f}' if s in tests[b, recipe] else '-' for s in sets)
+                     + ' |')
     lines.append('')
     for b in longer:
+        lines += _gain_table(b, {r: curves[b, r] for r in recipes[b]})
         finished = defaultdict(list)
         for r in every:
             if r['iters'] == b:
@@ -182,9 +200,23 @@ def budget_section(every: List[dict], progress: Dict[str, tuple], out: str, sets
         if finished.get('student'):
             lines += [f'### {b:,} iterations: equal iterations', '']
             lines += iteration_table(finished, finished['student'], sets, list(finished))
-            lines += equal_time_table(finished, finished['student'])
-    _gain_plot(curves, {b: test_gains(every, b, sets) for b in budgets}, os.path.join(out, 'gain.png'))
-    return lines + ['![the gain of the default against iterations](kd_study/gain.png)', '']
+            lines += equal_time_table(finished, finished['student'], f'### {b:,} iterations: equal wall time')
+    _gain_plot(curves, tests, os.path.join(out, 'gain.png'))
+    return lines + ['![the gain over the student alone against iterations](kd_study/gain.png)', '']
+
+
+def _gain_table(iters, curves):
+    """Validation-split gain of each recipe at budget ``iters`` every tenth of the budget (the plot's numbers)."""
+    its = sorted({i for c in curves.values() for i, _, _ in c if i % (iters // 10) == 0})
+    if not its:
+        return []
+    lines = [f'Validation-split gain over the student alone during the {iters:,}-iteration runs (dB, by iteration):', '',
+             '| recipe | ' + ' | '.join(f'{i // 1000}k' for i in its) + ' |',
+             '| --- | ' + ' | '.join('---' for _ in its) + ' |']
+    for recipe, c in curves.items():
+        at = {i: g for i, g, _ in c}
+        lines.append(f'| {recipe} | ' + ' | '.join(f'{at[i]:+.3f}' if i in at else '' for i in its) + ' |')
+    return lines + ['']
 
 
 def _gain_plot(curves, tests, path):
@@ -193,16 +225,18 @@ def _gain_plot(curves, tests, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5))
     markers = {'Set5': 's', 'Set14': '^', 'B100': 'D', 'Urban100': 'v', 'Manga109': 'P'}
-    for i, (b, c) in enumerate(sorted(curves.items())):
+    for i, ((b, recipe), c) in enumerate(sorted(curves.items())):
         colour = plt.cm.tab10(i)
+        default = recipe == DEFAULT_AT[b]
+        label = f'{b // 1000}k budget, {"the default" if default else recipe}'
         if c:
-            ax.plot([p[0] for p in c], [p[1] for p in c], 'o-', ms=3, color=colour,
-                    label=f'{b // 1000}k budget, validation split ({max(p[2] for p in c)} seed(s))')
-        for s, (g, n) in tests.get(b, {}).items():
-            ax.plot([b], [g], markers.get(s, 'x'), ms=8, color=colour, mfc='none', label=f'{b // 1000}k, {s} ({n})')
+            ax.plot([p[0] for p in c], [p[1] for p in c], 'o-' if default else 'o--', ms=3, color=colour,
+                    label=f'{label}, validation split ({max(p[2] for p in c)} seed(s))')
+        for s, (g, n) in tests.get((b, recipe), {}).items():
+            ax.plot([b], [g], markers.get(s, 'x'), ms=8, color=colour, mfc='none', label=f'{label}, {s} ({n})')
     ax.axhline(0, color='grey', lw=0.8)
     ax.set_xlabel('iteration')
-    ax.set_ylabel('default - student alone (dB)')
+    ax.set_ylabel('recipe - student alone (dB)')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     atomic_savefig(fig, path, dpi=100)
@@ -258,11 +292,12 @@ def write_zoo_section(by_recipe: Dict[str, List[dict]], base: List[dict], sets: 
     write_section('zoo-study', lines)
 
 
-def equal_time_table(by_recipe: Dict[str, List[dict]], base: List[dict]) -> List[str]:
+def equal_time_table(by_recipe: Dict[str, List[dict]], base: List[dict],
+                     heading: str = '## Equal wall time (validation split)') -> List[str]:
     """Each recipe's final validation PSNR against the student alone after the same training seconds
     (each student seed's curve read at that time, averaged; seconds per iteration measured in this study)."""
     iters = base[0]['iters']
-    lines = ['## Equal wall time (validation split)', '',
+    lines = [heading, '',
              'The student alone is read on its own curves (mean over its seeds) at the iteration it reaches in '
              'the recipe\'s seconds. Read mid-way, its learning rate has not decayed yet, which favours the '
              'recipe; where a recipe costs more than the student\'s whole run, the student\'s final PSNR stands '
