@@ -192,7 +192,7 @@ def budget_section(every: List[dict], progress: Dict[str, tuple], out: str, sets
                      + ' |')
     lines.append('')
     for b in longer:
-        lines += _gain_table(b, {r: curves[b, r] for r in recipes[b]})
+        lines += _gain_table(b, {r: curves[b, r] for r in recipes.get(b, [])})  # none without a named default
         finished = defaultdict(list)
         for r in every:
             if r['iters'] == b:

@@ -44,3 +44,13 @@ def test_run_names_are_read_back_as_written():
     assert parse_run_name(run_name('student', 0, 20000)).recipe == 'student'
     assert parse_run_name('kd_study_student_s0_20k_archived_20261201') is None
     assert parse_run_name('teacher_cache') is None
+
+
+def test_a_budget_without_a_named_default_still_gets_its_tables(tmp_path):
+    """Runs at a budget with no default named for it (DEFAULT_AT) have no gain rows, but their tables stand."""
+    every = [_row('student', 0, 20000, [(20000, 27.5)], 30.0), _row('fade_keep_output', 0, 20000, [(20000, 27.6)], 30.3),
+             _row('student', 0, 100000, [(100000, 28.2)], 31.0), _row('imdn_kd', 0, 100000, [(100000, 28.3)], 31.2),
+             _row('student', 0, 40000, [(40000, 28.0)], 30.8)]
+    lines = report.budget_section(every, {}, str(tmp_path), ['Set5'])
+    assert '### 100,000 iterations: equal iterations' in lines
+    assert '### 40,000 iterations: equal iterations' in lines
