@@ -78,7 +78,8 @@ def distill_fade(opt: dict) -> Optional[Tuple[int, int]]:
     iteration ``start``, falling linearly to 0 at ``end``, and off after (a plain student step: no teacher, no
     cache). Two integers are iterations; two numbers between 0 and 1 with a decimal point are fractions of
     ``train.total_iter`` (``[0.1, 0.3]``: the KD study's 2k-6k of 20k), so the recipe keeps its shape when
-    the budget changes."""
+    the budget changes; ``{fraction: [0.1, 0.3], at_most: [2000, 6000]}`` scales a short run's window and
+    keeps a long run's at 2k-6k."""
     return _fade((opt.get('distill') or {}).get('fade'), opt, 'distill.fade')
 
 
@@ -99,22 +100,40 @@ def _fade(fade, opt, where):
     if fade is None:
         return None
     bad = SRKDError(f'{where} must be [start, end], two iterations (integers) or two fractions of '
-                    f'train.total_iter (0.0 to 1.0), with start < end, not {fade!r}')
-    if not isinstance(fade, (list, tuple)) or len(fade) != 2:
-        raise bad
-    if all(isinstance(v, float) for v in fade):
-        if not 0 <= fade[0] < fade[1] <= 1:
+                    f'train.total_iter (0.0 to 1.0), with start < end, or {{fraction: [start, end], at_most: '
+                    f'[start, end]}} (fractions, each at most that many iterations), not {fade!r}')
+    if isinstance(fade, dict):
+        # fractions of the budget, each capped in iterations: the KD study's feature term helps early and in
+        # absolute iterations (2,000-6,000), so a longer run keeps that window (docs/kd_study.md, "Budget")
+        if set(fade) != {'fraction', 'at_most'}:
             raise bad
-        total = (opt.get('train') or {}).get('total_iter')
-        if not is_int(total) or total <= 0:
-            raise SRKDError(f'{where} {list(fade)} is a fraction of train.total_iter, which must be a '
-                            f'positive integer, not {total!r}')
-        fade = [round(fade[0] * total), round(fade[1] * total)]
-        if fade[0] >= fade[1]:
-            raise bad
-    elif not all(is_int(v) for v in fade) or not 0 <= fade[0] < fade[1]:
+        start, end = _fraction_fade(fade['fraction'], opt, where, bad)
+        cap = _iteration_fade(fade['at_most'], bad)
+        return min(start, cap[0]), min(end, cap[1])
+    if isinstance(fade, (list, tuple)) and len(fade) == 2 and all(isinstance(v, float) for v in fade):
+        return _fraction_fade(fade, opt, where, bad)
+    return _iteration_fade(fade, bad)
+
+
+def _iteration_fade(fade, bad):
+    if not isinstance(fade, (list, tuple)) or len(fade) != 2 or not all(is_int(v) for v in fade) \
+            or not 0 <= fade[0] < fade[1]:
         raise bad
     return int(fade[0]), int(fade[1])
+
+
+def _fraction_fade(fade, opt, where, bad):
+    if not isinstance(fade, (list, tuple)) or len(fade) != 2 or not all(isinstance(v, float) for v in fade) \
+            or not 0 <= fade[0] < fade[1] <= 1:
+        raise bad
+    total = (opt.get('train') or {}).get('total_iter')
+    if not is_int(total) or total <= 0:
+        raise SRKDError(f'{where} {list(fade)} is a fraction of train.total_iter, which must be a '
+                        f'positive integer, not {total!r}')
+    start, end = round(fade[0] * total), round(fade[1] * total)
+    if start >= end:
+        raise bad
+    return start, end
 
 
 def fade_factor(fade: Optional[Tuple[int, int]], current_iter: int) -> float:

@@ -21,9 +21,10 @@ from sr_kd.rules import DEFAULT_MAX_SKIP_SHARE, NONFINITE_MODES
 
 Number = Union[int, float]
 Pair = Annotated[List[str], Field(min_length=2, max_length=2)]
-Fade = Annotated[List[Number], Field(min_length=2, max_length=2)]
+FadePair = Annotated[List[Number], Field(min_length=2, max_length=2)]
 FADE_TEXT = ('[start, end]: full weight until start, linearly to 0 at end; two integers are iterations, two '
-             'numbers in [0, 1] with a decimal point fractions of train.total_iter')
+             'numbers in [0, 1] with a decimal point fractions of train.total_iter; or {fraction: [start, end], '
+             'at_most: [start, end]}: fractions, each at most that many iterations')
 
 
 class Closed(BaseModel):
@@ -38,6 +39,15 @@ class Closed(BaseModel):
                 if key not in cls.model_fields:
                     raise ValueError(f'{key} is not an option{close_matches(key, list(cls.model_fields))}')
         return data
+
+
+class CappedFade(Closed):
+    """A fade window as fractions of the budget, each end at most a number of iterations."""
+    fraction: FadePair = Field(description='[start, end] as fractions of train.total_iter')
+    at_most: FadePair = Field(description='[start, end] caps in iterations')
+
+
+Fade = Union[FadePair, CappedFade]
 
 
 class Open(BaseModel):

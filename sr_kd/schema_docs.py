@@ -33,6 +33,8 @@ def _type(annotation) -> str:
         return 'mapping'
     if annotation is typing.Any:
         return 'any'
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):  # a small mapping: its keys
+        return '{' + ', '.join(annotation.model_fields) + '}'
     return getattr(annotation, '__name__', str(annotation))
 
 

@@ -357,6 +357,22 @@ def test_distill_fade_fractions_scale_with_the_budget():
         distill_fade({'distill': {'fade': [0.1, 0.3]}, 'train': {}})
 
 
+def test_a_capped_fade_scales_a_short_run_and_keeps_a_long_runs_window():
+    """{fraction, at_most}: the default's window, 10%-30% of a short run, at most 2,000-6,000 iterations of a
+    long one (the KD study at 100,000 iterations: the feature term helps early, in absolute iterations)."""
+    from sr_kd.rules import distill_fade, term_fades
+    capped = {'fraction': [0.1, 0.3], 'at_most': [2000, 6000]}
+    for total, window in ((1000, (100, 300)), (15000, (1500, 4500)), (20000, (2000, 6000)),
+                          (100000, (2000, 6000))):
+        assert distill_fade({'distill': {'fade': capped}, 'train': {'total_iter': total}}) == window
+    assert term_fades({'train': {'total_iter': 100000, 'distill_opts': [{'fade': capped}]}}) == [(2000, 6000)]
+    for bad in ({'fraction': [0.1, 0.3]}, {'fraction': [1, 3], 'at_most': [2000, 6000]},
+                {'fraction': [0.1, 0.3], 'at_most': [6000, 2000]}, {'fraction': [0.1, 0.3], 'at_most': [0.2, 0.6]},
+                {'fraction': [0.1, 0.3], 'at_most': [2000, 6000], 'from': 0}):
+        with pytest.raises(SRKDError, match=r'distill.fade must be \[start, end\].*at_most'):
+            distill_fade({'distill': {'fade': bad}, 'train': {'total_iter': 1000}})
+
+
 def test_distill_fade_needs_a_task_loss(tmp_path):
     from kd_util import tiny_options
     from sr_kd.options import check_options

@@ -32,6 +32,8 @@ REFUSED = {  # each once ran with exit 0, doing something other than what the fi
     'nonfinite': (lambda o: o['train'].update(nonfinite='skp'), "train.nonfinite: 'skp' is not valid: Input should be "
                                                                 "'stop' or 'skip'"),
     'save_safetensors': (lambda o: o['logger'].update(save_safetensors='yes'), 'logger.save_safetensors'),
+    'a capped fade': (lambda o: o['distill'].update(fade={'fraction': [0.1, 0.3], 'at_mots': [2000, 6000]}),
+                      'at_mots is not an option (did you mean: at_most?)'),
     'pairs': (lambda o: o['distill'].update(pairs=[['IMDB1']]), 'distill.pairs: [[\'IMDB1\']] is not valid'),
 }
 
