@@ -19,16 +19,17 @@ def test_gain_is_the_default_minus_the_student_per_seed_and_budget(tmp_path):
                 'kd_study_fade_keep_output_s0_100k': ([(10000, 27.5, 0.8), (50000, 28.1, 0.8)], 0.1)}
     assert [(i, round(g, 6), n) for i, g, n in report.gain_curve(every, progress, 20000)] == \
         [(10000, 0.2, 1), (20000, 0.1, 1)]
-    assert [(i, round(g, 6), n) for i, g, n in report.gain_curve(every, progress, 100000)] == [(50000, 0.05, 1)]
+    # the default at 100,000 is fade_keep_output (its fade capped at 2,000-6,000 iterations)
+    assert [(i, round(g, 6), n) for i, g, n in report.gain_curve(every, progress, 100000)] == [(50000, 0.1, 1)]
     assert {k: (round(g, 6), n) for k, (g, n) in report.test_gains(every, 20000, ['Set5']).items()} == \
         {'Set5': (0.3, 1)}
     assert report.test_gains(every, 100000, ['Set5']) == {}  # the default has not finished there
     lines = report.budget_section(every, progress, str(tmp_path), ['Set5'])
-    assert [(i, round(g, 6)) for i, g, _ in report.gain_curve(every, progress, 100000, 'fade_keep_output')] == \
-        [(50000, 0.1)]  # another recipe at the longer budget, against the same student
+    assert [(i, round(g, 6)) for i, g, _ in report.gain_curve(every, progress, 100000, 'imdn_kd')] == \
+        [(50000, 0.05)]  # another recipe at the longer budget, against the same student
     assert '| 20,000 | fade_keep_output (the default) | 1 | +0.100 dB | +0.300 |' in lines
-    assert '| 100,000 | imdn_kd (the default) | 1 | +0.050 dB (at 50,000, running) | - |' in lines
-    assert '| 100,000 | fade_keep_output | 1 | +0.100 dB (at 50,000, running) | - |' in lines
+    assert '| 100,000 | fade_keep_output (the default) | 1 | +0.100 dB (at 50,000, running) | - |' in lines
+    assert '| 100,000 | imdn_kd | 1 | +0.050 dB (at 50,000, running) | - |' in lines
     assert '| imdn_kd | +0.050 |' in lines and '| fade_keep_output | +0.100 |' in lines  # the gain by iteration
     assert (tmp_path / 'gain.png').stat().st_size > 0
 
