@@ -178,6 +178,11 @@ def budget_section(every: List[dict], progress: Dict[str, tuple], out: str, sets
              'as fractions alone (10,000-30,000 at 100,000 iterations). The '
              'learning-rate schedule is the same fractions of each budget, so a point at 20,000 iterations of a '
              '100,000-iteration run is mid-schedule, not a finished 20k run.', '',
+             'Machine of the longer runs: ' + ('; '.join(sorted({r['machine'] for r in every if r['iters'] in longer}))
+                                               or 'none finished yet')
+             + '. Load: one thread a run, two runs at a time (the driver\'s `--jobs 2 --threads 1`), sometimes '
+               'beside other studies; budgets are iterations, so load moves seconds, not PSNR, and seconds compare '
+               'only between runs made side by side.', '',
              '| budget | recipe | seeds | validation gain at the end | ' + ' | '.join(f'{s} gain' for s in sets) + ' |',
              '| --- | --- | --- | --- | ' + ' | '.join('---' for _ in sets) + ' |']
     tests = {}

@@ -31,6 +31,7 @@ def test_gain_is_the_default_minus_the_student_per_seed_and_budget(tmp_path):
     assert '| 100,000 | fade_keep_output (the default) | 1 | +0.100 dB (at 50,000, running) | - |' in lines
     assert '| 100,000 | imdn_kd | 1 | +0.050 dB (at 50,000, running) | - |' in lines
     assert '| imdn_kd | +0.050 |' in lines and '| fade_keep_output | +0.100 |' in lines  # the gain by iteration
+    assert any(line.startswith('Machine of the longer runs: m. Load: one thread a run') for line in lines)
     assert (tmp_path / 'gain.png').stat().st_size > 0
 
 
