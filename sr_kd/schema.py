@@ -334,10 +334,13 @@ def validate(opt: dict) -> None:
         cut = next((i for i, p in enumerate(first['loc']) if _is_member(p)), len(first['loc']))
         keys = [p for p in first['loc'][:cut] if _is_key(p)]
         said = []
-        for err in errors:
-            if err['loc'][:cut] == first['loc'][:cut]:
-                inner = _where([p for p in err['loc'][cut:] if _is_key(p)])
-                said.append(f'{inner + ": " if inner else ""}{err["msg"]}')
+        members = [err for err in errors if err['loc'][:cut] == first['loc'][:cut]]
+        # a member of another kind ('a valid list' said of a mapping) is noise beside one the value got into
+        inside = [err for err in members if not (len(err['loc']) == cut + 1 and err['type'].endswith('_type'))]
+        for err in inside or members:
+            inner = _where([p for p in err['loc'][cut:] if _is_key(p)])
+            msg = re.sub(r' or instance of \w+$', '', err['msg'].removeprefix('Value error, '))
+            said.append(f'{inner + ": " if inner else ""}{msg}')
         try:
             value = repr(_value_at(opt, keys))
         except (KeyError, IndexError, TypeError):

@@ -34,6 +34,9 @@ REFUSED = {  # each once ran with exit 0, doing something other than what the fi
     'save_safetensors': (lambda o: o['logger'].update(save_safetensors='yes'), 'logger.save_safetensors'),
     'a capped fade': (lambda o: o['distill'].update(fade={'fraction': [0.1, 0.3], 'at_mots': [2000, 6000]}),
                       'at_mots is not an option (did you mean: at_most?)'),
+    # a mapping is not told it should be a list (the other form of fade): only what is wrong inside it
+    'a capped fade half given': (lambda o: o['distill'].update(fade={'fraction': [0.1, 0.3]}),
+                                 "distill.fade: {'fraction': [0.1, 0.3]} is not valid: at_most: Field required"),
     'pairs': (lambda o: o['distill'].update(pairs=[['IMDB1']]), 'distill.pairs: [[\'IMDB1\']] is not valid'),
 }
 
