@@ -171,10 +171,10 @@ def test_auto_student_is_the_slowest_that_is_fast_enough():
 
     def timer(model, info, x, precision):
         name = 'teacher' if model is teacher else current[0]
-        return fake[name]
+        return lambda: fake[name]
 
     rows, current = [], [None]
-    t_sec = timer(teacher, info, None, None)
+    t_sec = timer(teacher, info, None, None)()
     rows.append(students.Timed('teacher', 1, t_sec, 1.0))
     for name in ('compact-16x4', 'compact-32x8', 'span-16', 'imdn-32x4'):
         current[0] = name
@@ -187,20 +187,33 @@ def test_auto_student_is_the_slowest_that_is_fast_enough():
         students.choose(rows, 20)
 
 
-def test_presets_are_compared_with_the_teacher_timed_before_and_after_them():
-    """A load that comes while timing: the teacher takes 1.0 s before the presets and 1.5 s after; each
-    preset is compared with 1.25 s, and the busy machine is said in one line."""
+def test_a_load_that_comes_while_timing_tilts_no_ratio():
+    """Interleaved rounds: a load that doubles every forward from the second round on falls on the teacher
+    and each preset alike, so each keeps its quiet-machine ratio (the fastest round counts; timed one after
+    the other, a preset timed under the load would read half as fast), and the busy machine is said in one
+    line."""
     from sr_kd.archs.loading import load_state_dict_model
     from sr_kd.distill import students
     teacher, info = load_state_dict_model(_family('Compact').state_dict())
-    teacher_times = iter([1.0, 1.5])
+    quiet = {'teacher': 1.0, 'compact-16x4': 0.25, 'span-16': 0.5}
+    order = []
 
     def timer(model, info, x, precision):
-        return next(teacher_times) if model is teacher else 0.25
+        name = 'teacher' if model is teacher else ('compact-16x4', 'span-16')[len(order) - 1]
+        order.append(name)
 
-    rows = students.time_candidates(teacher, info, 4, torch.rand(1, 3, 8, 8), 'fp32', ['compact-16x4'], timer)
-    assert [(r.name, r.seconds, r.speedup) for r in rows] == [('teacher', 1.25, 1.0), ('compact-16x4', 0.25, 5.0)]
-    assert rows[0].drift == 0.5 and 'moved by 50%' in students.busy_note(rows)
+        def once():
+            calls.append(name)
+            return quiet[name] * (2 if len(calls) > 2 * len(quiet) else 1)  # warm-ups, round 1, then the load
+        return once
+
+    calls = []
+    rows = students.time_candidates(teacher, info, 4, torch.rand(1, 3, 8, 8), 'fp32', ['compact-16x4', 'span-16'],
+                                    timer)
+    assert calls == ['teacher', 'compact-16x4', 'span-16'] * (1 + students.ROUNDS)  # a warm-up, then the rounds
+    assert [(r.name, r.seconds, r.speedup) for r in rows] == [('teacher', 1.0, 1.0), ('compact-16x4', 0.25, 4.0),
+                                                              ('span-16', 0.5, 2.0)]
+    assert rows[0].drift == 1.0 and 'moved by 100%' in students.busy_note(rows)
     rows[0].drift = 0.1  # a quiet machine: nothing said
     assert students.busy_note(rows) is None
 

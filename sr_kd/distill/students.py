@@ -64,26 +64,33 @@ class Timed:
     params: int
     seconds: float
     speedup: float        # teacher seconds / these seconds
-    drift: float = 0.0    # the teacher's row: how far its second timing moved from its first (0.3: 30%)
+    drift: float = 0.0    # the teacher's row: its slowest round over its fastest, less 1 (0.3: 30%)
 
 
-def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str,
-                    repeats: int = 3) -> float:
-    """Fastest wall time of ``upscale``'s whole-image forward (eager backend, channels-last, ``precision``) in
-    ``repeats`` runs after one warm-up: a busy machine only adds time (one-image medians moved by up to 2x
-    between two runs on a quiet 2-core machine; docs/distill.md)."""
+def forward_timer(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str) -> Callable[[], float]:
+    """A callable that runs ``upscale``'s whole-image forward of ``model`` on ``x`` once (eager backend,
+    channels-last, ``precision``) and returns its wall time."""
     from sr_kd.backends import Options, prepare
     from sr_kd.inference import upscale
     runner = prepare('eager', model, info, precision, Options(device=str(x.device)))  # channels-last, fused
-    times = []
-    for i in range(repeats + 1):
+
+    def once() -> float:
         t0 = time.perf_counter()
         upscale(runner.fn, x, info, precision=runner.autocast, channels_last=True)
         if x.device.type == 'cuda':
             torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return min(times)
+        return time.perf_counter() - t0
+    return once
+
+
+def forward_seconds(model: torch.nn.Module, info: 'ModelInfo', x: torch.Tensor, precision: str,
+                    repeats: int = 3) -> float:
+    """Fastest wall time of ``upscale``'s whole-image forward in ``repeats`` runs after one warm-up: a busy
+    machine only adds time (one-image medians moved by up to 2x between two runs on a quiet 2-core machine;
+    docs/distill.md)."""
+    once = forward_timer(model, info, x, precision)
+    once()
+    return min(once() for _ in range(repeats))
 
 
 def parameters(model: torch.nn.Module, info: 'ModelInfo') -> int:
@@ -92,20 +99,32 @@ def parameters(model: torch.nn.Module, info: 'ModelInfo') -> int:
     return inference_parameters(model, info)
 
 
+ROUNDS = 3  # interleaved rounds of time_candidates (each network: one warm-up, then one run a round)
+
+
 def time_candidates(teacher: torch.nn.Module, teacher_info: 'ModelInfo', scale: int, x: torch.Tensor, precision: str,
-                    names: Optional[List[str]] = None, timer: Callable = forward_seconds) -> List[Timed]:
-    """Each preset of ``names`` (default all) and the teacher (first row), timed by ``timer`` on ``x``. The
-    teacher is timed before and after the presets and its mean is what they are compared with, so a load
-    that comes or goes while timing tilts no preset's ratio far; how far it moved is its row's ``drift``."""
-    first = timer(teacher, teacher_info, x, precision)
-    timed = []
+                    names: Optional[List[str]] = None, timer: Callable = forward_timer,
+                    rounds: int = ROUNDS) -> List[Timed]:
+    """The teacher (first row) and each preset of ``names`` (default all), timed on ``x`` in interleaved
+    rounds: after one warm-up each, every round runs every network once (``timer`` gives the one-run
+    callables) and each network's fastest round counts. A load that comes or goes while timing falls on
+    every network in the rounds it lasts, so no preset's ratio tilts by when it was timed; how far the
+    teacher's rounds spread is its row's ``drift``."""
+    nets = [('teacher', teacher, teacher_info)]
     for name in names or list(PRESETS):
         model, info = inference_form(network_opt(name, scale))
-        timed.append((name, parameters(model, info), timer(model.to(x.device), info, x, precision)))
-    last = timer(teacher, teacher_info, x, precision)
-    t_sec = (first + last) / 2
-    return [Timed('teacher', parameters(teacher, teacher_info), t_sec, 1.0, abs(last - first) / min(first, last)),
-            *(Timed(name, n, sec, t_sec / sec) for name, n, sec in timed)]
+        nets.append((name, model.to(x.device), info))
+    runs = [timer(model, info, x, precision) for _, model, info in nets]
+    for once in runs:
+        once()
+    times = [[] for _ in nets]
+    for _ in range(rounds):
+        for seconds, once in zip(times, runs):
+            seconds.append(once())
+    best = [min(t) for t in times]
+    rows = [Timed('teacher', parameters(teacher, teacher_info), best[0], 1.0, (max(times[0]) - best[0]) / best[0])]
+    return rows + [Timed(name, parameters(model, info), sec, best[0] / sec)
+                   for (name, model, info), sec in zip(nets[1:], best[1:])]
 
 
 def busy_note(rows: List[Timed], limit: float = 0.2) -> Optional[str]:
