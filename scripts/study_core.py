@@ -48,7 +48,11 @@ def keep_progress(run: str, exp: str, keep: str, extra: Iterable[str] = ()) -> O
             shutil.copy2(path, dst)
     shutil.rmtree(keep, ignore_errors=True)
     os.makedirs(os.path.dirname(keep), exist_ok=True)
-    os.rename(tmp, keep)
+    try:
+        os.rename(tmp, keep)
+    except OSError:  # another saver of the same run put its copy there in between: theirs stands, no temporary left
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
     print(f'progress of {os.path.basename(run)} kept at iteration {it}', flush=True)
     return it
 
