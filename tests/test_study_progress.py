@@ -4,6 +4,8 @@ import os
 
 from scripts import study_core
 
+_rmtree = study_core.shutil.rmtree  # the real one, for the patched saver below
+
 
 def _run(tmp_path, it=3000):
     exp = tmp_path / 'exp'
@@ -26,7 +28,7 @@ def test_the_newest_state_is_kept_and_put_back(tmp_path):
 def test_two_savers_at_once_leave_no_temporary(tmp_path, monkeypatch):
     """Another saver (the study driver and a keep loop both save every few minutes) puts its copy in place
     between this one's removal of the old copy and its rename: the other copy stands and no '.partial'
-    folder is left in the repository (one was committed on 2026-12-07)."""
+    folder is left in the repository (one nearly was committed on 2026-12-07)."""
     exp, keep = _run(tmp_path), tmp_path / 'progress' / 'run'
     study_core.keep_progress(str(exp), str(exp), str(keep))
     monkeypatch.setattr(study_core.shutil, 'rmtree', lambda path, ignore_errors=False: None
@@ -34,5 +36,3 @@ def test_two_savers_at_once_leave_no_temporary(tmp_path, monkeypatch):
     assert study_core.keep_progress(str(exp), str(exp), str(keep)) is None
     assert os.listdir(keep.parent) == ['run']
 
-
-_rmtree = study_core.shutil.rmtree
