@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Dict, List, Optional, Set, Tuple
 
 from scripts.kd_names import parse_run_name
-from scripts.study_core import REPO
+from scripts.study_core import REPO, is_temporary
 from sr_kd.atomic import atomic_savefig
 
 
@@ -26,7 +26,7 @@ def in_progress(done_names: Set[str], study: ModuleType, root: str) -> Dict[str,
     folders = {os.path.basename(f): f for f in glob.glob(os.path.join(study.PROGRESS, 'kd_study_*'))}
     folders.update({os.path.basename(f): f for f in glob.glob(os.path.join(root, 'experiments', 'kd_study_*'))})
     for name, folder in sorted(folders.items()):
-        if name in done_names or '_archived_' in name or name.endswith('.partial'):
+        if name in done_names or '_archived_' in name or is_temporary(name):
             continue
         parsed = parse_run_name(name)
         kind = 'SRModel' if parsed and parsed.recipe == 'student' else 'SRKDModel'

@@ -27,6 +27,14 @@ def newest_state(exp: str) -> Optional[int]:
     return max(iters) if iters else None
 
 
+_TEMPORARY = '.partial'
+
+
+def is_temporary(folder: str) -> bool:
+    """True for a half-written copy of a run's progress (``keep_progress`` before its rename): never a run."""
+    return _TEMPORARY in os.path.basename(folder)
+
+
 def keep_progress(run: str, exp: str, keep: str, extra: Iterable[str] = ()) -> Optional[int]:
     """Copy what the run in folder ``run`` needs to resume into ``keep`` (replaced atomically): the newest
     training state of its experiment folder ``exp`` and its weights at that iteration, its best weights,
@@ -39,7 +47,7 @@ def keep_progress(run: str, exp: str, keep: str, extra: Iterable[str] = ()) -> O
               os.path.join(exp, 'models', 'net_g_best.pth')]
     wanted += [os.path.join(exp, f) for f in os.listdir(exp) if f.endswith(('.jsonl', '.json', '.log', '.yml'))]
     wanted += [os.path.join(run, f) for f in extra]
-    tmp = f'{keep}.partial{os.getpid()}'  # two studies at once never share a temporary
+    tmp = f'{keep}{_TEMPORARY}{os.getpid()}'  # two studies at once never share a temporary
     shutil.rmtree(tmp, ignore_errors=True)
     for path in wanted:
         if os.path.isfile(path):

@@ -36,3 +36,18 @@ def test_two_savers_at_once_leave_no_temporary(tmp_path, monkeypatch):
     assert study_core.keep_progress(str(exp), str(exp), str(keep)) is None
     assert os.listdir(keep.parent) == ['run']
 
+
+
+def test_the_report_lists_no_half_written_copy_as_a_run(tmp_path, monkeypatch):
+    """A '.partial<pid>' folder left by a saver that was stopped mid-copy is not a run in progress (one was
+    listed as a run of its own in docs/kd_study.md on 2026-12-07)."""
+    from scripts import kd_study, kd_study_report
+    exp = _run(tmp_path)
+    (exp / 'val_metrics.jsonl').write_text('{"iter": 5000, "student": {"psnr": 27.5, "ssim": 0.75}}\n')
+    progress = tmp_path / 'progress'
+    for name in ('kd_study_fade_keep_output_s1_100k', 'kd_study_fade_keep_output_s1_100k.partial18327'):
+        _rmtree(progress / name, ignore_errors=True)
+        study_core.shutil.copytree(exp, progress / name)
+    monkeypatch.setattr(kd_study, 'PROGRESS', str(progress))
+    runs = kd_study_report.in_progress(set(), kd_study, str(tmp_path / 'no_root'))
+    assert list(runs) == ['kd_study_fade_keep_output_s1_100k']
