@@ -1,8 +1,8 @@
 """Write a file under a temporary name in its own folder and rename it, so a kill never leaves a torn
 file: a batch re-run can trust every output it finds, and auto-resume every checkpoint.
 
-The temporary file is created with ``open(..., 'xb')``, not ``mkstemp``, so the result gets the user's
-usual permissions (umask) instead of 0600.
+The result gets the user's usual permissions (0666 less the umask), also where the writer makes its file
+the way ``mkstemp`` does, 0600 (safetensors' ``save_file`` does).
 """
 import os
 import secrets
@@ -28,10 +28,17 @@ def atomic_path(path: str, keep_ext: bool = True) -> Iterator[str]:
         yield tmp
         with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_save(obj: object, path: str) -> None:

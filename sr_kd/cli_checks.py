@@ -85,9 +85,12 @@ def upscale_jobs(jobs: Sequence[Tuple[str, str]], inputs: Sequence[str], exts: S
 
 def image_notes(jobs: Iterable[Tuple[str, str]], ext: str) -> List[str]:
     """One line per input whose output cannot hold everything it has, said before the work: animated
-    images (only the first frame is upscaled), alpha written as JPEG (dropped), palette images (written
-    as RGB(A): an upscaled image has more colours than a palette)."""
+    images (only the first frame is upscaled), alpha written as JPEG (dropped), 16 bits per channel written
+    as JPEG or WebP (8), palette images (written as RGB(A): an upscaled image has more colours than a
+    palette)."""
     from PIL import Image
+
+    from sr_kd.image_io import sixteen_bits
     notes = []
     for src, dst in jobs:
         try:
@@ -102,6 +105,9 @@ def image_notes(jobs: Iterable[Tuple[str, str]], ext: str) -> List[str]:
         if alpha and ext == 'jpg':
             notes.append(f'note: {src} has transparency, which JPEG cannot hold: it is dropped (use --ext png '
                          'to keep it)')
+        if ext != 'png' and sixteen_bits(src):
+            notes.append(f'note: {src} has 16 bits per channel, which {ext.upper()} cannot hold: {dst} is written '
+                         'with 8 (use --ext png to keep 16)')
         if mode == 'P':
             notes.append(f'note: {src} is a palette image; {dst} is written as RGB{"A" if alpha else ""}')
     return notes

@@ -31,10 +31,10 @@ def interrupted(e: KeyboardInterrupt) -> Tuple[str, int]:
     return ('terminated', 143) if isinstance(e, Terminated) else ('interrupted', 130)
 
 
-def close_matches(name: object, choices: Iterable[object], n: int = 3) -> str:
+def close_matches(name: object, choices: Iterable[object], n: int = 3, cutoff: float = 0.5) -> str:
     """' (did you mean: a, b?)' for a misspelt name, or '' when nothing is close."""
     import difflib
-    hits = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.5)
+    hits = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=cutoff)
     return f" (did you mean: {', '.join(hits)}?)" if hits else ''
 
 

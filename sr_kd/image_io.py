@@ -2,8 +2,8 @@
 datasets and ``distill`` (two readers once decoded the same file differently: ``eval`` ignored the EXIF
 orientation ``upscale`` applied and scored a consistent pair 26.5 dB instead of 44.6).
 
-Pillow reads and writes everything except colour PNGs with 16 bits per channel, which it truncates to
-8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a 16-bit output.
+Pillow reads and writes everything except colour PNGs and TIFFs with 16 bits per channel, which it
+truncates to 8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a 16-bit output.
 EXIF orientation is applied on reading (a phone photo comes out the way it is shown), grayscale stays
 grayscale, palette images become RGB(A), alpha is kept apart so the network never sees it, and float
 images (32-bit TIFF) are read as values in [0, 1] (Pillow's own conversion clips them to a black image).
@@ -85,17 +85,31 @@ def _float_image(path, a):
     return _decoded(a.astype(np.float32), peak, True, bits=16)
 
 
-def _read_png16(path, color_type, orientation):
+def _read_16bit(path, gray, orientation):
+    """A colour image with 16 bits per channel (PNG, TIFF), which Pillow would cut to 8, through OpenCV."""
     import cv2
     a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if a is None:
         raise SRKDError(f'cannot read image {path}: OpenCV could not decode it')
     if a.ndim == 3:
         a = a[..., [2, 1, 0, 3][:a.shape[2]]]  # BGR(A) -> RGB(A)
-    gray = color_type in _PNG_GRAY_TYPES
     if gray and a.ndim == 3:  # OpenCV expands gray + alpha to BGRA
         a = a[..., [0, 3]] if a.shape[2] == 4 else a[..., 0]
     return _decoded(_orient(a, orientation), 65535.0, gray)
+
+
+def _colour_16bit(im, path):
+    """Whether the open file is a colour PNG or TIFF with 16 bits per channel (Pillow reads it as 8)."""
+    header = _png_header(path) if im.format == 'PNG' else None
+    if header:
+        return header[0] == 16 and header[1] not in _PNG_GRAY_TYPES
+    return im.format == 'TIFF' and im.mode in ('RGB', 'RGBA') and 16 in (im.tag_v2.get(258) or ())
+
+
+def sixteen_bits(path: str) -> bool:
+    """Whether the image holds 16 bits per channel (colour or gray): what a JPEG or WebP cannot keep."""
+    with Image.open(path) as im:
+        return _colour_16bit(im, path) or im.mode.startswith('I;16') or (_png_header(path) or (8,))[0] == 16
 
 
 def _decode(path):
@@ -104,8 +118,10 @@ def _decode(path):
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
             header = _png_header(path) if im.format == 'PNG' else None
-            if header and header[0] == 16:
-                return _read_png16(path, header[1], orientation)
+            if header and header[0] == 16:  # gray 16-bit PNGs too: OpenCV keeps their alpha
+                return _read_16bit(path, header[1] in _PNG_GRAY_TYPES, orientation)
+            if _colour_16bit(im, path):
+                return _read_16bit(path, False, orientation)
             im = ImageOps.exif_transpose(im)
             if im.mode == 'F':
                 return _float_image(path, np.asarray(im))

@@ -10,6 +10,7 @@ import copy
 import inspect
 import logging
 import os
+import re
 from contextlib import contextmanager
 
 import yaml
@@ -75,6 +76,23 @@ def _bools(d, where, *keys):
     for key in keys:
         if key in d and not isinstance(d[key], bool):
             raise SRKDError(f'{where}{key} must be true or false, not {d[key]!r}')
+
+
+# what YAML 1.2 and most people read as a number, but PyYAML (YAML 1.1) as text: no '.' before the exponent
+_SCIENTIFIC_TEXT = re.compile(r'[-+]?\d+[eE][-+]?\d+')
+
+
+def _numbers_written_as_text(node, where=''):
+    """'5e-4' anywhere in the file: PyYAML reads it as text, and a check or builder after this would fail on
+    the text ("'<=' not supported between 'float' and 'str'")."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, val in items:
+        here = f'{where}[{key}]' if isinstance(key, int) else f'{where}{"." if where else ""}{key}'
+        if isinstance(val, str) and _SCIENTIFIC_TEXT.fullmatch(val.strip()):
+            mantissa, exponent = val.strip().lower().split('e')
+            raise SRKDError(f'{here}: {val!r} is text to YAML (PyYAML reads a number with an exponent as a number '
+                            f'only with a decimal point): write {mantissa}.0e{exponent}')
+        _numbers_written_as_text(val, here)
 
 
 def _weight(d, where):
@@ -205,6 +223,11 @@ def _cuda():
     return torch.cuda.is_available()
 
 
+def _cuda_devices():
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def _check_train(opt):
     import torch
     from basicsr.losses import build_loss
@@ -222,6 +245,8 @@ def _check_train(opt):
     _choice(optim, 'type', 'train.optim_g.', ('Adam',))
     if 'lr' not in optim:
         raise SRKDError('train.optim_g.lr is missing')
+    if not is_number(optim['lr']) or optim['lr'] <= 0:
+        raise SRKDError(f'train.optim_g.lr must be a number > 0, not {optim["lr"]!r}')
     dummy = [torch.zeros(1, requires_grad=True)]
     kwargs = {k: v for k, v in optim.items() if k != 'type'}
     optimizer = _build('train.optim_g', lambda: torch.optim.Adam(dummy, **kwargs))
@@ -293,6 +318,9 @@ def _check_val(opt, is_train):
     for name, metric in metrics.items():
         metric = _section(metrics, name, 'val.metrics.')
         check_registered(METRIC_REGISTRY, metric.get('type'), f'val.metrics.{name} type')
+        if 'crop_border' in metric:
+            _int(metric, 'crop_border', f'val.metrics.{name}.', minimum=0)
+        _bools(metric, f'val.metrics.{name}.', 'test_y_channel')
         _build(f'val.metrics.{name}', lambda: calculate_metric({'img': imgs[0], 'img2': imgs[1]}, metric))
 
 
@@ -326,6 +354,7 @@ def _check_options(opt, is_train):
     for key in ('name', 'model_type', 'network_g', 'datasets', 'path'):
         if key not in opt:
             raise SRKDError(f'option file has no {key!r} section')
+    _numbers_written_as_text(opt)
     schema.validate(opt)
     if not isinstance(opt['name'], str) or not opt['name'].strip() or '/' in opt['name']:
         raise SRKDError(f'name must be a non-empty text without "/", not {opt["name"]!r}')
@@ -333,6 +362,9 @@ def _check_options(opt, is_train):
     _int(opt, 'scale', '')
     if opt.get('num_gpu') != 'auto':
         _int(opt, 'num_gpu', '', minimum=0)
+        if opt.get('num_gpu', 0) > _cuda_devices():  # basicsr would assert after building the datasets
+            raise SRKDError(f'num_gpu: {opt["num_gpu"]}, but torch sees {_cuda_devices()} CUDA devices on this '
+                            'machine: use num_gpu: 0 (CPU) or auto')
     if opt.get('manual_seed') is not None:
         _int(opt, 'manual_seed', '', minimum=0)
     path = _section(opt, 'path')

@@ -182,10 +182,11 @@ def _last_checkpoint(exp):
 def tidy_after_failure(root: str) -> str:
     """After a failed run: remove only empty folders it made, keep everything it wrote (logs always);
     return one sentence saying what is left and where (relative to ``root``)."""
+    from sr_kd.entry import shown
     said = []
     while _NEW_DIRS:
         path, archived = _NEW_DIRS.pop()
-        rel = os.path.relpath(path, root)
+        rel = shown(path)
         if _remove_empty_dirs(path):
             if archived and os.path.isdir(archived):
                 os.rename(archived, path)  # nothing of this run there: the previous run gets its place back
@@ -196,7 +197,7 @@ def tidy_after_failure(root: str) -> str:
                   if os.path.isdir(os.path.join(path, n))]
         text = f'kept {rel}/ with {", ".join(files)}'
         if archived:
-            text += f'; the previous run is in {os.path.relpath(archived, root)}/'
+            text += f'; the previous run is in {shown(archived)}/'
         said.append(text)
     return '; '.join(said)
 
@@ -206,6 +207,6 @@ def resume_hint(root: str, name: str, argv: List[str]) -> str:
     last = _last_checkpoint(os.path.join(root, 'experiments', name))
     if last is None:
         return 'no checkpoint was saved'
+    from sr_kd.entry import train_command
     opt = argv[argv.index('-opt') + 1] if '-opt' in argv[:-1] else 'OPTIONS.yml'
-    return (f'the last complete checkpoint is iteration {last}: continue with '
-            f'python sr_kd/train.py -opt {opt} --auto_resume')
+    return f'the last complete checkpoint is iteration {last}: continue with {train_command(opt, "--auto_resume")}'

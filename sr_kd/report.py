@@ -217,6 +217,9 @@ def make_report(exp_dir: str, out: Optional[str] = None, max_images: int = 3, cr
     opt = experiment_options(exp_dir)
     losses = read_jsonl(os.path.join(exp_dir, 'losses.jsonl'))
     vals = read_jsonl(os.path.join(exp_dir, 'val_metrics.jsonl'))
+    if not losses and not vals and latest_student(exp_dir) is None:
+        raise SRKDError(f'{exp_dir} holds no training yet (no losses.jsonl, val_metrics.jsonl or checkpoint): '
+                        'nothing to report')
     images, note = sr_images(opt, exp_dir, max_images, device)
     scale = int(opt.get('scale', 1))
 

@@ -12,13 +12,14 @@ and located errors do this job; msgspec validates faster, but an option file is 
 """
 import inspect
 import re
-from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Tuple, Type, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
 from sr_kd.errors import SRKDError, close_matches
 from sr_kd.rules import DEFAULT_MAX_SKIP_SHARE, NONFINITE_MODES
 
+NEAR_MISS = 0.8  # closer to a known key than this: a typo, not a key of someone's own
 Number = Union[int, float]
 Pair = Annotated[List[str], Field(min_length=2, max_length=2)]
 FadePair = Annotated[List[Number], Field(min_length=2, max_length=2)]
@@ -51,8 +52,23 @@ Fade = Union[FadePair, CappedFade]
 
 
 class Open(BaseModel):
-    """A section shared with BasicSR: sr_kd's keys are checked, BasicSR's pass through."""
+    """A section shared with BasicSR: sr_kd's keys are checked, BasicSR's pass through. Where BasicSR's own
+    keys of the section are listed (``basicsr_keys``), a key that is neither but nearly one of them is a typo
+    (``save_imgs:`` trained to the first validation, then failed on the missing ``save_img``); other keys
+    pass, for BasicSR's forks and your own models."""
     model_config = ConfigDict(strict=True, extra='allow')
+    basicsr_keys: ClassVar[Tuple[str, ...]] = ()
+
+    @model_validator(mode='before')
+    @classmethod
+    def _near_misses(cls, data):
+        if isinstance(data, dict) and cls.basicsr_keys:
+            known = [*cls.model_fields, *cls.basicsr_keys]
+            for key in data:
+                hint = '' if key in known else close_matches(key, known, cutoff=NEAR_MISS)
+                if hint:
+                    raise ValueError(f'{key} is not an option{hint}')
+        return data
 
 
 # ----- the distill section ----------------------------------------------------------------------------
@@ -243,10 +259,17 @@ class Path(Open):
 
 
 class Logger(Open):
+    basicsr_keys = ('print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb')
     save_safetensors: bool = Field(False, description='also write each saved student as .safetensors')
 
 
+class Metric(Open):
+    basicsr_keys = ('type', 'crop_border', 'test_y_channel', 'better', 'input_order')
+
+
 class Val(Open):
+    basicsr_keys = ('val_freq', 'save_img', 'suffix', 'pbar')
+    metrics: Optional[Dict[str, Metric]] = None
     keep_best: Optional[str] = Field(None, description='a metric of val.metrics: keep the best student as '
                                                         'net_g_best.pth')
 

@@ -44,6 +44,35 @@ def test_unknown_names(tmp_path, section, key, value, fragments):
     fails(tmp_path, opt, *fragments)
 
 
+@pytest.mark.parametrize('where, key, value, fragments', [
+    ('val', 'save_imgs', False, ['val.save_imgs is not an option', 'did you mean: save_img']),
+    ('logger', 'use_tb_loger', True, ['logger.use_tb_loger is not an option', 'use_tb_logger']),
+    ('val.metrics.psnr', 'crop_boarder', 4, ['val.metrics.psnr.crop_boarder is not an option', 'crop_border']),
+    ('val.metrics.psnr', 'crop_border', 'four', ['val.metrics.psnr.crop_border must be a whole number']),
+    ('train.optim_g', 'lr', '5e-4', ["train.optim_g.lr: '5e-4' is text to YAML", 'write 5.0e-4']),
+    ('train.optim_g', 'lr', 'fast', ["train.optim_g.lr must be a number > 0, not 'fast'"]),
+    ('', 'num_gpu', 64, ['num_gpu: 64, but torch sees', 'num_gpu: 0 (CPU) or auto']),
+])
+def test_mistakes_that_failed_after_work_started_are_refused_first(tmp_path, where, key, value, fragments):
+    """Each of these trained or built datasets first, then ended in a KeyError, an assertion or a Python
+    message ('<=' not supported between instances of 'float' and 'str')."""
+    opt = tiny_options(tmp_path)
+    section = opt
+    for part in filter(None, where.split('.')):
+        section = section[part]
+    section[key] = value
+    msg = fails(tmp_path, opt, *fragments)
+    assert 'instances of' not in msg and 'operand' not in msg
+
+
+def test_a_key_of_ones_own_beside_basicsrs_passes(tmp_path):
+    """Only near misses of BasicSR's keys are typos: a fork's or one's own key far from them passes."""
+    opt = tiny_options(tmp_path)
+    opt['val']['max_minibatch'] = 3
+    opt['logger']['project_note'] = 'mine'
+    build_in_process(write_options(tmp_path / 'ok.yml', opt), tmp_path)
+
+
 def test_unknown_distill_loss(tmp_path):
     opt = tiny_options(tmp_path)
     opt['train']['distill_opts'][0]['type'] = 'FeatureStatLoss'
@@ -283,10 +312,10 @@ def test_a_failure_during_training_keeps_the_log_and_says_where_the_older_run_is
     (older / 'keep.txt').write_text('an older run')
     proc = run_cli_with_faults(child_script(tmp_path), write_options(tmp_path / 'kd.yml', tiny_options(tmp_path)),
                                tmp_path, {'nan_loss': 'OutputDistillLoss', 'nan_iters': [1]})
-    line = assert_one_line_error(proc, 'l_out = nan at iteration 1', 'kept experiments/tiny/ with',
+    line = assert_one_line_error(proc, 'l_out = nan at iteration 1', 'experiments/tiny/ with',
                                  'no checkpoint was saved')
     archived = [n for n in os.listdir(tmp_path / 'experiments') if n.startswith('tiny_archived_')]
-    assert len(archived) == 1 and f'the previous run is in experiments/{archived[0]}/' in line
+    assert len(archived) == 1 and f'the previous run is in {tmp_path}/experiments/{archived[0]}/' in line
     assert os.listdir(tmp_path / 'experiments' / archived[0]) == ['keep.txt']
     kept = sorted(os.listdir(older))
     assert kept[0] == 'kd.yml' and kept[-1].startswith('train_tiny_') and kept[-1].endswith('.log'), kept

@@ -260,6 +260,11 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
         ([teacher, '--images', images, '-o', images / 'out'], 'inside --images'),
         ([teacher, '-o', tmp_path / 'nothing', '--resume'], 'holds no distillation run'),
         ([span, '--images', images, '-o', out, '--recipe', 'init-offline'], 'not a Compact network'),
+        # folders that cannot be written: said before the timing, not as a traceback after it
+        ([teacher, '--images', images, '-o', tmp_path / 'a_file' / 'out'], 'a_file: exists and is not a folder'),
+        ([teacher, '--images', images, '-o', '/proc/sr_kd_out'], 'cannot write there'),
+        ([teacher, '--images', images, '-o', out, '--cache-dir', tmp_path / 'a_file'], '--cache-dir'),
+        ([teacher, '--images', images, '-o', out, '--cache-dir', '/proc/sr_kd_cache'], '--cache-dir'),
     ]
     if not torch.cuda.is_available():
         cases.append(([teacher, '--images', images, '-o', out, '--device', 'cuda'], 'no such CUDA device'))
@@ -355,6 +360,23 @@ def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
     assert best.is_file() and 'Traceback' not in '\n'.join(err)
 
 
+def test_ctrl_c_before_the_first_checkpoint_says_no_student_is_kept(tmp_path, capsys, monkeypatch):
+    """Interrupted while the cache was built or before the first validation, it said 'the best student so
+    far stays in .../models', a folder without a student."""
+    from sr_kd.commands import distill_cmd
+
+    def interrupted_training(args, resume):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill_cmd, '_plan', lambda args: {})
+    monkeypatch.setattr(distill_cmd, '_train', interrupted_training)
+    images = write_images(tmp_path / 'photos', n=6, size=(52, 50))
+    assert main(['distill', _teacher_file(tmp_path), '--images', str(images), '-o', str(tmp_path / 'out')]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('sr-kd: interrupted; nothing trained yet; continue with: sr-kd distill') and \
+        'best student' not in err, err
+
+
 @pytest.mark.parametrize('key, near', [('techer', 'teacher'), ('fades', 'fade'), ('teacher_precison', 'teacher_precision')])
 def test_a_misspelt_distill_key_is_refused_with_the_nearest_one(tmp_path, key, near):
     """distill: {techer: offline} used to run the teacher online without a word (issue 27)."""
@@ -365,6 +387,30 @@ def test_a_misspelt_distill_key_is_refused_with_the_nearest_one(tmp_path, key, n
     opt['distill'][key] = 'offline'
     with pytest.raises(SRKDError, match=f'distill.{key} is not an option \\(did you mean: {near}[,?]'):
         check_options(opt)
+
+
+def test_resume_refuses_a_teacher_images_or_budget_it_was_not_started_with(finished, capsys):
+    """They were ignored without a word: the run went on with its own teacher and budget."""
+    tmp, out, teacher, _ = finished
+    (tmp / 'other').mkdir(exist_ok=True)
+    other = _teacher_file(tmp / 'other')
+    for argv, fragment in [([other, '-o', out, '--resume'], 'with the teacher'),
+                           ([teacher, '-o', out, '--resume', '--iters', '50'], 'with --iters 12, not 50'),
+                           ([teacher, '-o', out, '--resume', '--images', tmp], 'with --images/--hr'),
+                           ([teacher, '-o', out, '--resume', '--student', 'compact-24x6'], 'with --student')]:
+        _refused(capsys, argv, fragment)
+
+
+def test_report_of_a_distill_output_reports_its_training_and_keeps_its_picture(finished, tmp_path):
+    """`sr-kd report OUT` replaced OUT/report.png (teacher | student crops) with an empty page."""
+    _, out, _, _ = finished
+    picture = (out / 'report.png').read_bytes()
+    proc = subprocess.run([sys.executable, '-m', 'sr_kd.cli', 'report', str(out)], cwd=REPO, env=cli_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(out / 'experiments' / 'student' / 'report.png')
+    assert (out / 'report.png').read_bytes() == picture and 'sr-kd distill output' in proc.stderr
+    (out / 'experiments' / 'student' / 'report.png').unlink()
 
 
 def test_resume_of_a_finished_run_trains_nothing_more(finished):

@@ -72,3 +72,17 @@ def test_export_says_nothing_of_torch_internals(tmp_path):
         warnings.simplefilter('always')
         export_onnx(net, describe(net), tmp_path / 'imdn.onnx')
     assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
+
+
+@pytest.mark.parametrize('flag, name', [('--safetensors', 'm.safetensors'), ('--onnx', 'm.onnx')])
+def test_exported_files_get_the_users_usual_permissions(tmp_path, flag, name):
+    """safetensors writes its file as mkstemp does (0600): others on the machine (a shared models folder, a
+    web UI under another user) could not read the student; every output is 0666 less the umask."""
+    import os
+    _, ckpt = save(tmp_path, IMDN, upscale=2)
+    old = os.umask(0o022)
+    try:
+        assert main(['export', ckpt, flag, str(tmp_path / name)]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o644

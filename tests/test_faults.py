@@ -59,7 +59,7 @@ def test_nan_stops_with_term_and_iteration(tmp_path):
     child = child_script(tmp_path)
     env_faults = {'nan_loss': 'OutputDistillLoss', 'nan_iters': [6]}
     proc = run_cli_with_faults(child, opt, tmp_path, env_faults)
-    assert_one_line_error(proc, 'l_out = nan at iteration 6', 'nonfinite: skip', 'kept experiments/tiny/',
+    assert_one_line_error(proc, 'l_out = nan at iteration 6', 'nonfinite: skip', 'experiments/tiny/',
                           'last complete checkpoint is iteration 4', '--auto_resume')
     assert sorted(os.listdir(exp / 'models')) == ['net_g_4.pth']
     assert sorted(os.listdir(exp / 'training_states')) == ['4.state']

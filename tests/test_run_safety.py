@@ -3,6 +3,7 @@
 an option file cannot run code. Real subprocesses, real signals."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ def test_failure_before_first_checkpoint_keeps_the_logs(tmp_path):
     deleted the whole experiment folder and claimed the last checkpoint was intact)."""
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
     proc = run_child(child(tmp_path), opt, tmp_path, {'nan_loss': 'OutputDistillLoss', 'nan_iters': [3]})
-    line = assert_one_line_error(proc, 'l_out = nan at iteration 3', 'kept experiments/tiny/', 'losses.jsonl',
+    line = assert_one_line_error(proc, 'l_out = nan at iteration 3', 'experiments/tiny/', 'losses.jsonl',
                                  'no checkpoint was saved')
     assert 'intact' not in line
     exp = tmp_path / 'experiments' / 'tiny'
@@ -144,9 +145,18 @@ def test_ctrl_c_says_what_was_finished(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith('sr_kd/train.py: interrupted; kept experiments/tiny/'), last
-    assert 'last complete checkpoint is iteration 4' in last and '--auto_resume' in last
+    assert last.startswith(f'sr_kd/train.py: interrupted; kept {tmp_path}/experiments/tiny/'), last
+    assert 'last complete checkpoint is iteration 4: continue with ' in last
     assert (tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth').is_file()
+    # the command it prints, typed as it is in a shell without $SR_KD_ROOT or the venv on PATH, continues this
+    # run in its folder (it used to start over from iteration 0 under the repository's experiments/)
+    again = last.split('continue with ', 1)[1]
+    env = {k: v for k, v in cli_env(tmp_path).items() if k != 'SR_KD_ROOT'}
+    env['PATH'] = '/usr/bin:/bin'
+    done = subprocess.run(['bash', '-c', again], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r'Resuming training from epoch: \d+, iter: 4\.', done.stderr + done.stdout) and (tmp_path / 'experiments' / 'tiny' / 'models' /
+                                                       'net_g_12.pth').is_file()
 
 
 def test_sigterm_ends_like_ctrl_c_with_143_and_frees_the_lock(tmp_path):
@@ -156,7 +166,8 @@ def test_sigterm_ends_like_ctrl_c_with_143_and_frees_the_lock(tmp_path):
     err = interrupt_at(proc, marker, sig=signal.SIGTERM)
     assert proc.returncode == 143, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith('sr_kd/train.py: terminated; kept experiments/tiny/') and '--auto_resume' in last, last
+    assert last.startswith(f'sr_kd/train.py: terminated; kept {tmp_path}/experiments/tiny/'), last
+    assert '--auto_resume' in last, last
     exp = tmp_path / 'experiments'
     assert not (exp / '.tiny.lock').exists()
     assert not [p for p in (exp / 'tiny').rglob('*') if p.name.startswith('.') or '.tmp' in p.name]
@@ -200,7 +211,7 @@ def test_basicsr_parse_options_reads_safely(tmp_path, monkeypatch):
 def test_disk_full_while_saving_says_what_is_left(tmp_path):
     opt = write_options(tmp_path / 'kd.yml', tiny_options(tmp_path, total_iter=8))
     proc = run_child(child(tmp_path), opt, tmp_path, {'enospc_iter': 8})
-    assert_one_line_error(proc, 'disk full: No space left on device', 'net_g_8.pth', 'kept experiments/tiny/',
+    assert_one_line_error(proc, 'disk full: No space left on device', 'net_g_8.pth', 'experiments/tiny/',
                           'last complete checkpoint is iteration 4')
     models = tmp_path / 'experiments' / 'tiny' / 'models'
     assert sorted(os.listdir(models)) == ['net_g_4.pth']  # nothing torn, no temporary left

@@ -154,6 +154,12 @@ def test_a_killed_build_is_rebuilt_never_read(tmp_path, monkeypatch):
     os.remove(os.path.join(model.teacher_cache.folder, '00001_sr.npy'))  # damaged by hand: rebuilt, not read
     model = _model(tmp_path, opt)
     assert os.path.isfile(os.path.join(model.teacher_cache.folder, '00001_sr.npy'))
+    # cut short (a full disk while copying a cache, `head -c`): rebuilt too, not a crash at iteration 1
+    sr = os.path.join(model.teacher_cache.folder, '00001_sr.npy')
+    whole = os.path.getsize(sr)
+    os.truncate(sr, whole // 2)
+    model = _model(tmp_path, opt)
+    assert os.path.getsize(sr) == whole
 
 
 def test_offline_with_a_full_feature_term_fails_before_training(tmp_path):

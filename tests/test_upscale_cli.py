@@ -308,3 +308,19 @@ def test_nan_weights_are_refused_before_any_image(tmp_path, ckpt, capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and 'holds NaN/inf weights' in err and 'refusing it' in err, err
     assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+def test_a_16_bit_tiff_stays_16_bit_and_a_jpeg_of_16_bits_is_said(tmp_path, ckpt, capsys):
+    """Pillow reads a colour TIFF of 16 bits per channel as 8 bits: its upscale was an 8-bit PNG, and a
+    16-bit PNG written as JPEG lost its low bits, neither said."""
+    src = tmp_path / 'in'
+    src.mkdir()
+    cv2.imwrite(str(src / 'scan.tif'), rng_image((H, W, 3), np.uint16, seed=7))
+    out = tmp_path / 'out'
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(out)]) == 0
+    sixteen = cv2.imread(str(out / 'scan.png'), cv2.IMREAD_UNCHANGED)
+    assert sixteen.dtype == np.uint16 and sixteen.shape == (2 * H, 2 * W, 3) and (sixteen % 257 != 0).any()
+    cv2.imwrite(str(src / 'deep.png'), rng_image((H, W, 3), np.uint16, seed=8))
+    capsys.readouterr()
+    assert main(['upscale', str(src / 'deep.png'), '-m', ckpt, '-o', str(out), '--ext', 'jpg']) == 0
+    assert f'note: {src / "deep.png"} has 16 bits per channel, which JPG cannot hold' in capsys.readouterr().err

@@ -79,6 +79,7 @@ def _check(args):
     plan_file = os.path.join(args.out, PLAN)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise SRKDError(f'-o {args.out} is a file; name a folder')
+    from sr_kd import cli_checks
     if args.resume:
         if not os.path.isfile(plan_file):
             raise SRKDError(f'--resume: {args.out} holds no distillation run (no {PLAN})')
@@ -96,13 +97,37 @@ def _check(args):
         inside = os.path.commonpath([os.path.abspath(folder), os.path.abspath(args.out)]) == os.path.abspath(folder)
         if inside:
             raise SRKDError(f'-o {args.out} is inside {flag} {folder}: its images would become training images')
-        parent = os.path.dirname(os.path.abspath(args.out))
-        while not os.path.isdir(parent):
-            parent = os.path.dirname(parent)
-        if not os.access(parent, os.W_OK):
-            raise SRKDError(f'-o {args.out}: cannot write in {parent}')
+        # OUT is made beside itself and renamed into place: its folder must take files (a file on the way,
+        # /proc, a read-only mount refused here, not after the timing)
+        cli_checks.writable_folder(os.path.dirname(os.path.abspath(args.out)), f'-o {args.out}: the folder')
+        cli_checks.writable_folder(cache_root(args), '--cache-dir')
     if not os.path.isfile(args.teacher):
         raise SRKDError(f'teacher not found: {args.teacher}')
+    if args.resume:
+        _same_as_planned(args, plan_file)
+
+
+def cache_root(args: argparse.Namespace) -> str:
+    """Where the offline teacher cache goes: --cache-dir, else $SR_KD_CACHE/teacher_cache."""
+    return os.path.abspath(args.cache_dir or os.path.join(
+        os.environ.get('SR_KD_CACHE') or os.path.expanduser('~/.cache/sr_kd'), 'teacher_cache'))
+
+
+def _same_as_planned(args, plan_file):
+    """--resume continues OUT as it was planned: a teacher, images or budget given that differ from the plan
+    are refused (they used to be ignored without a word), the same ones are accepted."""
+    with open(plan_file) as f:
+        plan = json.load(f)
+    given = {'teacher': os.path.abspath(args.teacher),
+             'images': os.path.abspath(args.images or args.hr) if args.images or args.hr else None,
+             'total_iter': args.iters, 'minutes': args.minutes,
+             'student': None if args.student == 'auto' else args.student}
+    flags = {'teacher': 'the teacher', 'images': '--images/--hr', 'total_iter': '--iters', 'minutes': '--minutes',
+             'student': '--student'}
+    for key, value in given.items():
+        if value is not None and key in plan and value != plan[key]:
+            raise SRKDError(f'--resume continues {args.out} as it was started, with {flags[key]} {plan[key]}, '
+                            f'not {value}; leave {flags[key]} out, or start a new run with another -o')
 
 
 def _images(folder, seed, min_side):
@@ -175,8 +200,7 @@ def _plan(args):
         total = job.iterations_for(args.minutes or 30, step)
         print(f'one training step measured {step * 1000:.0f} ms: {args.minutes or 30:g} minutes are {total} '
               'iterations', flush=True)
-    cache = os.path.abspath(args.cache_dir or os.path.join(
-        os.environ.get('SR_KD_CACHE') or os.path.expanduser('~/.cache/sr_kd'), 'teacher_cache'))
+    cache = cache_root(args)
     opt = job.option_file(teacher_path=os.path.abspath(args.teacher), scale=info.scale, student_opt=student_opt,
                           images=folder, train_names=train_names,
                           val_names=[os.path.splitext(os.path.basename(p))[0] for p in held],
@@ -191,13 +215,13 @@ def _plan(args):
         atomic_save({'params': init}, os.path.join(tmp, INIT))
         opt['path'].update(pretrain_network_g=os.path.join(os.path.abspath(args.out), INIT), param_key_g='params')
     import yaml
+    from sr_kd.entry import train_command
     out_abs = os.path.abspath(args.out)
-    out_q, opt_q = shlex.quote(out_abs), shlex.quote(os.path.join(out_abs, OPTIONS))
     atomic_write_text(os.path.join(tmp, OPTIONS),
                       f'# written by: sr-kd distill (recipe {args.recipe}); edit and re-run with\n'
-                      f'#   SR_KD_ROOT={out_q} python sr_kd/train.py -opt {opt_q}\n'
+                      f'#   {train_command(os.path.join(out_abs, OPTIONS), root=out_abs)}\n'
                       + yaml.safe_dump(opt, sort_keys=False, width=120))
-    plan = {'teacher': os.path.abspath(args.teacher), 'recipe': args.recipe, 'student': chosen.name,
+    plan = {'teacher': os.path.abspath(args.teacher), 'images': folder, 'recipe': args.recipe, 'student': chosen.name,
             'hr': bool(args.hr), 'held_out': held, 'device': args.device, 'precision': precision,
             'step_seconds': step, 'total_iter': total, 'minutes': args.minutes, 'threads': args.threads,
             'candidates': [vars(r) for r in rows]}
@@ -246,19 +270,23 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    from sr_kd.distill.job import experiment
+    from sr_kd.distill import job
     again = f'sr-kd distill {shlex.quote(args.teacher)} -o {shlex.quote(args.out)} --resume'
     if args.resume:
         with open(os.path.join(args.out, PLAN)) as f:
             plan = json.load(f)
     else:
         plan = _plan(args)
-    args._interrupted_hint = (f'; the best student so far stays in {experiment(args.out)}/models; continue with: '
-                              f'{again}')
+    args._interrupted_hint = f'; nothing trained yet; continue with: {again}'
     if args.resume and os.path.isfile(os.path.join(args.out, 'summary.json')):
         print(f'{args.out} finished already: writing its results again', flush=True)
     else:
-        rc = _train(args, args.resume)
+        try:
+            rc = _train(args, args.resume)
+        finally:  # said after an interruption: what is there now
+            if job.saved_checkpoint(args.out):
+                args._interrupted_hint = (f'; the best student so far stays in {job.experiment(args.out)}/models; '
+                                          f'continue with: {again}')
         if rc:
             raise SRKDError(f'training stopped (exit {rc}; its last line above says why); continue with: {again}')
     from sr_kd.distill.finish import finish

@@ -1,5 +1,7 @@
 """``sr-kd report EXPERIMENT_DIR``: a one-page PNG of a run (losses, validation PSNR, crops); prints its path."""
 import argparse
+import os
+import sys
 
 ORDER = 3  # its place in sr-kd --help
 HELP = 'a PNG of a training run: losses, validation PSNR, crops of bicubic/student/teacher/HR'
@@ -19,5 +21,17 @@ def run(args: argparse.Namespace) -> int:
     cli_checks.device(args.device)
     if args.output:
         cli_checks.output_file(args.output, '-o', overwrite=True)
-    print(make_report(args.experiment, args.output, args.images, args.crop, args.device))
+    print(make_report(training_folder(args.experiment), args.output, args.images, args.crop, args.device))
     return 0
+
+
+def training_folder(folder: str) -> str:
+    """The experiment folder to report on: an ``sr-kd distill`` output is not one (its own report.png is the
+    teacher | student picture, never overwritten): its training run, experiments/student, is."""
+    from sr_kd.commands.distill_cmd import PLAN
+    from sr_kd.distill.job import experiment
+    if os.path.isfile(os.path.join(folder, PLAN)):
+        print(f'{folder} is an sr-kd distill output: reporting on its training run, {experiment(folder)}',
+              file=sys.stderr)
+        return experiment(folder)
+    return folder

@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from typing import TYPE_CHECKING, List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 
@@ -127,13 +127,20 @@ def experiment(out: str) -> str:
     return os.path.join(out, 'experiments', RUN)
 
 
-def best_checkpoint(out: str) -> str:
-    """The best student by PSNR to the teacher (``net_g_best.pth``), else the latest saved one."""
+def saved_checkpoint(out: str) -> Optional[str]:
+    """The best student by PSNR to the teacher (``net_g_best.pth``), else the latest saved one; None yet."""
     models = os.path.join(experiment(out), 'models')
-    for name in ('net_g_best.pth', 'net_g_latest.pth'):
-        if os.path.isfile(os.path.join(models, name)):
-            return os.path.join(models, name)
-    raise SRKDError(f'{models} holds no student checkpoint yet: the run stopped before its first validation')
+    return next((os.path.join(models, n) for n in ('net_g_best.pth', 'net_g_latest.pth')
+                 if os.path.isfile(os.path.join(models, n))), None)
+
+
+def best_checkpoint(out: str) -> str:
+    """``saved_checkpoint``, which must exist."""
+    found = saved_checkpoint(out)
+    if found is None:
+        raise SRKDError(f'{experiment(out)}/models holds no student checkpoint yet: the run stopped before its '
+                        'first validation')
+    return found
 
 
 def val_rows(out: str) -> List[dict]:

@@ -118,10 +118,19 @@ def resolve(root: str, key: str) -> str:
 
 
 def is_complete(folder: str, key: str) -> bool:
+    """The manifest is this key's and every array it names opens whole (a file cut short or missing: not)."""
     m = _read_manifest(folder)
     return bool(m) and m.get('key') == key and m.get('format') == FORMAT and all(
-        os.path.isfile(os.path.join(folder, f'{stem}_{part}.npy')) for stem in m['images'].values()
-        for part in ('sr', 'maps'))
+        _whole(os.path.join(folder, f'{stem}_{part}.npy')) for stem in m['images'].values() for part in ('sr', 'maps'))
+
+
+def _whole(path):
+    """True when the .npy opens and holds as many bytes as its header says (a memory map reads no data)."""
+    try:
+        np.load(path, mmap_mode='r')
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _remove_stale_partials(folder):
