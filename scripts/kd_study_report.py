@@ -306,8 +306,9 @@ def equal_time_table(by_recipe: Dict[str, List[dict]], base: List[dict],
     lines = [heading, '',
              'The student alone is read on its own curves (mean over its seeds) at the iteration it reaches in '
              'the recipe\'s seconds. Read mid-way, its learning rate has not decayed yet, which favours the '
-             'recipe; where a recipe costs more than the student\'s whole run, the student\'s final PSNR stands '
-             'in, reached in fewer seconds.', '',
+             'recipe. Where a recipe costs more than the student\'s whole run, the student\'s final PSNR stands '
+             'in (reached in fewer seconds) if the recipe ends below it; if the recipe ends above it, the row says '
+             'not measured, since the student could have trained on.', '',
              '| recipe | its seconds | student alone, same seconds | recipe | difference |',
              '| --- | --- | --- | --- | --- |']
     for recipe, runs in by_recipe.items():
