@@ -324,3 +324,12 @@ def test_a_16_bit_tiff_stays_16_bit_and_a_jpeg_of_16_bits_is_said(tmp_path, ckpt
     capsys.readouterr()
     assert main(['upscale', str(src / 'deep.png'), '-m', ckpt, '-o', str(out), '--ext', 'jpg']) == 0
     assert f'note: {src / "deep.png"} has 16 bits per channel, which JPG cannot hold' in capsys.readouterr().err
+
+
+def test_the_auto_precision_note_offers_only_what_the_backend_runs(tmp_path, ckpt, capsys):
+    """With --backend onnxruntime it offered 'fp32 or bf16', and --precision bf16 was then refused."""
+    pytest.importorskip('onnxruntime')
+    src = tmp_path / 'a.png'
+    Image.fromarray(rng_image((H, W, 3))).save(src)
+    assert main(['upscale', str(src), '-m', ckpt, '-o', str(tmp_path / 'out'), '--backend', 'onnxruntime']) == 0
+    assert '--precision fp32 or int8 to choose' in capsys.readouterr().err

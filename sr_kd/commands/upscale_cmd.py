@@ -135,7 +135,7 @@ class Upscaler:
             raise SRKDError('--tile and --tile-pad must be >= 0')
         if args.threads:
             torch.set_num_threads(args.threads)
-        from sr_kd.backends import Options, auto_precision, check, prepare, resolve_precision
+        from sr_kd.backends import PRECISIONS, Options, auto_precision, check, prepare, resolve_precision
         asked, args.precision = args.precision, resolve_precision(args.precision, args.device, args.backend)
         check(args.backend, args.precision, args.device, args.exact_tiles)
         if args.compile and args.backend != 'eager':
@@ -170,8 +170,9 @@ class Upscaler:
         self.args = args
         if asked == 'auto':  # said once every check has passed, so an error stays the only line
             why = auto_precision(args.device, args.backend)[1]
-            print(f'precision auto: {args.precision} ({why}; --precision fp32 or bf16 to choose)', file=sys.stderr,
-                  flush=True)
+            runs = PRECISIONS.get(args.backend, ('fp32', 'bf16'))  # what this backend takes, not what it refuses
+            print(f'precision auto: {args.precision} ({why}; --precision {" or ".join(runs)} to choose)',
+                  file=sys.stderr, flush=True)
 
     def __call__(self, path: str) -> Tuple['np.ndarray', float]:
         """(array ready for write_image, output megapixels)."""
