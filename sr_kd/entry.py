@@ -94,7 +94,7 @@ def run_pipeline(kind: str) -> None:
         except (SRKDError, KeyboardInterrupt, OSError) as e:
             if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            left = [own.tidy_after_failure(root)]
+            left = [own.tidy_after_failure()]
             if kind == 'train':
                 left.append(own.resume_hint(root, name, argv))
             left = '; '.join(filter(None, left))

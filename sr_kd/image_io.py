@@ -3,7 +3,8 @@ datasets and ``distill`` (two readers once decoded the same file differently: ``
 orientation ``upscale`` applied and scored a consistent pair 26.5 dB instead of 44.6).
 
 Pillow reads and writes everything except colour PNGs and TIFFs with 16 bits per channel, which it
-truncates to 8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a 16-bit output.
+truncates to 8 bits; those go through OpenCV (already a basicsr dependency) so a 16-bit input gives a
+16-bit output.
 EXIF orientation is applied on reading (a phone photo comes out the way it is shown), grayscale stays
 grayscale, palette images become RGB(A), alpha is kept apart so the network never sees it, and float
 images (32-bit TIFF) are read as values in [0, 1] (Pillow's own conversion clips them to a black image).
@@ -86,7 +87,7 @@ def _float_image(path, a):
 
 
 def _read_16bit(path, gray, orientation):
-    """A colour image with 16 bits per channel (PNG, TIFF), which Pillow would cut to 8, through OpenCV."""
+    """An image with 16 bits per channel (any PNG, a colour TIFF) through OpenCV: Pillow would cut colour to 8."""
     import cv2
     a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if a is None:

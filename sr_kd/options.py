@@ -88,7 +88,7 @@ def _numbers_written_as_text(node, where=''):
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, val in items:
         here = f'{where}[{key}]' if isinstance(key, int) else f'{where}{"." if where else ""}{key}'
-        if isinstance(val, str) and _SCIENTIFIC_TEXT.fullmatch(val.strip()):
+        if isinstance(val, str) and key != 'name' and _SCIENTIFIC_TEXT.fullmatch(val.strip()):
             mantissa, exponent = val.strip().lower().split('e')
             raise SRKDError(f'{here}: {val!r} is text to YAML (PyYAML reads a number with an exponent as a number '
                             f'only with a decimal point): write {mantissa}.0e{exponent}')

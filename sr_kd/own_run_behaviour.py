@@ -179,9 +179,9 @@ def _last_checkpoint(exp):
     return iters[-1] if iters else None
 
 
-def tidy_after_failure(root: str) -> str:
+def tidy_after_failure() -> str:
     """After a failed run: remove only empty folders it made, keep everything it wrote (logs always);
-    return one sentence saying what is left and where (relative to ``root``)."""
+    return one sentence saying what is left and where (as typed from the current folder)."""
     from sr_kd.entry import shown
     said = []
     while _NEW_DIRS:

@@ -383,7 +383,7 @@ def test_cli_error_with_nothing_written_puts_the_older_run_back(tmp_path):
     os.rename(older, archived)
     os.makedirs(older / 'models')
     own._NEW_DIRS.append((str(older), archived))
-    assert own.tidy_after_failure(str(tmp_path)) == ''
+    assert own.tidy_after_failure() == ''
     assert sorted(os.listdir(tmp_path / 'experiments')) == ['tiny'] and os.listdir(older) == ['keep.txt']
 
 

@@ -54,6 +54,7 @@ def _check(args):
 
     import torch
 
+    from sr_kd import cli_checks
     from sr_kd.distill.recipes import recipe
     from sr_kd.distill.students import PRESETS
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
@@ -79,7 +80,6 @@ def _check(args):
     plan_file = os.path.join(args.out, PLAN)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise SRKDError(f'-o {args.out} is a file; name a folder')
-    from sr_kd import cli_checks
     if args.resume:
         if not os.path.isfile(plan_file):
             raise SRKDError(f'--resume: {args.out} holds no distillation run (no {PLAN})')
