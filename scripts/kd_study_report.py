@@ -258,8 +258,10 @@ def same_machine(base: List[dict], runs: List[dict]) -> List[dict]:
 def iteration_table(by_recipe: Dict[str, List[dict]], base: List[dict], sets: List[str],
                     recipes: List[str]) -> List[str]:
     """The equal-iterations table of ``recipes``: seconds per step, validation split and test sets."""
-    lines = ['PSNR in dB (Y, border 4); with several seeds, mean +- half the range. Seconds per iteration '
-             'compare only with the student alone on the same machine (`other machine`: it has not run there).', '',
+    lines = ['PSNR in dB (Y, border 4); with several seeds, mean +- half the range; "vs student" is against the '
+             'mean of all the student\'s seeds, so a recipe with fewer seeds differs from its same-seed gain. '
+             'Seconds per iteration compare only with the student alone on the same machine (`other machine`: '
+             'it has not run there).', '',
              '| recipe | seeds | s/iter | cost vs student | val split | ' + ' | '.join(
                  f'{s} | vs student' for s in sets) + ' |',
              '| --- | --- | --- | --- | --- | ' + ' | '.join('--- | ---' for _ in sets) + ' |']
