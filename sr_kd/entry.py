@@ -4,9 +4,8 @@ and end every failure in one line (exit 2; 130 for Ctrl-C) that says what the ru
 import errno
 import os
 import sys
-from typing import Optional
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+from sr_kd.run_paths import root_path
 
 USAGE = {
     'train': ('usage: python sr_kd/train.py -opt OPTIONS.yml [--auto_resume] [--launcher {none,pytorch,slurm}] '
@@ -23,28 +22,6 @@ USAGE = {
              "BasicSR's test pipeline with sr_kd registered; results go to $SR_KD_ROOT/results/NAME.\n"
              'Exit status: 0; 2 for a bad input (one line); 130 when interrupted.'),
 }
-
-
-def root_path() -> str:
-    """Where experiments/, results/ and tb_logger/ go: $SR_KD_ROOT if set (tests, shared clusters),
-    else the repository, as with BasicSR's own scripts."""
-    return os.path.abspath(os.environ.get('SR_KD_ROOT') or ROOT)
-
-
-def shown(path: str) -> str:
-    """``path`` as a user types it from here: relative below the current folder, else absolute."""
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith(os.pardir) else os.path.abspath(path)
-
-
-def train_command(opt_path: str, *extra: str, root: Optional[str] = None) -> str:
-    """The command that runs ``sr_kd/train.py`` on ``opt_path`` from here: this interpreter (the one with
-    torch and basicsr, not whatever ``python`` is on PATH) and $SR_KD_ROOT as ``root`` says, else as now."""
-    import shlex
-    root = root or (root_path() if os.environ.get('SR_KD_ROOT') else None)
-    env = f'SR_KD_ROOT={shlex.quote(root)} ' if root else ''
-    words = [shown(sys.executable), shown(os.path.join(ROOT, 'sr_kd', 'train.py')), '-opt', opt_path, *extra]
-    return env + ' '.join(shlex.quote(w) for w in words)
 
 
 def _run_name(opt, argv):

@@ -245,8 +245,8 @@ def _check_train(opt):
     _choice(optim, 'type', 'train.optim_g.', ('Adam',))
     if 'lr' not in optim:
         raise SRKDError('train.optim_g.lr is missing')
-    if not is_number(optim['lr']) or optim['lr'] <= 0:
-        raise SRKDError(f'train.optim_g.lr must be a number > 0, not {optim["lr"]!r}')
+    if not is_number(optim['lr']) or optim['lr'] < 0:  # 0 freezes the student (a measurement run)
+        raise SRKDError(f'train.optim_g.lr must be a number >= 0, not {optim["lr"]!r}')
     dummy = [torch.zeros(1, requires_grad=True)]
     kwargs = {k: v for k, v in optim.items() if k != 'type'}
     optimizer = _build('train.optim_g', lambda: torch.optim.Adam(dummy, **kwargs))

@@ -182,7 +182,7 @@ def _last_checkpoint(exp):
 def tidy_after_failure() -> str:
     """After a failed run: remove only empty folders it made, keep everything it wrote (logs always);
     return one sentence saying what is left and where (as typed from the current folder)."""
-    from sr_kd.entry import shown
+    from sr_kd.run_paths import shown
     said = []
     while _NEW_DIRS:
         path, archived = _NEW_DIRS.pop()
@@ -207,6 +207,6 @@ def resume_hint(root: str, name: str, argv: List[str]) -> str:
     last = _last_checkpoint(os.path.join(root, 'experiments', name))
     if last is None:
         return 'no checkpoint was saved'
-    from sr_kd.entry import train_command
+    from sr_kd.run_paths import train_command
     opt = argv[argv.index('-opt') + 1] if '-opt' in argv[:-1] else 'OPTIONS.yml'
     return f'the last complete checkpoint is iteration {last}: continue with {train_command(opt, "--auto_resume")}'

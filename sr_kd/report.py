@@ -40,7 +40,7 @@ def experiment_options(exp_dir: str) -> dict:
 def resolve(path: Optional[str], exp_dir: str) -> Optional[str]:
     """A path from the option file: as written (relative to where training ran), else relative to the
     root that holds experiments/, else to the repository."""
-    from sr_kd.entry import ROOT
+    from sr_kd.run_paths import ROOT
     if path is None or path == 'skimage':
         return path
     path = os.path.expanduser(str(path))

@@ -50,7 +50,7 @@ def test_unknown_names(tmp_path, section, key, value, fragments):
     ('val.metrics.psnr', 'crop_boarder', 4, ['val.metrics.psnr.crop_boarder is not an option', 'crop_border']),
     ('val.metrics.psnr', 'crop_border', 'four', ['val.metrics.psnr.crop_border must be a whole number']),
     ('train.optim_g', 'lr', '5e-4', ["train.optim_g.lr: '5e-4' is text to YAML", 'write 5.0e-4']),
-    ('train.optim_g', 'lr', 'fast', ["train.optim_g.lr must be a number > 0, not 'fast'"]),
+    ('train.optim_g', 'lr', 'fast', ["train.optim_g.lr must be a number >= 0, not 'fast'"]),
     ('', 'num_gpu', 64, ['num_gpu: 64, but torch sees', 'num_gpu: 0 (CPU) or auto']),
 ])
 def test_mistakes_that_failed_after_work_started_are_refused_first(tmp_path, where, key, value, fragments):

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sr_kd.distill.teacher import cache_for_options
-    from sr_kd.entry import root_path
+    from sr_kd.run_paths import root_path
     from sr_kd.options import load_yaml
 
     opt = load_yaml(args.opt)

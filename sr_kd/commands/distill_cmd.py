@@ -215,7 +215,7 @@ def _plan(args):
         atomic_save({'params': init}, os.path.join(tmp, INIT))
         opt['path'].update(pretrain_network_g=os.path.join(os.path.abspath(args.out), INIT), param_key_g='params')
     import yaml
-    from sr_kd.entry import train_command
+    from sr_kd.run_paths import train_command
     out_abs = os.path.abspath(args.out)
     atomic_write_text(os.path.join(tmp, OPTIONS),
                       f'# written by: sr-kd distill (recipe {args.recipe}); edit and re-run with\n'
