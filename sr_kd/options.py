@@ -202,7 +202,7 @@ def _check_datasets(opt, is_train):
             _int(ds, 'gt_size', where)
             _bools(ds, where, 'use_hflip', 'use_rot', 'pin_memory', 'persistent_workers')
             _choice(ds, 'prefetch_mode', where, (None, 'cpu', 'cuda'))
-            if ds.get('prefetch_mode') == 'cuda' and not _cuda():
+            if ds.get('prefetch_mode') == 'cuda' and not _cuda_devices():
                 raise SRKDError(f"{where}prefetch_mode: cuda needs a GPU; use ~ or cpu")
         no_gt = kind == 'val' and (ds['type'] == 'PlainImageDataset' or ds.get('against') == 'teacher')
         if no_gt and (opt.get('model_type') != 'SRKDModel' or 'network_t' not in opt):
@@ -216,11 +216,6 @@ def _check_datasets(opt, is_train):
         if ds['type'] == 'PairedImageDataset' and backend == 'disk' and not ds.get('meta_info_file') \
                 and ds.get('dataroot_gt') and ds.get('dataroot_lq'):
             _check_paired_folder(ds, f'datasets.{phase}', opt['scale'], kind == 'train')
-
-
-def _cuda():
-    import torch
-    return torch.cuda.is_available()
 
 
 def _cuda_devices():
@@ -362,8 +357,9 @@ def _check_options(opt, is_train):
     _int(opt, 'scale', '')
     if opt.get('num_gpu') != 'auto':
         _int(opt, 'num_gpu', '', minimum=0)
-        if opt.get('num_gpu', 0) > _cuda_devices():  # basicsr would assert after building the datasets
-            raise SRKDError(f'num_gpu: {opt["num_gpu"]}, but torch sees {_cuda_devices()} CUDA devices on this '
+        devices = _cuda_devices()
+        if opt.get('num_gpu', 0) > devices:  # basicsr would assert after building the datasets
+            raise SRKDError(f'num_gpu: {opt["num_gpu"]}, but torch sees {devices} CUDA devices on this '
                             'machine: use num_gpu: 0 (CPU) or auto')
     if opt.get('manual_seed') is not None:
         _int(opt, 'manual_seed', '', minimum=0)

@@ -1,6 +1,7 @@
 """Where a run's files go and how to name them to the user: the repository, $SR_KD_ROOT (experiments/,
-results/, tb_logger/ under it), paths shown as typed from the current folder, and the ``sr_kd/train.py``
-command that runs an option file again (its interpreter and root included, so it works as printed)."""
+results/, tb_logger/ under it), where caches go ($SR_KD_CACHE), paths shown as typed from the current folder,
+and the ``sr_kd/train.py`` command that runs an option file again (its interpreter and root included, so
+it works as printed)."""
 import os
 import sys
 from typing import Optional
@@ -12,6 +13,11 @@ def root_path() -> str:
     """Where experiments/, results/ and tb_logger/ go: $SR_KD_ROOT if set (tests, shared clusters),
     else the repository, as with BasicSR's own scripts."""
     return os.path.abspath(os.environ.get('SR_KD_ROOT') or ROOT)
+
+
+def cache_home() -> str:
+    """Where sr_kd's caches go (backend artefacts, offline teacher targets): $SR_KD_CACHE, else ~/.cache/sr_kd."""
+    return os.environ.get('SR_KD_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'sr_kd')
 
 
 def shown(path: str) -> str:

@@ -26,8 +26,8 @@ ENTRY = 'entry.json'
 
 def cache_root() -> str:
     """The folder of all entries (``$SR_KD_CACHE/backends``)."""
-    base = os.environ.get('SR_KD_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'sr_kd')
-    return os.path.join(base, 'backends')
+    from sr_kd.run_paths import cache_home
+    return os.path.join(cache_home(), 'backends')
 
 
 def model_digest(model: 'torch.nn.Module') -> str:

@@ -109,8 +109,8 @@ def _check(args):
 
 def cache_root(args: argparse.Namespace) -> str:
     """Where the offline teacher cache goes: --cache-dir, else $SR_KD_CACHE/teacher_cache."""
-    return os.path.abspath(args.cache_dir or os.path.join(
-        os.environ.get('SR_KD_CACHE') or os.path.expanduser('~/.cache/sr_kd'), 'teacher_cache'))
+    from sr_kd.run_paths import cache_home
+    return os.path.abspath(args.cache_dir or os.path.join(cache_home(), 'teacher_cache'))
 
 
 def _same_as_planned(args, plan_file):
