@@ -29,6 +29,8 @@ def in_progress(done_names: Set[str], study: ModuleType, root: str) -> Dict[str,
         if name in done_names or '_archived_' in name or is_temporary(name):
             continue
         parsed = parse_run_name(name)
+        if parsed and parsed.crop:  # a GPU's runs are reported when finished (crop_section)
+            continue
         kind = 'SRModel' if parsed and parsed.recipe == 'student' else 'SRKDModel'
         curve = study.validation_curve(folder, kind)
         if curve:
@@ -59,6 +61,8 @@ DEFAULT_AT = {20000: 'fade_keep_output', 100000: 'fade_keep_output'}
 
 def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
     every = _load(results)
+    at_crop = [r for r in every if r.get('crop')]  # another crop and batch (a GPU's): tables of their own
+    every = [r for r in every if not r.get('crop')]
     rows = [r for r in every if r['iters'] == STUDY_ITERS]
     by_recipe = defaultdict(list)
     for r in rows:
@@ -82,8 +86,7 @@ def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
     if os.path.isfile(findings):
         with open(findings) as f:
             lines += [f.read().rstrip(), '']
-    sets = sorted({s for r in rows for s in r['test']}, key=lambda s: ['Set5', 'Set14', 'B100', 'Urban100',
-                                                                      'Manga109'].index(s))
+    sets = _test_sets(rows)
     base = by_recipe.get('student', [])
     if rows:
         lines += ['## Equal iterations (finished runs)', ''] + iteration_table(by_recipe, base, sets, list(by_recipe))
@@ -91,6 +94,7 @@ def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
     if rows and base:
         lines += equal_time_table(by_recipe, base)
     lines += budget_section(every, progress, out, sets)
+    lines += crop_section(at_crop)
     if progress:
         its = sorted({i for curve, _ in progress.values() for i, _, _ in curve})
         lines += ['## Runs in progress (validation-split PSNR, dB, by iteration)', '',
@@ -108,6 +112,28 @@ def write_report(results: str, out: str, study: ModuleType, root: str) -> None:
         lines += ['![validation PSNR vs iterations and vs training seconds](kd_study/psnr_curves.png)', '']
     from sr_kd.atomic import atomic_write_text
     atomic_write_text(os.path.join(REPO, 'docs', 'kd_study.md'), '\n'.join(lines))
+
+
+def _test_sets(rows: List[dict]) -> List[str]:
+    return sorted({s for r in rows for s in r['test']}, key=['Set5', 'Set14', 'B100', 'Urban100', 'Manga109'].index)
+
+
+def crop_section(rows: List[dict]) -> List[str]:
+    """The runs at another HR crop and batch (the paper's 192 / 16 on a GPU, issue 29), one equal-iterations
+    table per crop and budget, beside the CPU tables rather than in them."""
+    lines = []
+    for crop, iters in sorted({(tuple(r['crop']), r['iters']) for r in rows}):
+        runs = [r for r in rows if tuple(r['crop']) == crop and r['iters'] == iters]
+        by_recipe = defaultdict(list)
+        for r in runs:
+            by_recipe[r['recipe']].append(r)
+        lines += [f'## HR crop {crop[0]}, batch {crop[1]}: {iters:,} iterations on a GPU', '',
+                  f'Machine: {"; ".join(sorted({r["machine"] for r in runs}))}; every run of the table at once on '
+                  'the one GPU (`scripts/kd_study_gpu.sh`), so seconds a step include sharing it. The same student, '
+                  'teacher, data (images smaller than the crop left out), validation split and schedule fractions '
+                  'as above; Set5/Set14 evaluated on the CPU machine.', '']
+        lines += iteration_table(by_recipe, by_recipe.get('student', []), _test_sets(runs), list(by_recipe))
+    return lines
 
 
 def _seed_curves(every, progress, recipe, iters):
@@ -357,7 +383,7 @@ def _plot(curves, path):
     colours['student'] = 'black'
     styles = ['-', '--', ':', '-.']
     for name, (curve, t) in sorted(curves.items()):
-        recipe, seed, _ = parsed[name]
+        recipe, seed = parsed[name][:2]
         kw = dict(color=colours.get(recipe), ls=styles[seed % len(styles)], marker='o', ms=2.5, lw=1.3,
                   label=f'{recipe} s{seed}')
         its = [c[0] for c in curve]

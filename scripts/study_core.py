@@ -12,11 +12,14 @@ STUDY_ROOT = os.path.expanduser('~/sr_kd_study')  # where study runs live: outsi
 
 
 def machine() -> str:
-    """CPU model, bf16 instructions where present (two 2-core Xeons of one model name differ in them, and
-    seconds compare only within one machine), cores, Python."""
+    """The GPU where runs use one, CPU model, bf16 instructions where present (two 2-core Xeons of one model
+    name differ in them, and seconds compare only within one machine), cores, Python."""
+    import torch
+
     from sr_kd.hardware import cpu_has_bf16, cpu_name
+    gpu = f'{torch.cuda.get_device_name()}, ' if torch.cuda.is_available() else ''
     bf16 = ' with bf16 instructions' if cpu_has_bf16() else ''
-    return f'{cpu_name() or "?"}{bf16}, {os.cpu_count()} cores, {platform.python_version()}'
+    return f'{gpu}{cpu_name() or "?"}{bf16}, {os.cpu_count()} cores, {platform.python_version()}'
 
 
 def newest_state(exp: str) -> Optional[int]:

@@ -42,7 +42,8 @@ def test_no_budget_section_before_a_longer_run_has_a_point(tmp_path):
 
 def test_run_names_are_read_back_as_written():
     from scripts.kd_names import parse_run_name, run_name
-    assert parse_run_name(run_name('output_offline', 2, 100000)) == ('output_offline', 2, 100000)
+    assert parse_run_name(run_name('output_offline', 2, 100000)) == ('output_offline', 2, 100000, None)
+    assert parse_run_name(run_name('fade_keep_output', 1, 10000, (192, 16))) == ('fade_keep_output', 1, 10000, (192, 16))
     assert parse_run_name(run_name('student', 0, 20000)).recipe == 'student'
     assert parse_run_name('kd_study_student_s0_20k_archived_20261201') is None
     assert parse_run_name('teacher_cache') is None
@@ -56,3 +57,28 @@ def test_a_budget_without_a_named_default_still_gets_its_tables(tmp_path):
     lines = report.budget_section(every, {}, str(tmp_path), ['Set5'])
     assert '### 100,000 iterations: equal iterations' in lines
     assert '### 40,000 iterations: equal iterations' in lines
+
+
+def test_runs_at_another_crop_get_their_own_table_and_stay_out_of_the_cpu_tables(tmp_path, monkeypatch):
+    """The GPU's runs (HR 192, batch 16) are reported apart: neither in the 20k tables nor the budget section."""
+    import json
+    from scripts import kd_study
+    cpu = [_row('student', 0, 20000, [(20000, 27.5)], 30.0), _row('fade_keep_output', 0, 20000, [(20000, 27.6)], 30.3)]
+    gpu = [dict(_row('student', 0, 20000, [(20000, 28.0)], 31.0), crop=[192, 16], machine='NVIDIA H100'),
+           dict(_row('fade_keep_output', 0, 20000, [(20000, 28.1)], 31.4), crop=[192, 16], machine='NVIDIA H100')]
+    for r in gpu:
+        r['name'] += '_hr192b16'
+    results = tmp_path / 'results.jsonl'
+    results.write_text(''.join(json.dumps(r) + '\n' for r in cpu + gpu))
+    page = tmp_path / 'docs' / 'kd_study.md'
+    page.parent.mkdir()
+    monkeypatch.setattr(report, 'REPO', str(tmp_path))
+    monkeypatch.setattr(report, 'write_zoo_section', lambda *a: None)
+    monkeypatch.setattr(kd_study, 'PROGRESS', str(tmp_path / 'none'))
+    report.write_report(str(results), str(tmp_path), kd_study, str(tmp_path / 'no_root'))
+    text = page.read_text()
+    cpu_part, gpu_part = text.split('## HR crop 192, batch 16: 20,000 iterations on a GPU')
+    assert '| fade_keep_output | 0 | 0.100 | 1.00x | 27.600 | 30.300 | +0.300 |' in cpu_part
+    assert '28.1' not in cpu_part and 'NVIDIA' not in cpu_part
+    assert 'Machine: NVIDIA H100' in gpu_part
+    assert '| fade_keep_output | 0 | 0.100 | 1.00x | 28.100 | 31.400 | +0.400 |' in gpu_part
