@@ -391,6 +391,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.save_progress:
         return save_progress(args.root)
     if args.import_device:
+        sent = [os.path.join(args.import_device, f) for f in ('rows.jsonl', 'runs.tar')]
+        if not all(map(os.path.isfile, sent)):
+            sys.exit(f'kd_study: error: {args.import_device} lacks rows.jsonl or runs.tar (what '
+                     'scripts/kd_study_gpu.sh leaves in $OUT)')
         import_device(args.import_device, args.root)
     if not args.report and not args.import_device:
         for path in (args.data, args.teacher):

@@ -98,3 +98,5 @@ def test_a_gpu_machines_rows_are_added_with_their_test_sets_evaluated_here(tmp_p
     rows = read_rows(str(tmp_path / 'results.jsonl'))
     assert [r['name'] for r in rows] == [name] and rows[0]['machine'] == 'NVIDIA H100'
     assert 5 < rows[0]['test']['Set5']['psnr'] < 60  # evaluated here, on the sent weights
+    with pytest.raises(SystemExit, match='lacks rows.jsonl or runs.tar'):
+        kd_study.main(['--import-device', str(tmp_path / 'root')])  # one line, before any work
