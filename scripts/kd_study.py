@@ -151,9 +151,10 @@ def schedule(iters: int) -> dict:
 
 
 def options(recipe: str, seed: int, iters: int, data_root: str, teacher: str,
-            crop: Optional[Tuple[int, int]] = None) -> dict:
+            crop: Optional[Tuple[int, int]] = None, workers: int = 0) -> dict:
     """The option dict of one run, built from options/imdn_kd.yml so the study measures what users run;
-    ``crop`` (HR crop, batch) replaces the file's 96 / 8 (the paper's 192 / 16 on a GPU)."""
+    ``crop`` (HR crop, batch) replaces the file's 96 / 8 (the paper's 192 / 16 on a GPU); ``workers`` data
+    loader processes (0 on the CPU machine: one thread a run; on a GPU they make the crops while it trains)."""
     from sr_kd.options import load_yaml
     opt = json.loads(json.dumps(load_yaml(os.path.join(REPO, 'options', 'imdn_kd.yml'))))  # plain dicts
     _, terms, distill = RECIPES[recipe]
@@ -161,9 +162,10 @@ def options(recipe: str, seed: int, iters: int, data_root: str, teacher: str,
     opt['name'] = run_name(recipe, seed, iters, crop)
     opt['manual_seed'] = seed
     opt['datasets']['train'].update(name='train291_minus_val', dataroot_gt=data_root, exclude=val_names,
-                                    dataset_enlarge_ratio=100, num_worker_per_gpu=0)
+                                    dataset_enlarge_ratio=100)
     if crop:
         opt['datasets']['train'].update(gt_size=crop[0], batch_size_per_gpu=crop[1])
+    opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt['datasets']['val'] = {'name': 'train_val_split', 'type': 'HROnlyDataset', 'dataroot_gt': data_root,
                               'images': val_names}
     opt['path'].update(pretrain_network_t=teacher, param_key_t=None)
@@ -275,7 +277,7 @@ def save_progress(root: str) -> None:
 
 def start(run: str, args: argparse.Namespace) -> Tuple[subprocess.Popen, dict]:
     recipe, seed = run.split(':')
-    opt = options(recipe, int(seed), args.iters, args.data, args.teacher, args.crop)
+    opt = options(recipe, int(seed), args.iters, args.data, args.teacher, args.crop, args.workers)
     from sr_kd.atomic import atomic_write_text
     import yaml
     os.makedirs(os.path.join(OUT, 'options'), exist_ok=True)
@@ -377,6 +379,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--iters', type=int, default=20000)
     p.add_argument('--jobs', type=int, default=2, help='runs at a time')
     p.add_argument('--threads', type=int, default=1, help='threads per run')
+    p.add_argument('--workers', type=int, default=0, help='data loader processes per run (a GPU machine\'s spare cores)')
     p.add_argument('--data', default=os.path.join(SHARED, 'train'))
     p.add_argument('--teacher', default=os.path.join(SHARED, 'pretrained', 'IMDN_x4.pth'))
     p.add_argument('--root', default=os.path.join(STUDY_ROOT, 'kd'), help='where the runs live (outside the repository)')
