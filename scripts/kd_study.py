@@ -365,12 +365,18 @@ def import_device(folder: str, root: str) -> None:
     from sr_kd.jsonl import append_row, read_rows
     with tarfile.open(os.path.join(folder, 'runs.tar')) as tar:
         tar.extractall(os.path.join(root, 'experiments'), filter='data')
-    done = finished_names()
-    for row in read_rows(os.path.join(folder, 'rows.jsonl')):
+        sent = {p.split('/')[1] for p in tar.getnames() if p.count('/') >= 1 and p.startswith('./kd_study_')}
+    done, rows = finished_names(), read_rows(os.path.join(folder, 'rows.jsonl'))
+    for row in rows:
         if row['name'] not in done:
             row['test'] = evaluate_run({'name': row['name']}, root)
             append_row(RESULTS, row)
             print(f'{row["run"]} ({row["name"]}): ' + ', '.join(f'{k} {v["psnr"]:.3f}' for k, v in row['test'].items()))
+    for name in sorted(sent - {r['name'] for r in rows}):  # stopped by the deadline: what it reached
+        parsed = parse_run_name(name)
+        curve = validation_curve(exp_dir({'name': name}, root), 'SRModel' if parsed.recipe == 'student' else 'SRKDModel')
+        print(f'{name}: not finished, not added; validation PSNR by iteration: '
+              + (', '.join(f'{i} {p:.3f}' for i, p, _ in curve) or 'none yet'))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

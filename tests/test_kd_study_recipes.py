@@ -72,7 +72,7 @@ class _Done:
         return 0
 
 
-def test_a_gpu_machines_rows_are_added_with_their_test_sets_evaluated_here(tmp_path, monkeypatch):
+def test_a_gpu_machines_rows_are_added_with_their_test_sets_evaluated_here(tmp_path, monkeypatch, capsys):
     """--import-device: the rows scripts/kd_study_gpu.sh sent back (no test sets there) get Set5/Set14 from
     the weights it sent, evaluated here, and go to results.jsonl once."""
     import json
@@ -85,8 +85,12 @@ def test_a_gpu_machines_rows_are_added_with_their_test_sets_evaluated_here(tmp_p
     make_teacher(models / 'net_g_latest.pth', num_feat=8, num_modules=1, upscale=4)
     sent = tmp_path / 'files'
     sent.mkdir()
+    stopped = tmp_path / 'device' / 'kd_study_imdn_kd_s0_10k_hr192b16'  # the deadline stopped it: curve only
+    stopped.mkdir()
+    (stopped / 'val_metrics.jsonl').write_text(json.dumps({'iter': 3000, 'student': {'psnr': 27.5, 'ssim': 0.75}}) + '\n')
     with tarfile.open(sent / 'runs.tar', 'w') as tar:
         tar.add(tmp_path / 'device' / name, arcname=f'./{name}')
+        tar.add(stopped, arcname=f'./{stopped.name}')
     row = {'run': 'student:0', 'recipe': 'student', 'seed': 0, 'iters': 10000, 'name': name, 'sec_per_iter': 0.02,
            'curve': [[10000, 28.0, 0.77]], 'test': {}, 'machine': 'NVIDIA H100', 'crop': [192, 16]}
     (sent / 'rows.jsonl').write_text(json.dumps(row) + '\n')
@@ -95,6 +99,8 @@ def test_a_gpu_machines_rows_are_added_with_their_test_sets_evaluated_here(tmp_p
     monkeypatch.setattr(kd_study, 'RESULTS', str(tmp_path / 'results.jsonl'))
     for _ in range(2):  # a second import adds nothing
         kd_study.import_device(str(sent), str(tmp_path / 'root'))
+    assert 'kd_study_imdn_kd_s0_10k_hr192b16: not finished, not added; validation PSNR by iteration: 3000 27.500' \
+        in capsys.readouterr().out
     rows = read_rows(str(tmp_path / 'results.jsonl'))
     assert [r['name'] for r in rows] == [name] and rows[0]['machine'] == 'NVIDIA H100'
     assert 5 < rows[0]['test']['Set5']['psnr'] < 60  # evaluated here, on the sent weights
