@@ -255,7 +255,7 @@ def _gain_plot(curves, tests, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.8))
     markers = {'Set5': 's', 'Set14': '^', 'B100': 'D', 'Urban100': 'v', 'Manga109': 'P'}
     for i, ((b, recipe), c) in enumerate(sorted(curves.items())):
         colour = plt.cm.tab10(i)
@@ -270,7 +270,7 @@ def _gain_plot(curves, tests, path):
     ax.set_xlabel('iteration')
     ax.set_ylabel('recipe - student alone (dB)')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the axes: a dozen entries
     atomic_savefig(fig, path, dpi=100)
 
 
