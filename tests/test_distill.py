@@ -340,10 +340,27 @@ def test_student_cut_from_a_compact_teacher():
         compact_from_compact(_family('SPAN').state_dict(), small.state_dict())
 
 
+def _processes_naming(path) -> list:
+    """The pids of the processes whose command line names ``path`` (Linux /proc)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if str(path).encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
 @pytest.mark.slow
-def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
+@pytest.mark.parametrize('to', ['terminal', 'process'])
+def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished, to):
+    """A terminal's Ctrl-C signals the whole foreground group; `kill -INT`, a GUI's stop button or
+    subprocess.send_signal reach sr-kd alone: training went on to its end with that, and a second one left the
+    training child running behind an exited sr-kd."""
     tmp, _, teacher, _ = finished
-    out = tmp / 'interrupted'
+    out = tmp / f'interrupted_{to}'
     cmd = [sys.executable, '-m', 'sr_kd.cli', 'distill', teacher, '--images', str(tmp / 'photos'), '-o', str(out),
            *QUICK, '--iters', '400', '--cache-dir', str(tmp / 'cache'), '--no-onnx']
     proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -353,11 +370,14 @@ def test_ctrl_c_keeps_the_best_student_and_says_how_to_continue(finished):
     while not best.is_file():
         assert proc.poll() is None and time.time() < deadline, 'no best checkpoint before the run ended'
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    (os.killpg if to == 'terminal' else os.kill)(proc.pid, signal.SIGINT)
     err = proc.communicate(timeout=120)[1].strip().splitlines()
     assert proc.returncode == 130, err[-5:]
     assert err[-1].startswith('sr-kd: interrupted') and f'-o {out} --resume' in err[-1], err[-1]
     assert best.is_file() and 'Traceback' not in '\n'.join(err)
+    assert not _processes_naming(out), 'a training process still runs'
+    iters = [json.loads(ln)['iter'] for ln in (out / 'experiments' / 'student' / 'val_metrics.jsonl').open()]
+    assert max(iters) < 400, 'the run was not stopped: it trained to its end'
 
 
 def test_ctrl_c_before_the_first_checkpoint_says_no_student_is_kept(tmp_path, capsys, monkeypatch):

@@ -254,15 +254,29 @@ def _train(args, resume):
         env['OMP_NUM_THREADS'] = str(args.threads)
     cmd = [sys.executable, '-m', 'sr_kd.train', '-opt', os.path.join(args.out, OPTIONS)] + (
         ['--auto_resume'] if resume else [])
-    from sr_kd.errors import Terminated
-    proc = subprocess.Popen(cmd, env=env)
+    # its own session: a terminal's Ctrl-C, a `kill -INT` and a SIGTERM reach it the same way, once, from here
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         return proc.wait()
-    except KeyboardInterrupt as e:  # a terminal's Ctrl-C reached the child too; SIGTERM is passed on
-        if isinstance(e, Terminated):
-            proc.terminate()
-        proc.wait()
+    except KeyboardInterrupt as e:
+        _stop(proc, e)
         raise
+
+
+def _stop(proc: subprocess.Popen, e: KeyboardInterrupt) -> None:
+    """Pass an interruption on to the training child and wait until it has ended (its checkpoints kept): a
+    further interruption is passed on too, so the child is never left training behind us."""
+    import signal
+
+    from sr_kd.errors import Terminated
+    while True:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+        try:
+            proc.wait()
+            return
+        except KeyboardInterrupt as again:
+            e = again
 
 
 def run(args: argparse.Namespace) -> int:
