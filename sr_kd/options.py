@@ -80,6 +80,9 @@ def _bools(d, where, *keys):
 
 # what YAML 1.2 and most people read as a number, but PyYAML (YAML 1.1) as text: no '.' before the exponent
 _SCIENTIFIC_TEXT = re.compile(r'[-+]?\d+[eE][-+]?\d+')
+# names, text whatever they look like: a run's or a term's name, and the image names a dataset keeps or leaves
+# out (sr-kd distill writes a photograph named 1e3.png as exclude: [1e3])
+_NAME_KEYS = ('name', 'images', 'exclude')
 
 
 def _numbers_written_as_text(node, where=''):
@@ -88,7 +91,9 @@ def _numbers_written_as_text(node, where=''):
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, val in items:
         here = f'{where}[{key}]' if isinstance(key, int) else f'{where}{"." if where else ""}{key}'
-        if isinstance(val, str) and key != 'name' and _SCIENTIFIC_TEXT.fullmatch(val.strip()):
+        if key in _NAME_KEYS:
+            continue
+        if isinstance(val, str) and _SCIENTIFIC_TEXT.fullmatch(val.strip()):
             mantissa, exponent = val.strip().lower().split('e')
             raise SRKDError(f'{here}: {val!r} is text to YAML (PyYAML reads a number with an exponent as a number '
                             f'only with a decimal point): write {mantissa}.0e{exponent}')

@@ -32,6 +32,18 @@ def test_tiny_run_is_valid(tmp_path):
     build_in_process(write_options(tmp_path / 'ok.yml', tiny_options(tmp_path)), tmp_path)
 
 
+def test_image_names_that_look_like_numbers_are_names(tmp_path):
+    """sr-kd distill held out a photograph named 1e3.png as exclude: [1e3], and the check for numbers written
+    as text refused its own option file after the teacher timing ('1e3' is text to YAML: write 1.0e3)."""
+    opt = tiny_options(tmp_path)
+    train = opt['datasets']['train']
+    for i, name in enumerate(['1e3', '2E5', '7e-1']):
+        os.rename(os.path.join(train['dataroot_gt'], f'img{i}.png'), os.path.join(train['dataroot_gt'], f'{name}.png'))
+    train.update(images=['1e3', '2E5', '7e-1'], exclude=['1e3'])
+    model = build_in_process(write_options(tmp_path / 'names.yml', opt), tmp_path)
+    assert model.opt['datasets']['train']['exclude'] == ['1e3']
+
+
 @pytest.mark.parametrize('section, key, value, fragments', [
     ('network_g', 'type', 'IMDM', ['unknown network_g type', 'did you mean: IMDN']),
     ('network_t', 'type', 'imdn', ['unknown network_t type', 'IMDN']),
