@@ -259,6 +259,7 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
         ([teacher, '--images', images, '-o', tmp_path / 'a_file'], 'is a file'),
         ([teacher, '--images', images, '-o', images / 'out'], 'inside --images'),
         ([teacher, '-o', tmp_path / 'nothing', '--resume'], 'holds no distillation run'),
+        (['--images', images, '-o', out], 'name the teacher: sr-kd distill TEACHER.pth'),
         ([span, '--images', images, '-o', out, '--recipe', 'init-offline'], 'not a Compact network'),
         # folders that cannot be written: said before the timing, not as a traceback after it
         ([teacher, '--images', images, '-o', tmp_path / 'a_file' / 'out'], 'a_file: exists and is not a folder'),
@@ -433,11 +434,14 @@ def test_report_of_a_distill_output_reports_its_training_and_keeps_its_picture(f
     (out / 'experiments' / 'student' / 'report.png').unlink()
 
 
-def test_resume_of_a_finished_run_trains_nothing_more(finished):
+@pytest.mark.parametrize('named', [True, False])
+def test_resume_of_a_finished_run_trains_nothing_more(finished, named):
+    """--resume takes the run's own teacher when it is left out (the refusal of another teacher says to leave
+    it out; the teacher was a required argument then)."""
     tmp, out, teacher, _ = finished
     log = out / 'experiments' / 'student' / 'val_metrics.jsonl'
     before = log.read_text()
-    proc = _distill([teacher, '-o', out, '--resume', '--no-onnx'], tmp)
+    proc = _distill([teacher] * named + ['-o', out, '--resume', '--no-onnx'], tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'finished already' in proc.stdout and log.read_text() == before
 

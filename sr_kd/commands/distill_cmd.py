@@ -23,7 +23,8 @@ PLAN, OPTIONS, INIT = 'distill.json', 'options.yml', 'init_from_teacher.pth'  # 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from sr_kd.distill.recipes import AUTO_CUT, AUTO_OTHER, DEFAULT, RECIPES
     from sr_kd.distill.students import PRESETS
-    p.add_argument('teacher', help='the slow model: any weights file sr_kd or spandrel loads (.pth, .safetensors)')
+    p.add_argument('teacher', nargs='?', help='the slow model: any weights file sr_kd or spandrel loads (.pth, '
+                                              '.safetensors); with --resume, the run\'s own when left out')
     p.add_argument('--images', help='a folder of your images (no ground truth): each one a student input; '
                                     '10%% (at least 3) are held out to validate against the teacher')
     p.add_argument('--hr', help='instead of --images: a folder of HR images (ground truth); inputs are their '
@@ -83,7 +84,12 @@ def _check(args):
     if args.resume:
         if not os.path.isfile(plan_file):
             raise SRKDError(f'--resume: {args.out} holds no distillation run (no {PLAN})')
+        if args.teacher is None:
+            with open(plan_file) as f:
+                args.teacher = json.load(f)['teacher']
     else:
+        if args.teacher is None:
+            raise SRKDError('name the teacher: sr-kd distill TEACHER.pth --images DIR -o OUT')
         if bool(args.images) == bool(args.hr):
             raise SRKDError('give your images with --images DIR (no ground truth) or --hr DIR (ground truth), '
                             'one of them')
@@ -254,8 +260,7 @@ def _train(args, resume):
         env['OMP_NUM_THREADS'] = str(args.threads)
     cmd = [sys.executable, '-m', 'sr_kd.train', '-opt', os.path.join(args.out, OPTIONS)] + (
         ['--auto_resume'] if resume else [])
-    # its own session: a terminal's Ctrl-C, a `kill -INT` and a SIGTERM reach it the same way, once, from here
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env)  # in our process group: a terminal's Ctrl-C or hang-up reaches it too
     try:
         return proc.wait()
     except KeyboardInterrupt as e:
@@ -263,20 +268,26 @@ def _train(args, resume):
         raise
 
 
-def _stop(proc: subprocess.Popen, e: KeyboardInterrupt) -> None:
-    """Pass an interruption on to the training child and wait until it has ended (its checkpoints kept): a
-    further interruption is passed on too, so the child is never left training behind us."""
+def _stop(proc: subprocess.Popen, e: KeyboardInterrupt, grace: float = 3.0) -> None:
+    """End the training child as we were ended, and wait for it (its checkpoints kept). A terminal's Ctrl-C
+    reached it too and it is ending; a signal sent to sr-kd alone (`kill -INT`, a GUI's stop button) did not:
+    passed on if it still runs after ``grace`` seconds. A further interruption is passed on at once, so the
+    child is never left training behind an exited sr-kd."""
     import signal
 
     from sr_kd.errors import Terminated
+    timeout = grace
     while True:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
         try:
-            proc.wait()
+            proc.wait(timeout)
             return
+        except subprocess.TimeoutExpired:
+            pass
         except KeyboardInterrupt as again:
             e = again
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+        timeout = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -285,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
         torch.set_num_threads(args.threads)
     from sr_kd.distill import job
-    again = f'sr-kd distill {shlex.quote(args.teacher)} -o {shlex.quote(args.out)} --resume'
+    again = f'sr-kd distill -o {shlex.quote(args.out)} --resume'
     if args.resume:
         with open(os.path.join(args.out, PLAN)) as f:
             plan = json.load(f)
