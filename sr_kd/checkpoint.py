@@ -31,12 +31,25 @@ def _check_unpacked_size(path):
                         'compressed archive out of proportion (torch.save does not compress); refusing to read it')
 
 
+def _check_not_a_stand_in(path):
+    """An empty file and a Git LFS pointer (what a clone without git-lfs holds instead of a community model's
+    weights) are named as such: torch.load says only 'EOFError' or '101' of them."""
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if not head:
+        raise SRKDError(f'cannot read checkpoint {path}: the file is empty (0 bytes); download it again')
+    if head.startswith(b'version https://git-lfs'):
+        raise SRKDError(f'cannot read checkpoint {path}: it is a Git LFS pointer (a small text file that names the '
+                        'weights), not the weights: run `git lfs pull` in its repository or download the file itself')
+
+
 def load_checkpoint(path: str, map_location: Union[str, torch.device] = 'cpu') -> Any:
     """torch.load with weights_only=True; user errors become one-line SRKDError."""
     import re
     import warnings
     if not os.path.isfile(path):
         raise SRKDError(f'checkpoint not found: {path}')
+    _check_not_a_stand_in(path)
     _check_unpacked_size(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
@@ -50,8 +63,9 @@ def load_checkpoint(path: str, map_location: Union[str, torch.device] = 'cpu') -
                             'refusing to load it') from e
         if 'weights_only' in text:
             raise SRKDError(f'cannot read checkpoint {path}: not a PyTorch weights file, or a damaged one') from e
-        msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        raise SRKDError(f'cannot read checkpoint {path}: {msg}') from e
+        detail = re.sub(r'\[enforce fail at [^\]]*\]\s*\.?\s*', '', text.strip().splitlines()[0] if text.strip() else '')
+        raise SRKDError(f'cannot read checkpoint {path}: not a PyTorch weights file, or a damaged one '
+                        f'({type(e).__name__}{": " + detail if detail else ""})') from e
 
 
 def extract_state_dict(ckpt: Any, param_key: Optional[str] = None) -> dict:
