@@ -58,6 +58,7 @@ def run_pipeline(kind: str) -> None:
 
         own.apply()
         opt = precheck_argv(argv, is_train=kind == 'train')
+        own.drop_false_warnings(opt)
         root, name = root_path(), _run_name(opt, argv)
         if os.environ.get('RANK', '0') == '0':
             own.lock_experiment(root, 'experiments' if kind == 'train' else 'results', name)

@@ -116,6 +116,25 @@ def apply() -> None:
     _applied = True
 
 
+_MULTIPLE_VAL = 'Multiple validation datasets are *only* supported by SRModel.'
+
+
+def drop_false_warnings(opt: dict) -> None:
+    """basicsr's train loop warns that several validation sets are *only* supported by SRModel at every
+    validation whatever the model; for an SRModel (SRKDModel is one: sr-kd distill --hr validates against the
+    teacher and the HR) it is false, and dropped; for any other model it stays."""
+    import logging
+
+    from basicsr.models.sr_model import SRModel
+    from basicsr.utils.registry import MODEL_REGISTRY
+    try:
+        model = MODEL_REGISTRY.get(opt.get('model_type'))
+    except KeyError:
+        return
+    if isinstance(model, type) and issubclass(model, SRModel):
+        logging.getLogger('basicsr').addFilter(lambda record: record.getMessage() != _MULTIPLE_VAL)
+
+
 # ----- one run per experiment ----------------------------------------------------------------------
 def lock_experiment(root: str, folder: str, name: str) -> str:
     """Hold ``ROOT/FOLDER/.NAME.lock`` while this process lives, or raise SRKDError naming the process that

@@ -221,3 +221,15 @@ def test_train_help_prints_usage(tmp_path):
     proc = run_cli(['sr_kd/train.py', '--help'], tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith('usage: python sr_kd/train.py -opt OPTIONS.yml')
     assert '--auto_resume' in proc.stdout and not proc.stderr
+
+
+def test_two_validation_sets_of_an_srmodel_raise_no_false_warning(tmp_path):
+    """basicsr warned 'Multiple validation datasets are *only* supported by SRModel' at every validation of
+    sr-kd distill --hr (SRKDModel, against the teacher and the HR), while it validated both."""
+    opt = tiny_options(tmp_path)
+    opt['datasets']['val_2'] = dict(opt['datasets']['val'], name='tiny_val_2')
+    proc = run_cli(['sr_kd/train.py', '-opt', write_options(tmp_path / 'two_val.yml', opt)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next((tmp_path / 'experiments' / 'tiny').glob('train_tiny_*.log')).read_text()
+    assert 'Validation tiny_val_2' in log and 'Validation tiny_val\n' in log
+    assert 'only* supported' not in log + proc.stdout + proc.stderr
