@@ -247,3 +247,27 @@ def test_a_teacher_that_is_not_equivariant_is_said_when_crops_are_turned(tmp_pat
     assert len(said) == (1 if turns else 0)
     if turns:
         assert f'{model.teacher_cache.flip_psnr:.1f} dB' in said[0] and 'use_hflip: false' in said[0]
+
+
+def test_a_cache_that_cannot_fit_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """A full disk was found half-way through the images (1080p frames: ~190 MB each); the size reckoned
+    before the build is what it writes, and a cache that cannot fit is refused with nothing written."""
+    import json
+    import shutil
+    from collections import namedtuple
+    model = _model(tmp_path, _offline_opt(tmp_path))
+    folder = model.teacher_cache.folder
+    written = sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith('.npy'))
+    with open(os.path.join(folder, teacher_cache.MANIFEST)) as f:
+        manifest = json.load(f)
+    paths, whole_input, _ = teacher_cache.dataset_source(model.opt['datasets']['train'])
+    needed = teacher_cache.needed_bytes(paths, whole_input, 2, len(manifest['specs']) * manifest['levels'])
+    assert written - 2 * 128 * len(paths) <= needed <= written  # .npy headers: 128 bytes a file
+    usage = namedtuple('usage', 'total used free')
+    monkeypatch.setattr(shutil, 'disk_usage', lambda path: usage(10 ** 6, 10 ** 6 - 100, 100))
+    opt = _offline_opt(tmp_path)
+    opt['distill']['teacher_cache'] = str(tmp_path / 'small_disk')
+    with pytest.raises(teacher_cache.SRKDError, match=r'the offline teacher cache needs about .* MB in .*small_disk, '
+                                                      r'which has 0.0 MB free'):
+        _model(tmp_path, opt)
+    assert not os.listdir(tmp_path / 'small_disk')

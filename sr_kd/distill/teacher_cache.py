@@ -293,6 +293,40 @@ class TeacherCache:
         return sr_t, by_spec
 
 
+def needed_bytes(paths: Sequence[str], whole_input: Callable[[np.ndarray, int], np.ndarray], scale: int,
+                  maps_per_pixel: int) -> int:
+    """What ``build`` will write for these images: the float16 SR and the float32 maps of each, from the
+    images' headers (the input's size relative to the image from one tiny ``whole_input``)."""
+    from sr_kd.image_io import image_size
+    side = 8 * scale
+    ratio = whole_input(np.zeros((side, side, 3), np.uint8), scale).shape[0] / side
+    total = 0
+    for p in paths:
+        try:
+            w, h = image_size(p)
+        except SRKDError:  # left out by the build too
+            continue
+        lr = int(w * ratio) * int(h * ratio)
+        total += lr * scale * scale * 3 * 2 + lr * maps_per_pixel * 4
+    return total
+
+
+def _size(n: int) -> str:
+    return f'{n / 1e9:.1f} GB' if n >= 1e9 else f'{n / 1e6:.1f} MB'
+
+
+def _check_room(folder: str, needed: int) -> None:
+    """Refuse a cache that cannot fit, before it is built (a full disk found half-way through the images
+    ends the run with nothing to show for it)."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    free = shutil.disk_usage(parent).free
+    if needed > free:
+        raise SRKDError(f'the offline teacher cache needs about {_size(needed)} in {parent}, which has '
+                        f'{_size(free)} free: free some space, put the cache on a larger disk '
+                        '(distill.teacher_cache; sr-kd distill --cache-dir), or train on fewer or smaller images')
+
+
 def ensure(opt: dict, teacher: Any, taps: 'FeatureTaps', specs: Sequence[str], train_ds: dict, root: str,
            progress: bool = True) -> TeacherCache:
     """The complete cache of ``teacher`` (a Teacher) on this run's training dataset (built when missing), as a
@@ -306,7 +340,10 @@ def ensure(opt: dict, teacher: Any, taps: 'FeatureTaps', specs: Sequence[str], t
         if os.path.isdir(folder):  # damaged by hand (builds are atomic): never read it, rebuild it
             get_root_logger().warning(f'teacher cache {folder} is incomplete or damaged: rebuilding it')
             shutil.rmtree(folder)
-        get_root_logger().info(f'Building the offline teacher cache {folder} ({len(paths)} images) ...')
+        needed = needed_bytes(paths, whole_input, int(opt['scale']), len(specs) * len(taps.names))
+        _check_room(folder, needed)
+        get_root_logger().info(f'Building the offline teacher cache {folder} ({len(paths)} images, about '
+                               f'{_size(needed)}) ...')
         build(folder, key, teacher, taps, paths, int(opt['scale']), specs, whole_input,
               teacher_name=os.path.basename(opt['path']['pretrain_network_t']), progress=progress)
     get_root_logger().info(f'Offline teacher: targets read from {folder}')
