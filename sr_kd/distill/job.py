@@ -85,6 +85,18 @@ def iterations_for(minutes: float, seconds_per_step: float) -> int:
     return max(VALIDATIONS, n - n % VALIDATIONS)
 
 
+def validation_note(held: int, seconds_each: float, train_seconds: Optional[float], sample: str) -> Optional[str]:
+    """One line when validating the held-out images whole (``VALIDATIONS`` times, each image through the
+    student and the teacher, ``seconds_each`` as timed on ``sample``) costs much beside the training: 1080p
+    frames take a minute or more each time on a CPU, which a user should hear before the run, not after."""
+    total = VALIDATIONS * held * seconds_each
+    if total < max(60.0, 0.25 * (train_seconds or 0.0)):
+        return None
+    return (f'note: the {held} held-out images are validated whole {VALIDATIONS} times, each time about '
+            f'{held * seconds_each:.0f} s (the teacher and the student on {os.path.basename(sample)} as timed '
+            f'above): about {total / 60:.0f} minutes beside the training; smaller images validate faster')
+
+
 def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str, train_names: List[str],
                 val_names: List[str], recipe_sections: dict, lq_size: int, total_iter: int, seed: int,
                 hr: bool, device: str, augment: bool = True) -> dict:
