@@ -26,7 +26,9 @@ def writable_folder(path: str, flag: str) -> None:
             pass
         os.remove(probe)
     except OSError as e:
-        raise SRKDError(f'{flag} {path}: cannot write there ({e.strerror})') from e
+        import errno
+        why = 'it takes no new files' if e.errno == errno.ENOENT and os.path.isdir(path) else e.strerror  # /proc
+        raise SRKDError(f'{flag} {path}: cannot write there ({why})') from e
 
 
 def output_file(path: str, flag: str, overwrite: bool = False) -> None:

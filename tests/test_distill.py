@@ -231,10 +231,12 @@ def test_slow_whole_image_validation_is_said_before_the_run():
 
 
 def _refused(capsys, argv, *fragments):
+    """One line on stderr, and nothing before it on stdout ('recipe auto: ...' came first)."""
     with pytest.raises(SystemExit) as e:
         main(['distill', *map(str, argv)])
-    err = capsys.readouterr().err.strip()
+    out, err = (text.strip() for text in capsys.readouterr())
     assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith('sr-kd: error: '), err
+    assert not out, out
     for frag in fragments:
         assert frag in err, (frag, err)
 
@@ -275,7 +277,7 @@ def test_every_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys
         ([span, '--images', images, '-o', out, '--recipe', 'init-offline'], 'not a Compact network'),
         # folders that cannot be written: said before the timing, not as a traceback after it
         ([teacher, '--images', images, '-o', tmp_path / 'a_file' / 'out'], 'a_file: exists and is not a folder'),
-        ([teacher, '--images', images, '-o', '/proc/sr_kd_out'], 'cannot write there'),
+        ([teacher, '--images', images, '-o', '/proc/sr_kd_out'], 'cannot write there (it takes no new files)'),
         ([teacher, '--images', images, '-o', out, '--cache-dir', tmp_path / 'a_file'], '--cache-dir'),
         ([teacher, '--images', images, '-o', out, '--cache-dir', '/proc/sr_kd_cache'], '--cache-dir'),
     ]

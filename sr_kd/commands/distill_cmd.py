@@ -175,14 +175,16 @@ def _plan(args):
     teacher = teacher.to(args.device)
     if info.resizes_input:
         raise SRKDError(f'{args.teacher} is {info.label}, which takes a resized input; it cannot teach a student')
-    if args.recipe == 'auto':
+    auto = args.recipe == 'auto'
+    if auto:
         args.recipe = recipes.resolve('auto', teacher_sd, args.student)
-        print(f'recipe auto: {args.recipe} (docs/distill.md)', flush=True)
     mode, lq_size, _, _ = recipes.recipe(args.recipe)
     if recipes.starts_from_teacher(args.recipe):
         _init_from_teacher(teacher_sd, args.teacher, None)  # the teacher must be a Compact: said before the timing
     folder = os.path.abspath(args.images or args.hr)
     train_names, held = _images(folder, args.seed, lq_size * (info.scale if args.hr else 1))
+    if auto:  # said once the inputs passed: a refusal stays one line
+        print(f'recipe auto: {args.recipe} (docs/distill.md)', flush=True)
     x = job.read_input(held[0], info.scale, bool(args.hr)).to(args.device)
     precision = _precision(args.device)
     print(f'timing the teacher ({info.label}) and the student presets on {held[0]} '
