@@ -200,8 +200,8 @@ def table(s: dict) -> str:
         for who in ('student', 'bicubic', 'teacher'):
             if who in m:
                 lines.append(f'{who + " to " + against:<28} {m[who]["psnr"]:>8.3f} {m[who]["ssim"]:>8.4f}')
-    short = [name for name, m in s['metrics'].items() if 'bicubic' in m and m['student']['psnr'] < m['bicubic']['psnr']]
-    if short:  # a plain resize would do better: a user should not ship it unwarned
+    if any('bicubic' in m and m['student']['psnr'] < m['bicubic']['psnr'] for m in s['metrics'].values()):
+        # a plain resize would do better: a user should not ship it unwarned
         lines.append('note: the student is below bicubic on the held-out images: it needs a longer run '
                      '(more --minutes or --iters, in a new -o)')
     return '\n'.join(lines)
