@@ -208,7 +208,7 @@ def _plan(args):
         total = job.iterations_for(args.minutes or 30, step)
         print(f'one training step measured {step * 1000:.0f} ms: {args.minutes or 30:g} minutes are {total} '
               'iterations', flush=True)
-    slow_validation = job.validation_note(len(held), rows[0].seconds + chosen.seconds, step and step * total, held[0])
+    slow_validation = job.validation_note(len(held), rows[0].seconds, chosen.seconds, step and step * total, held[0])
     if slow_validation:
         print(slow_validation, flush=True)
     cache = cache_root(args)

@@ -85,16 +85,18 @@ def iterations_for(minutes: float, seconds_per_step: float) -> int:
     return max(VALIDATIONS, n - n % VALIDATIONS)
 
 
-def validation_note(held: int, seconds_each: float, train_seconds: Optional[float], sample: str) -> Optional[str]:
-    """One line when validating the held-out images whole (``VALIDATIONS`` times, each image through the
-    student and the teacher, ``seconds_each`` as timed on ``sample``) costs much beside the training: 1080p
-    frames take a minute or more each time on a CPU, which a user should hear before the run, not after."""
-    total = VALIDATIONS * held * seconds_each
-    if total < max(60.0, 0.25 * (train_seconds or 0.0)):
+def validation_note(held: int, teacher_seconds: float, student_seconds: float, train_seconds: Optional[float],
+                    sample: str) -> Optional[str]:
+    """One line when validating the held-out images whole costs much beside the training: the teacher runs on
+    each once (its output is kept), the student ``VALIDATIONS`` times, both as timed on ``sample``; the metrics
+    and conversions come on top, so it is a floor. 1080p frames took 45-190 s a validation on a CPU, which a
+    user should hear before the run, not after."""
+    floor = held * (teacher_seconds + VALIDATIONS * student_seconds)
+    if floor < max(60.0, 0.25 * (train_seconds or 0.0)):
         return None
-    return (f'note: the {held} held-out images are validated whole {VALIDATIONS} times, each time about '
-            f'{held * seconds_each:.0f} s (the teacher and the student on {os.path.basename(sample)} as timed '
-            f'above): about {total / 60:.0f} minutes beside the training; smaller images validate faster')
+    return (f'note: validating the {held} held-out images whole will take at least {floor / 60:.0f} minutes over '
+            f'the run (the teacher once, the student {VALIDATIONS} times, as timed above on '
+            f'{os.path.basename(sample)}; the metrics on top), beside the training: smaller images validate faster')
 
 
 def option_file(*, teacher_path: str, scale: int, student_opt: dict, images: str, train_names: List[str],
