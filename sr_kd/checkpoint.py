@@ -31,9 +31,10 @@ def _check_unpacked_size(path):
                         'compressed archive out of proportion (torch.save does not compress); refusing to read it')
 
 
-def _check_not_a_stand_in(path):
+def check_not_a_stand_in(path: str) -> None:
     """An empty file and a Git LFS pointer (what a clone without git-lfs holds instead of a community model's
-    weights) are named as such: torch.load says only 'EOFError' or '101' of them."""
+    weights, .pth or .safetensors) are named as such: torch.load says only 'EOFError' or '101' of them,
+    safetensors 'HeaderTooSmall'."""
     with open(path, 'rb') as f:
         head = f.read(64)
     if not head:
@@ -49,7 +50,7 @@ def load_checkpoint(path: str, map_location: Union[str, torch.device] = 'cpu') -
     import warnings
     if not os.path.isfile(path):
         raise SRKDError(f'checkpoint not found: {path}')
-    _check_not_a_stand_in(path)
+    check_not_a_stand_in(path)
     _check_unpacked_size(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them

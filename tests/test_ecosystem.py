@@ -169,12 +169,13 @@ def test_wrong_files_fail_in_one_line(tmp_path, capsys):
     (tmp_path / 'empty.pth').write_bytes(b'')
     (tmp_path / 'hello.pth').write_text('hello\n')
     (tmp_path / 'lfs.pth').write_text('version https://git-lfs.github.com/spec/v1\noid sha256:ab12\nsize 2470\n')
+    (tmp_path / 'lfs.safetensors').write_text((tmp_path / 'lfs.pth').read_text())  # safetensors: 'HeaderTooSmall'
     import zipfile
     with zipfile.ZipFile(tmp_path / 'archive.pth', 'w') as z:
         z.writestr('x.txt', 'not weights')
     cases = {'notes.pth': 'not a PyTorch weights file', 'state.pth': 'is not a model',
              'empty.pth': 'the file is empty (0 bytes)', 'hello.pth': 'not a PyTorch weights file',
-             'lfs.pth': 'a Git LFS pointer', 'archive.pth': 'not a PyTorch weights file',
+             'lfs.pth': 'a Git LFS pointer', 'lfs.safetensors': 'a Git LFS pointer', 'archive.pth': 'not a PyTorch weights file',
              'foo.pth': "unknown architecture: 1 tensors (foo.weight (2, 3)",
              'bad.safetensors': 'not a safetensors file'}
     for name, expect in cases.items():

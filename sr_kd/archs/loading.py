@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
 
 from sr_kd.archs.description import ARCHS, ModelInfo, find_arch
-from sr_kd.checkpoint import extract_state_dict, load_checkpoint
+from sr_kd.checkpoint import check_not_a_stand_in, extract_state_dict, load_checkpoint
 from sr_kd.errors import SRKDError
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def read_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, 'to
     if path.lower().endswith('.safetensors'):
         if not os.path.isfile(path):
             raise SRKDError(f'checkpoint not found: {path}')
+        check_not_a_stand_in(path)
         try:
             from safetensors.torch import load_file
         except ImportError as e:
