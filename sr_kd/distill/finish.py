@@ -34,9 +34,10 @@ def finish(out: str, plan: dict, onnx: bool = True) -> dict:
         x = job.read_input(path, t_info.scale, plan['hr']).to(device)
         t_sec += forward_seconds(teacher, t_info, x, precision)
         s_sec += forward_seconds(student, s_info, x, precision)
+    threads = torch.get_num_threads()
     speed = {'teacher_ms': t_sec * 1000 / len(images), 'student_ms': s_sec * 1000 / len(images),
              'speedup': t_sec / s_sec, 'image': f'{len(images)} held-out images',
-             'precision': f'eager {precision}, {torch.get_num_threads()} thread{"s" * (torch.get_num_threads() != 1)}',
+             'precision': f'eager {precision}, {threads} thread{"s" * (threads != 1)}',
              'student_params': parameters(student, s_info), 'teacher_params': parameters(teacher, t_info)}
     last = job.val_rows(out)[-1]  # the last validation: the training time of the whole run
     rows = [Timed(**r) for r in plan['candidates']]
